@@ -1,1 +1,12 @@
-//! Placeholder: filled by its own issue.
+//! The rkms media core.
+//!
+//! - [`graph`]: the control plane of a pipeline: which element feeds which,
+//!   per media type, with Kurento's connection rules.
+//! - [`pipeline`]: a pipeline's elements and graph, shared by the signaling
+//!   layer and the routing core.
+
+pub mod graph;
+pub mod pipeline;
+
+pub use graph::{Connection, ElementId, Graph, MediaKind};
+pub use pipeline::Pipeline;
