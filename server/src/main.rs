@@ -1,1 +1,110 @@
-fn main() {}
+//! `rkms`: the Kurento-compatible media server.
+
+mod config;
+mod http;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use rkms_signaling::{Engine, EngineConfig};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "rkms", version, about = "A Kurento-compatible media server")]
+struct Cli {
+    /// Address to listen on (default from the configuration: 0.0.0.0).
+    #[arg(long)]
+    bind: Option<String>,
+    /// Port to listen on; 0 picks a free one (default: 8888).
+    #[arg(long)]
+    port: Option<u16>,
+    /// A Kurento `kurento.conf.json`; the embedded defaults fill the rest.
+    #[arg(long, short = 'f')]
+    config: Option<PathBuf>,
+    /// Log filter in RUST_LOG syntax, e.g. `info` or `rkms_signaling=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs only the STUN/TURN relay, with coturn's flag names.
+    Turn(rkms_turn::cli::TurnArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&cli.log).context("invalid log filter")?)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rkms")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Some(Command::Turn(args)) => rkms_turn::cli::run(args).await.map_err(Into::into),
+            None => serve(cli.bind, cli.port, cli.config).await,
+        }
+    })
+}
+
+async fn serve(bind: Option<String>, port: Option<u16>, file: Option<PathBuf>) -> Result<()> {
+    let mut config = Config::load(file.as_deref())?;
+    if let Some(bind) = bind {
+        config.address = bind;
+    }
+    if let Some(port) = port {
+        config.port = port;
+    }
+    let engine = Engine::new(EngineConfig {
+        gc_period: config.gc_period,
+        metadata: format!("rkms {}", env!("CARGO_PKG_VERSION")),
+    });
+    tokio::spawn(engine.clone().run_garbage_collector());
+
+    let listener = tokio::net::TcpListener::bind((config.address.as_str(), config.port))
+        .await
+        .with_context(|| format!("binding {}:{}", config.address, config.port))?;
+    let local: SocketAddr = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port when 0 was asked.
+    println!("rkms listening on ws://{local}/{}", config.path);
+    tracing::info!(%local, path = %config.path, "serving the Kurento protocol");
+
+    axum::serve(listener, http::router(engine, &config.path))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,257 @@
+//! The protocol engine: owns the registry, the sessions and the event hub,
+//! and turns each incoming text frame into at most one answer frame.
+//!
+//! A transport (the server's WebSocket) opens a [`Connection`] per socket,
+//! feeds it text frames in order, and writes whatever arrives on the
+//! connection's outbound channel (answers and events) back to the client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use crate::error::{ErrorCode, RpcError};
+use crate::events::EventHub;
+use crate::frame::{Request, parse_request, response_frame};
+use crate::model::Model;
+use crate::registry::{Kind, MediaObject, Registry, SERVER_MANAGER_ID};
+use crate::session::{Outbound, Session, Sessions};
+
+/// Frames a connection may have queued before events for it are dropped.
+pub const OUTBOUND_QUEUE: usize = 4096;
+
+/// Settings of the protocol engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// How long a session without a connection keeps its objects.
+    pub gc_period: Duration,
+    /// Text returned by `ServerManager.getMetadata`.
+    pub metadata: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            gc_period: Duration::from_secs(240),
+            metadata: String::new(),
+        }
+    }
+}
+
+/// Shared state of the Kurento protocol server.
+pub struct Engine {
+    pub(crate) model: &'static Model,
+    pub(crate) registry: Registry,
+    pub(crate) sessions: Sessions,
+    pub(crate) events: EventHub,
+    pub(crate) config: EngineConfig,
+    next_connection: AtomicU64,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Arc<Self> {
+        let model = Model::get();
+        let registry = Registry::default();
+        let manager_class = model
+            .class("ServerManager")
+            .expect("the API model declares ServerManager");
+        registry.insert(Arc::new(MediaObject::new(
+            SERVER_MANAGER_ID.into(),
+            manager_class,
+            None,
+            Kind::ServerManager,
+        )));
+        Arc::new(Self {
+            model,
+            registry,
+            sessions: Sessions::default(),
+            events: EventHub::default(),
+            config,
+            next_connection: AtomicU64::new(1),
+        })
+    }
+
+    /// Opens a connection whose answers and events go to `tx`.
+    pub fn connect(self: &Arc<Self>, tx: mpsc::Sender<String>) -> Connection {
+        Connection {
+            engine: self.clone(),
+            id: self.next_connection.fetch_add(1, Ordering::Relaxed),
+            tx,
+            session: None,
+        }
+    }
+
+    /// Number of live objects, the ServerManager included.
+    pub fn object_count(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Releases what sessions detached longer than the period held. Runs
+    /// until the engine is dropped by everybody else.
+    pub async fn run_garbage_collector(self: Arc<Self>) {
+        let tick =
+            (self.config.gc_period / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        let mut interval = tokio::time::interval(tick);
+        loop {
+            interval.tick().await;
+            self.collect_garbage(Instant::now());
+        }
+    }
+
+    pub(crate) fn collect_garbage(&self, now: Instant) {
+        for session in self.sessions.take_expired(self.config.gc_period, now) {
+            tracing::info!(session = %session.id, "session expired; releasing what only it held");
+            self.drop_session(&session);
+        }
+    }
+
+    /// Forgets a session and releases every object nobody else holds.
+    pub(crate) fn drop_session(&self, session: &Session) {
+        for id in session.take_held() {
+            let Some(object) = self.registry.get(&id) else {
+                continue;
+            };
+            let orphan = {
+                let mut state = object.state.lock();
+                state.holders.remove(&session.id);
+                state.holders.is_empty()
+            };
+            if orphan {
+                self.release(&object);
+            }
+        }
+        self.events.prune();
+    }
+}
+
+/// One client connection (a WebSocket).
+pub struct Connection {
+    engine: Arc<Engine>,
+    id: u64,
+    tx: mpsc::Sender<String>,
+    /// The session the connection last used.
+    session: Option<Arc<Session>>,
+}
+
+impl Connection {
+    /// Handles one text frame; returns the answer frame, if any.
+    pub async fn handle_text(&mut self, text: &str) -> Option<String> {
+        let request = match parse_request(text) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e.error, "bad frame from client");
+                return Some(response_frame(&e.id, Err(&e.error)));
+            }
+        };
+        let id = request.id.clone();
+        let answer = self.handle_request(request).await;
+        id.map(|id| answer.frame(&id))
+    }
+
+    async fn handle_request(&mut self, request: Request) -> Answer {
+        let session = match self.session_for(&request) {
+            Ok(s) => s,
+            Err(e) => return Answer::fresh(Err(e)),
+        };
+        let cache_key = session.as_ref().and(request.id.as_ref()).map(|id| {
+            format!(
+                "{id}\u{0}{}\u{0}{}",
+                request.method,
+                Value::Object(request.params.clone())
+            )
+        });
+        if let (Some(s), Some(key)) = (&session, &cache_key)
+            && let Some(cached) = s.cached_response(key)
+        {
+            return Answer::Cached(cached);
+        }
+        let result = self
+            .engine
+            .dispatch(&request.method, &request.params, session.as_ref())
+            .await
+            .map(|mut value| {
+                if let Some(s) = &session {
+                    value.insert("sessionId".into(), json!(s.id));
+                }
+                Value::Object(value)
+            });
+        if let Err(e) = &result {
+            tracing::debug!(method = %request.method, error = %e, "request failed");
+        }
+        match (session, cache_key, request.id) {
+            (Some(s), Some(key), Some(id)) => {
+                let frame = response_frame(&id, result.as_ref());
+                s.cache_response(key, frame.clone());
+                Answer::Cached(frame)
+            }
+            _ => Answer::fresh(result),
+        }
+    }
+
+    /// Finds the session a request belongs to, creating or attaching as
+    /// Kurento does. `ping` never creates one.
+    fn session_for(&mut self, request: &Request) -> Result<Option<Arc<Session>>, RpcError> {
+        let named = request.params.get("sessionId").and_then(Value::as_str);
+        let session = match (request.method.as_str(), named) {
+            ("connect", Some(id)) => self.engine.sessions.get(id).ok_or_else(|| {
+                RpcError::new(ErrorCode::InvalidSession, format!("invalid session '{id}'"))
+            })?,
+            ("connect", None) => self.engine.sessions.create(),
+            ("ping", None) => return Ok(self.session.clone()),
+            (_, Some(id)) => match &self.session {
+                Some(s) if &*s.id == id => s.clone(),
+                _ => self.engine.sessions.get_or_create(id),
+            },
+            (_, None) => match &self.session {
+                Some(s) => s.clone(),
+                None => self.engine.sessions.create(),
+            },
+        };
+        if self
+            .session
+            .as_ref()
+            .is_none_or(|s| !Arc::ptr_eq(s, &session))
+        {
+            if let Some(old) = self.session.take() {
+                old.detach(self.id);
+            }
+            session.attach(Outbound {
+                connection: self.id,
+                tx: self.tx.clone(),
+            });
+            self.session = Some(session.clone());
+        }
+        Ok(Some(session))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(s) = &self.session {
+            s.detach(self.id);
+        }
+    }
+}
+
+enum Answer {
+    Fresh(Result<Value, RpcError>),
+    Cached(String),
+}
+
+impl Answer {
+    fn fresh(result: Result<Value, RpcError>) -> Self {
+        Answer::Fresh(result)
+    }
+
+    fn frame(self, id: &Value) -> String {
+        match self {
+            Answer::Fresh(result) => response_frame(id, result.as_ref()),
+            Answer::Cached(frame) => frame,
+        }
+    }
+}
+
+/// A JSON object, as results are built.
+pub(crate) type Fields = Map<String, Value>;
