@@ -1,0 +1,613 @@
+//! The TURN protocol logic shared by the UDP and TCP/TLS drivers: request
+//! handling, authentication, and the two relaying directions.
+//!
+//! The drivers own the sockets and the session table; everything here is
+//! synchronous and writes replies into a caller-owned buffer.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use crate::allocation::{Allocation, Bucket, Quotas, Route, Session};
+use crate::auth::{AuthError, Authenticator, Key, unix_now};
+use crate::config::TurnConfig;
+use crate::metrics::Metrics;
+use crate::policy::PeerPolicy;
+use crate::stun::{self, Class, Message, Writer, attr, channel_data, method};
+
+const SOFTWARE: &str = concat!("rkms-turn ", env!("CARGO_PKG_VERSION"));
+const UDP_PROTOCOL: u8 = 17;
+
+/// Room left before a payload in relay buffers for the largest header
+/// (a Data indication to an IPv6 peer).
+pub(crate) const MAX_HEADER: usize = 48;
+
+/// Comprehension-required attributes this relay understands.
+const KNOWN_REQUIRED: &[u16] = &[
+    attr::MAPPED_ADDRESS,
+    attr::USERNAME,
+    attr::MESSAGE_INTEGRITY,
+    attr::ERROR_CODE,
+    attr::UNKNOWN_ATTRIBUTES,
+    attr::CHANNEL_NUMBER,
+    attr::LIFETIME,
+    attr::XOR_PEER_ADDRESS,
+    attr::DATA,
+    attr::REALM,
+    attr::NONCE,
+    attr::XOR_RELAYED_ADDRESS,
+    attr::REQUESTED_ADDRESS_FAMILY,
+    attr::EVEN_PORT,
+    attr::REQUESTED_TRANSPORT,
+    attr::DONT_FRAGMENT,
+    attr::XOR_MAPPED_ADDRESS,
+    attr::RESERVATION_TOKEN,
+    attr::PRIORITY,
+    attr::USE_CANDIDATE,
+];
+
+/// How long the second port of an EVEN-PORT pair stays reserved.
+const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
+
+fn into_tokio(s: std::net::UdpSocket) -> std::io::Result<UdpSocket> {
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s)
+}
+
+/// Lifetimes and limits resolved from the configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub default_lifetime: u32,
+    pub max_lifetime: u32,
+    pub permission_lifetime: Duration,
+    pub channel_lifetime: Duration,
+    pub max_bps: u64,
+    pub min_port: u16,
+    pub max_port: u16,
+}
+
+/// `public` announced for relay addresses on `private` (any, when `None`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExternalIp {
+    pub public: IpAddr,
+    pub private: Option<IpAddr>,
+}
+
+/// Everything the drivers share.
+pub(crate) struct Core {
+    pub auth: Authenticator,
+    pub policy: PeerPolicy,
+    pub metrics: Arc<Metrics>,
+    pub quotas: Arc<Quotas>,
+    pub limits: Limits,
+    pub relay_ips: Vec<IpAddr>,
+    pub external: Vec<ExternalIp>,
+    /// Ports reserved by EVEN-PORT, by RESERVATION-TOKEN.
+    reservations: parking_lot::Mutex<HashMap<[u8; 8], (UdpSocket, Instant)>>,
+}
+
+/// What a driver must do after [`Core::handle_stun`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Send the reply in the buffer, if any.
+    Reply,
+    /// A new allocation was made: start relaying its peer traffic, then reply.
+    Allocated,
+}
+
+/// A request that passed authentication.
+struct Authed {
+    key: Key,
+    username: String,
+}
+
+/// Error replies to an authenticated request carry MESSAGE-INTEGRITY.
+fn error_reply(out: &mut Vec<u8>, req: &Message<'_>, code: u16, reason: &str, key: Option<&Key>) {
+    let mut w = Writer::reply(out, req, Class::Error);
+    w.error_code(code, reason).attr(attr::SOFTWARE, SOFTWARE.as_bytes());
+    if let Some(key) = key {
+        w.integrity(key);
+    }
+    w.fingerprint();
+}
+
+impl Core {
+    pub fn new(cfg: &TurnConfig, auth: Authenticator, policy: PeerPolicy, relay_ips: Vec<IpAddr>, external: Vec<ExternalIp>) -> Self {
+        Core {
+            auth,
+            policy,
+            metrics: Arc::default(),
+            quotas: Arc::new(Quotas::new(cfg.user_quota, cfg.total_quota)),
+            limits: Limits {
+                default_lifetime: cfg.default_lifetime_secs.max(1),
+                max_lifetime: cfg.max_allocate_lifetime_secs.max(cfg.default_lifetime_secs).max(1),
+                permission_lifetime: Duration::from_secs(cfg.permission_lifetime_secs.into()),
+                channel_lifetime: Duration::from_secs(cfg.channel_lifetime_secs.into()),
+                max_bps: cfg.max_bps,
+                min_port: cfg.min_port,
+                max_port: cfg.max_port,
+            },
+            relay_ips,
+            external,
+            reservations: Default::default(),
+        }
+    }
+
+    /// Handles a STUN message (not a Send indication) from `client`,
+    /// whose allocation slot is `session`. Leaves the reply in `out`
+    /// (empty when none is due).
+    pub fn handle_stun(
+        &self,
+        msg: &Message<'_>,
+        client: SocketAddr,
+        session: &mut Option<Session>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        out.clear();
+        if msg.class != Class::Request || !msg.fingerprint_ok() {
+            return Outcome::Reply;
+        }
+        if msg.method == method::BINDING {
+            Writer::reply(out, msg, Class::Success)
+                .xor_address(attr::XOR_MAPPED_ADDRESS, client)
+                .mapped_address(client)
+                .attr(attr::SOFTWARE, SOFTWARE.as_bytes())
+                .fingerprint();
+            return Outcome::Reply;
+        }
+        if !matches!(
+            msg.method,
+            method::ALLOCATE | method::REFRESH | method::CREATE_PERMISSION | method::CHANNEL_BIND
+        ) {
+            error_reply(out, msg, 400, "Unknown method", None);
+            return Outcome::Reply;
+        }
+        let Some(authed) = self.authenticate(msg, out) else {
+            return Outcome::Reply;
+        };
+        let key = Some(&authed.key);
+        if let Some(s) = session.as_ref()
+            && s.username != authed.username
+        {
+            error_reply(out, msg, 441, "Wrong Credentials", key);
+            return Outcome::Reply;
+        }
+        let unknown = msg.unknown_required(KNOWN_REQUIRED);
+        if !unknown.is_empty() {
+            let list: Vec<u8> = unknown.iter().flat_map(|t| t.to_be_bytes()).collect();
+            let mut w = Writer::reply(out, msg, Class::Error);
+            w.error_code(420, "Unknown Attribute").attr(attr::UNKNOWN_ATTRIBUTES, &list);
+            w.integrity(&authed.key).fingerprint();
+            return Outcome::Reply;
+        }
+        match msg.method {
+            method::ALLOCATE => self.allocate(msg, client, authed, session, out),
+            method::REFRESH => {
+                self.refresh(msg, &authed, session, out);
+                Outcome::Reply
+            }
+            method::CREATE_PERMISSION => {
+                self.create_permission(msg, &authed, session.as_ref(), out);
+                Outcome::Reply
+            }
+            _ => {
+                self.channel_bind(msg, &authed, session.as_ref(), out);
+                Outcome::Reply
+            }
+        }
+    }
+
+    /// Checks the long-term credentials; on failure writes the challenge or
+    /// error reply and returns `None`.
+    fn authenticate(&self, msg: &Message<'_>, out: &mut Vec<u8>) -> Option<Authed> {
+        let now = unix_now();
+        let challenge = |out: &mut Vec<u8>, code: u16, reason: &str| {
+            let mut w = Writer::reply(out, msg, Class::Error);
+            w.error_code(code, reason)
+                .attr(attr::REALM, self.auth.realm().as_bytes())
+                .attr(attr::NONCE, self.auth.nonce(now).as_bytes())
+                .attr(attr::SOFTWARE, SOFTWARE.as_bytes())
+                .fingerprint();
+        };
+        if !msg.has(attr::MESSAGE_INTEGRITY) {
+            challenge(out, 401, "Unauthorized");
+            return None;
+        }
+        let (Some(username), Some(_realm), Some(nonce)) =
+            (msg.get_str(attr::USERNAME), msg.get(attr::REALM), msg.get_str(attr::NONCE))
+        else {
+            error_reply(out, msg, 400, "Bad Request", None);
+            return None;
+        };
+        if !self.auth.nonce_fresh(nonce, now) {
+            challenge(out, 438, "Stale Nonce");
+            return None;
+        }
+        let keys = match self.auth.candidate_keys(username, now) {
+            Ok(keys) => keys,
+            Err(e) => {
+                self.metrics.auth_failure();
+                tracing::debug!(username, error = %e, "TURN authentication refused");
+                challenge(out, 401, if e == AuthError::Expired { "Credentials Expired" } else { "Unauthorized" });
+                return None;
+            }
+        };
+        match keys.into_iter().find(|k| msg.check_integrity(k) == Some(true)) {
+            Some(key) => Some(Authed { key, username: username.to_owned() }),
+            None => {
+                self.metrics.auth_failure();
+                tracing::debug!(username, "TURN message integrity check failed");
+                challenge(out, 401, "Unauthorized");
+                None
+            }
+        }
+    }
+
+    fn lifetime(&self, msg: &Message<'_>) -> u32 {
+        match msg.get_u32(attr::LIFETIME) {
+            Some(0) => 0,
+            Some(asked) => asked.min(self.limits.max_lifetime),
+            None => self.limits.default_lifetime,
+        }
+    }
+
+    fn allocate(
+        &self,
+        msg: &Message<'_>,
+        client: SocketAddr,
+        authed: Authed,
+        session: &mut Option<Session>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let key = Some(&authed.key);
+        if let Some(s) = session.as_ref() {
+            if s.allocate_tid == msg.transaction_id {
+                // A retransmission of the request that created it: same answer.
+                let lifetime = s.expires.saturating_duration_since(Instant::now()).as_secs() as u32;
+                self.allocate_success(msg, client, s.alloc.relayed, lifetime, None, &authed.key, out);
+            } else {
+                error_reply(out, msg, 437, "Allocation Mismatch", key);
+            }
+            return Outcome::Reply;
+        }
+        match msg.get(attr::REQUESTED_TRANSPORT) {
+            None => {
+                error_reply(out, msg, 400, "Missing REQUESTED-TRANSPORT", key);
+                return Outcome::Reply;
+            }
+            Some(v) if v.first() != Some(&UDP_PROTOCOL) => {
+                error_reply(out, msg, 442, "Unsupported Transport Protocol", key);
+                return Outcome::Reply;
+            }
+            Some(_) => {}
+        }
+        if !self.quotas.acquire(&authed.username) {
+            self.metrics.quota_rejection();
+            error_reply(out, msg, 486, "Allocation Quota Reached", key);
+            return Outcome::Reply;
+        }
+        let (socket, token) = match self.relay_socket(msg) {
+            Ok(found) => found,
+            Err((code, reason)) => {
+                self.quotas.release(&authed.username);
+                error_reply(out, msg, code, reason, key);
+                return Outcome::Reply;
+            }
+        };
+        let local = match socket.local_addr() {
+            Ok(a) => a,
+            Err(_) => {
+                self.quotas.release(&authed.username);
+                error_reply(out, msg, 508, "Insufficient Capacity", key);
+                return Outcome::Reply;
+            }
+        };
+        let relayed = self.announced(local);
+        let lifetime = self.lifetime(msg).max(1);
+        self.metrics.allocation_opened();
+        *session = Some(Session {
+            alloc: Arc::new(Allocation::new(socket, relayed)),
+            username: authed.username,
+            expires: Instant::now() + Duration::from_secs(lifetime.into()),
+            allocate_tid: msg.transaction_id,
+            to_peer: Bucket::new(self.limits.max_bps),
+            relay_task: None,
+            quotas: self.quotas.clone(),
+            metrics: self.metrics.clone(),
+        });
+        self.allocate_success(msg, client, relayed, lifetime, token, &authed.key, out);
+        tracing::debug!(%client, %relayed, lifetime, "TURN allocation created");
+        Outcome::Allocated
+    }
+
+    fn allocate_success(
+        &self,
+        msg: &Message<'_>,
+        client: SocketAddr,
+        relayed: SocketAddr,
+        lifetime: u32,
+        token: Option<[u8; 8]>,
+        key: &Key,
+        out: &mut Vec<u8>,
+    ) {
+        let mut w = Writer::reply(out, msg, Class::Success);
+        w.xor_address(attr::XOR_RELAYED_ADDRESS, relayed)
+            .u32(attr::LIFETIME, lifetime)
+            .xor_address(attr::XOR_MAPPED_ADDRESS, client);
+        if let Some(token) = token {
+            w.attr(attr::RESERVATION_TOKEN, &token);
+        }
+        w.attr(attr::SOFTWARE, SOFTWARE.as_bytes()).integrity(key).fingerprint();
+    }
+
+    /// The relay socket for an Allocate: a reserved one (RESERVATION-TOKEN),
+    /// an even port with the next one reserved (EVEN-PORT with R set, for
+    /// RTP/RTCP pairs), or any port. Also returns a new reservation's token.
+    fn relay_socket(&self, msg: &Message<'_>) -> Result<(UdpSocket, Option<[u8; 8]>), (u16, &'static str)> {
+        const NO_CAPACITY: (u16, &str) = (508, "Insufficient Capacity");
+        if let Some(token) = msg.get(attr::RESERVATION_TOKEN) {
+            if msg.has(attr::EVEN_PORT) || msg.has(attr::REQUESTED_ADDRESS_FAMILY) {
+                return Err((400, "Bad Request"));
+            }
+            let token: [u8; 8] = token.try_into().map_err(|_| (400, "Bad RESERVATION-TOKEN"))?;
+            let mut reservations = self.reservations.lock();
+            let now = Instant::now();
+            reservations.retain(|_, (_, until)| *until > now);
+            return reservations.remove(&token).map(|(socket, _)| (socket, None)).ok_or(NO_CAPACITY);
+        }
+        let want_v6 = match msg.get(attr::REQUESTED_ADDRESS_FAMILY).and_then(|v| v.first()) {
+            None | Some(0x01) => false,
+            Some(0x02) => true,
+            Some(_) => return Err((440, "Address Family not Supported")),
+        };
+        let relay_ip = self
+            .relay_ips
+            .iter()
+            .copied()
+            .find(|ip| ip.is_ipv6() == want_v6)
+            .ok_or((440, "Address Family not Supported"))?;
+        let even_port = msg.get(attr::EVEN_PORT);
+        let reserve = even_port.and_then(|v| v.first()).is_some_and(|b| b & 0x80 != 0);
+        let (socket, reserved) = self.bind_relay(relay_ip, even_port.is_some(), reserve).map_err(|e| {
+            tracing::warn!(%relay_ip, error = %e, "no relay port available");
+            NO_CAPACITY
+        })?;
+        let token = reserved.map(|next| {
+            let token: [u8; 8] = rand::random();
+            let mut reservations = self.reservations.lock();
+            let now = Instant::now();
+            reservations.retain(|_, (_, until)| *until > now);
+            reservations.insert(token, (next, now + RESERVATION_LIFETIME));
+            token
+        });
+        Ok((socket, token))
+    }
+
+    /// Binds a relay socket on a random free port of the range; with
+    /// `reserve`, also the next port, returned as the second socket.
+    fn bind_relay(&self, ip: IpAddr, even: bool, reserve: bool) -> std::io::Result<(UdpSocket, Option<UdpSocket>)> {
+        let (lo, hi) = (self.limits.min_port, self.limits.max_port.max(self.limits.min_port));
+        let mut last_err = std::io::Error::new(std::io::ErrorKind::AddrInUse, "relay port range exhausted");
+        let span = u32::from(hi - lo) + 1;
+        let start: u32 = rand::random_range(0..span);
+        // Random start, then a linear probe: finds a free port even when the range is nearly full.
+        for i in 0..span.min(4096) {
+            let port = lo as u32 + (start + i) % span;
+            if even && port % 2 == 1 {
+                continue;
+            }
+            if reserve && port >= hi as u32 {
+                continue;
+            }
+            let bound = std::net::UdpSocket::bind(SocketAddr::new(ip, port as u16)).and_then(|s| {
+                let next = match reserve {
+                    true => Some(std::net::UdpSocket::bind(SocketAddr::new(ip, port as u16 + 1))?),
+                    false => None,
+                };
+                Ok((s, next))
+            });
+            match bound {
+                Ok((s, next)) => return Ok((into_tokio(s)?, next.map(into_tokio).transpose()?)),
+                Err(e) => last_err = e,
+            }
+        }
+        Err(last_err)
+    }
+
+    /// The relayed address as clients must see it (external-IP mapping).
+    pub fn announced(&self, local: SocketAddr) -> SocketAddr {
+        self.external
+            .iter()
+            .find(|e| e.private.is_none_or(|p| p == local.ip()) && e.public.is_ipv4() == local.is_ipv4())
+            .map_or(local, |e| SocketAddr::new(e.public, local.port()))
+    }
+
+    fn refresh(&self, msg: &Message<'_>, authed: &Authed, session: &mut Option<Session>, out: &mut Vec<u8>) {
+        let Some(s) = session.as_mut() else {
+            error_reply(out, msg, 437, "Allocation Mismatch", Some(&authed.key));
+            return;
+        };
+        let lifetime = self.lifetime(msg);
+        if lifetime == 0 {
+            *session = None;
+        } else {
+            s.expires = Instant::now() + Duration::from_secs(lifetime.into());
+        }
+        Writer::reply(out, msg, Class::Success)
+            .u32(attr::LIFETIME, lifetime)
+            .attr(attr::SOFTWARE, SOFTWARE.as_bytes())
+            .integrity(&authed.key)
+            .fingerprint();
+    }
+
+    /// Checks one XOR-PEER-ADDRESS; writes the error reply when it fails.
+    fn check_peer(&self, msg: &Message<'_>, value: &[u8], s: &Session, key: &Key, out: &mut Vec<u8>) -> Option<SocketAddr> {
+        let Some(peer) = msg.xor_address(value) else {
+            error_reply(out, msg, 400, "Bad XOR-PEER-ADDRESS", Some(key));
+            return None;
+        };
+        if peer.is_ipv4() != s.alloc.relayed.is_ipv4() {
+            error_reply(out, msg, 443, "Peer Address Family Mismatch", Some(key));
+            return None;
+        }
+        if !self.policy.permits(peer.ip()) {
+            self.metrics.peer_denied();
+            tracing::debug!(%peer, "peer refused by policy");
+            error_reply(out, msg, 403, "Forbidden", Some(key));
+            return None;
+        }
+        Some(peer)
+    }
+
+    fn create_permission(&self, msg: &Message<'_>, authed: &Authed, session: Option<&Session>, out: &mut Vec<u8>) {
+        let Some(s) = session else {
+            error_reply(out, msg, 437, "Allocation Mismatch", Some(&authed.key));
+            return;
+        };
+        let mut peers = Vec::new();
+        for (t, v, _) in msg.attributes() {
+            if t == attr::XOR_PEER_ADDRESS {
+                let Some(peer) = self.check_peer(msg, v, s, &authed.key, out) else { return };
+                peers.push(peer.ip());
+            }
+        }
+        if peers.is_empty() {
+            error_reply(out, msg, 400, "Missing XOR-PEER-ADDRESS", Some(&authed.key));
+            return;
+        }
+        let until = Instant::now() + self.limits.permission_lifetime;
+        for ip in peers {
+            s.alloc.permit(ip, until);
+        }
+        Writer::reply(out, msg, Class::Success)
+            .attr(attr::SOFTWARE, SOFTWARE.as_bytes())
+            .integrity(&authed.key)
+            .fingerprint();
+    }
+
+    fn channel_bind(&self, msg: &Message<'_>, authed: &Authed, session: Option<&Session>, out: &mut Vec<u8>) {
+        let key = &authed.key;
+        let Some(s) = session else {
+            error_reply(out, msg, 437, "Allocation Mismatch", Some(key));
+            return;
+        };
+        let number = msg.get(attr::CHANNEL_NUMBER).and_then(|v| v.get(..2)).map(|v| u16::from_be_bytes([v[0], v[1]]));
+        let (Some(number), Some(peer_attr)) = (number, msg.get(attr::XOR_PEER_ADDRESS)) else {
+            error_reply(out, msg, 400, "Missing CHANNEL-NUMBER or XOR-PEER-ADDRESS", Some(key));
+            return;
+        };
+        if !channel_data::NUMBERS.contains(&number) {
+            error_reply(out, msg, 400, "Bad Channel Number", Some(key));
+            return;
+        }
+        let Some(peer) = self.check_peer(msg, peer_attr, s, key, out) else { return };
+        let now = Instant::now();
+        let bound = s.alloc.bind_channel(
+            number,
+            peer,
+            now + self.limits.channel_lifetime,
+            now + self.limits.permission_lifetime,
+        );
+        if bound.is_err() {
+            error_reply(out, msg, 400, "Channel Already Bound", Some(key));
+            return;
+        }
+        Writer::reply(out, msg, Class::Success)
+            .attr(attr::SOFTWARE, SOFTWARE.as_bytes())
+            .integrity(key)
+            .fingerprint();
+    }
+
+    /// Client → peer for a Send indication (silently dropped when not allowed).
+    pub fn relay_send_indication(&self, msg: &Message<'_>, s: &mut Session) {
+        let (Some(peer), Some(data)) =
+            (msg.get(attr::XOR_PEER_ADDRESS).and_then(|v| msg.xor_address(v)), msg.get(attr::DATA))
+        else {
+            self.metrics.malformed_packet();
+            return;
+        };
+        let now = Instant::now();
+        if !s.alloc.is_permitted(peer.ip(), now) {
+            self.metrics.drop_packet();
+            return;
+        }
+        self.send_to_peer(s, data, peer, now);
+    }
+
+    /// Client → peer for ChannelData.
+    pub fn relay_channel_data(&self, packet: &[u8], s: &mut Session) {
+        let Some((number, data)) = channel_data::parse(packet) else {
+            self.metrics.malformed_packet();
+            return;
+        };
+        let now = Instant::now();
+        match s.alloc.channel_peer(number, now) {
+            Some(peer) => self.send_to_peer(s, data, peer, now),
+            None => self.metrics.drop_packet(),
+        }
+    }
+
+    fn send_to_peer(&self, s: &mut Session, data: &[u8], peer: SocketAddr, now: Instant) {
+        if let Some(bucket) = s.to_peer.as_mut()
+            && !bucket.take(data.len(), now)
+        {
+            self.metrics.drop_packet();
+            return;
+        }
+        // UDP sends seldom block; a full socket buffer drops, as a router would.
+        match s.alloc.socket.try_send_to(data, peer) {
+            Ok(_) => self.metrics.relayed_to_peer(data.len()),
+            Err(_) => self.metrics.drop_packet(),
+        }
+    }
+
+    /// Peer → client: frames the `n`-byte payload received at
+    /// `buf[MAX_HEADER..]` for the client, in place. `stream` pads
+    /// ChannelData to 4 bytes as TCP requires. `None` drops the packet; the
+    /// caller counts the packet as relayed once it is sent.
+    pub fn frame_for_client<'b>(
+        &self,
+        alloc: &Allocation,
+        peer: SocketAddr,
+        buf: &'b mut [u8],
+        n: usize,
+        stream: bool,
+        bucket: &mut Option<Bucket>,
+    ) -> Option<&'b [u8]> {
+        let now = Instant::now();
+        let route = alloc.route_from_peer(peer, now);
+        if route == Route::Denied
+            || bucket.as_mut().is_some_and(|b| !b.take(n, now))
+            || MAX_HEADER + n + 3 > buf.len()
+        {
+            self.metrics.drop_packet();
+            return None;
+        }
+        let end = MAX_HEADER + n;
+        let padded_end = MAX_HEADER + ((n + 3) & !3);
+        match route {
+            Route::Channel(number) => {
+                let start = MAX_HEADER - 4;
+                channel_data::write_header(&mut buf[start..MAX_HEADER], number, n);
+                let end = if stream {
+                    buf[end..padded_end].fill(0);
+                    padded_end
+                } else {
+                    end
+                };
+                Some(&buf[start..end])
+            }
+            _ => {
+                let start = MAX_HEADER - stun::data_indication_header_len(peer);
+                buf[end..padded_end].fill(0);
+                let tid: [u8; 12] = rand::random();
+                stun::write_data_indication_header(&mut buf[start..MAX_HEADER], peer, n, &tid);
+                Some(&buf[start..padded_end])
+            }
+        }
+    }
+}

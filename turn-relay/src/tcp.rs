@@ -1,0 +1,163 @@
+//! The TCP and TLS driver: one task per connection owns that connection's
+//! allocation (a TCP 5-tuple carries at most one) and serves both
+//! directions, so nothing is shared with other tasks but counters.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::allocation::{Bucket, Session};
+use crate::core::{Core, MAX_HEADER};
+use crate::stun::{self, Class, Message, channel_data, method};
+
+const MAX_FRAME: usize = stun::HEADER_LEN + 65535 + 3;
+/// A connection that has not sent a complete frame for this long is closed.
+const IDLE_WITHOUT_ALLOCATION: Duration = Duration::from_secs(60);
+
+/// How accepted connections are wrapped (plain TCP, or a TLS handshake).
+pub(crate) trait Acceptor: Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+    fn accept(&self, tcp: tokio::net::TcpStream) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+pub(crate) struct Plain;
+
+impl Acceptor for Plain {
+    type Stream = tokio::net::TcpStream;
+    async fn accept(&self, tcp: tokio::net::TcpStream) -> std::io::Result<Self::Stream> {
+        Ok(tcp)
+    }
+}
+
+pub(crate) async fn serve<A: Acceptor>(listener: TcpListener, acceptor: Arc<A>, core: Arc<Core>) {
+    // Dropping the set (when this task is aborted) aborts every connection.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((tcp, client)) = accepted else { continue };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, core) = (acceptor.clone(), core.clone());
+                connections.spawn(async move {
+                    match acceptor.accept(tcp).await {
+                        Ok(stream) => connection(stream, client, core).await,
+                        Err(e) => tracing::debug!(%client, error = %e, "TURN TLS handshake failed"),
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// Splits the stream into frames: STUN messages and (padded) ChannelData.
+fn next_frame(buf: &[u8]) -> Result<Option<usize>, ()> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = if channel_data::is_channel_data(buf) {
+        channel_data::framed_len(buf)
+    } else if buf[0] & 0xC0 == 0 {
+        stun::framed_len(buf)
+    } else {
+        None
+    };
+    match len {
+        Some(len) if buf.len() >= len => Ok(Some(len)),
+        Some(_) => Ok(None),
+        None => Err(()),
+    }
+}
+
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, client: SocketAddr, core: Arc<Core>) {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut inbuf = vec![0u8; MAX_FRAME + 4];
+    let mut filled = 0;
+    let mut out = Vec::with_capacity(1500);
+    let mut relay_buf = vec![0u8; MAX_HEADER + 65536 + 4];
+    let mut session: Option<Session> = None;
+    let mut to_client: Option<Bucket> = None;
+    let far = Duration::from_secs(86400 * 365);
+    let mut idle_deadline = Instant::now() + IDLE_WITHOUT_ALLOCATION;
+    loop {
+        let deadline = session.as_ref().map_or(idle_deadline, |s| s.expires);
+        let alloc = session.as_ref().map(|s| s.alloc.clone());
+        tokio::select! {
+            read = rd.read(&mut inbuf[filled..]) => {
+                let Ok(n @ 1..) = read else { return };
+                filled += n;
+                let mut start = 0;
+                loop {
+                    let frame_len = match next_frame(&inbuf[start..filled]) {
+                        Ok(Some(len)) => len,
+                        Ok(None) => break,
+                        Err(()) => {
+                            core.metrics.malformed_packet();
+                            return;
+                        }
+                    };
+                    let frame = &inbuf[start..start + frame_len];
+                    start += frame_len;
+                    idle_deadline = Instant::now() + IDLE_WITHOUT_ALLOCATION;
+                    if channel_data::is_channel_data(frame) {
+                        match session.as_mut() {
+                            Some(s) => core.relay_channel_data(frame, s),
+                            None => core.metrics.drop_packet(),
+                        }
+                        continue;
+                    }
+                    let Ok(msg) = Message::parse(frame) else {
+                        core.metrics.malformed_packet();
+                        continue;
+                    };
+                    if msg.class == Class::Indication && msg.method == method::SEND {
+                        match session.as_mut() {
+                            Some(s) => core.relay_send_indication(&msg, s),
+                            None => core.metrics.drop_packet(),
+                        }
+                        continue;
+                    }
+                    core.handle_stun(&msg, client, &mut session, &mut out);
+                    if session.is_some() && to_client.is_none() {
+                        to_client = Bucket::new(core.limits.max_bps);
+                    }
+                    if !out.is_empty() && wr.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+                inbuf.copy_within(start..filled, 0);
+                filled -= start;
+            }
+            received = recv_or_pending(alloc.as_deref(), &mut relay_buf) => {
+                let (Ok((n, peer)), Some(alloc)) = (received, alloc.as_deref()) else { continue };
+                if let Some(frame) = core.frame_for_client(alloc, peer, &mut relay_buf, n, true, &mut to_client) {
+                    if wr.write_all(frame).await.is_err() {
+                        return;
+                    }
+                    core.metrics.relayed_to_client(n);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.min(Instant::now() + far)) => {
+                if session.take().is_none() {
+                    return;
+                }
+                idle_deadline = Instant::now() + IDLE_WITHOUT_ALLOCATION;
+            }
+        }
+    }
+}
+
+async fn recv_or_pending(
+    alloc: Option<&crate::allocation::Allocation>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match alloc {
+        Some(a) => a.socket.recv_from(&mut buf[MAX_HEADER..MAX_HEADER + 65536]).await,
+        None => std::future::pending().await,
+    }
+}
