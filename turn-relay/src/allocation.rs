@@ -56,7 +56,11 @@ pub(crate) struct Allocation {
 
 impl Allocation {
     pub fn new(socket: UdpSocket, relayed: SocketAddr) -> Self {
-        Allocation { socket, relayed, tables: Mutex::default() }
+        Allocation {
+            socket,
+            relayed,
+            tables: Mutex::default(),
+        }
     }
 
     pub fn permit(&self, ip: IpAddr, until: Instant) {
@@ -70,7 +74,11 @@ impl Allocation {
     }
 
     pub fn is_permitted(&self, ip: IpAddr, now: Instant) -> bool {
-        self.tables.lock().permissions.iter().any(|(p, exp)| *p == ip && *exp > now)
+        self.tables
+            .lock()
+            .permissions
+            .iter()
+            .any(|(p, exp)| *p == ip && *exp > now)
     }
 
     /// Binds or refreshes `number` ↔ `peer`; refreshes the peer's permission too.
@@ -85,12 +93,19 @@ impl Allocation {
             let mut t = self.tables.lock();
             let now = Instant::now();
             t.channels.retain(|c| c.expires > now);
-            if t.channels.iter().any(|c| (c.number == number) != (c.peer == peer)) {
+            if t.channels
+                .iter()
+                .any(|c| (c.number == number) != (c.peer == peer))
+            {
                 return Err(ChannelConflict);
             }
             match t.channels.iter_mut().find(|c| c.number == number) {
                 Some(c) => c.expires = channel_until,
-                None => t.channels.push(Channel { number, peer, expires: channel_until }),
+                None => t.channels.push(Channel {
+                    number,
+                    peer,
+                    expires: channel_until,
+                }),
             }
         }
         self.permit(peer.ip(), permission_until);
@@ -100,17 +115,31 @@ impl Allocation {
     /// The peer of a live channel that still has a permission.
     pub fn channel_peer(&self, number: u16, now: Instant) -> Option<SocketAddr> {
         let t = self.tables.lock();
-        let c = t.channels.iter().find(|c| c.number == number && c.expires > now)?;
+        let c = t
+            .channels
+            .iter()
+            .find(|c| c.number == number && c.expires > now)?;
         let peer = c.peer;
-        t.permissions.iter().any(|(p, exp)| *p == peer.ip() && *exp > now).then_some(peer)
+        t.permissions
+            .iter()
+            .any(|(p, exp)| *p == peer.ip() && *exp > now)
+            .then_some(peer)
     }
 
     pub fn route_from_peer(&self, peer: SocketAddr, now: Instant) -> Route {
         let t = self.tables.lock();
-        if !t.permissions.iter().any(|(p, exp)| *p == peer.ip() && *exp > now) {
+        if !t
+            .permissions
+            .iter()
+            .any(|(p, exp)| *p == peer.ip() && *exp > now)
+        {
             return Route::Denied;
         }
-        match t.channels.iter().find(|c| c.peer == peer && c.expires > now) {
+        match t
+            .channels
+            .iter()
+            .find(|c| c.peer == peer && c.expires > now)
+        {
             Some(c) => Route::Channel(c.number),
             None => Route::Indication,
         }
@@ -128,7 +157,11 @@ pub(crate) struct Bucket {
 impl Bucket {
     /// `None` when `rate` is 0 (no cap).
     pub fn new(rate: u64) -> Option<Self> {
-        (rate > 0).then(|| Bucket { rate, tokens: rate, last: Instant::now() })
+        (rate > 0).then(|| Bucket {
+            rate,
+            tokens: rate,
+            last: Instant::now(),
+        })
     }
 
     pub fn take(&mut self, bytes: usize, now: Instant) -> bool {
@@ -158,7 +191,11 @@ pub(crate) struct Quotas {
 
 impl Quotas {
     pub fn new(per_user_limit: u32, total_limit: u32) -> Self {
-        Quotas { per_user_limit, total_limit, counts: Mutex::default() }
+        Quotas {
+            per_user_limit,
+            total_limit,
+            counts: Mutex::default(),
+        }
     }
 
     /// Counts one more allocation for `user`, unless a quota is reached.
@@ -215,6 +252,7 @@ impl Drop for Session {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::time::Duration;
@@ -252,10 +290,20 @@ mod tests {
         assert_eq!(a.route_from_peer(p1, now), Route::Denied);
         a.bind_channel(0x4000, p1, later, later).unwrap();
         assert_eq!(a.route_from_peer(p1, now), Route::Channel(0x4000));
-        assert_eq!(a.route_from_peer(p2, now), Route::Indication, "same IP, other port");
+        assert_eq!(
+            a.route_from_peer(p2, now),
+            Route::Indication,
+            "same IP, other port"
+        );
         assert_eq!(a.channel_peer(0x4000, now), Some(p1));
-        assert_eq!(a.bind_channel(0x4001, p1, later, later), Err(ChannelConflict));
-        assert_eq!(a.bind_channel(0x4000, p2, later, later), Err(ChannelConflict));
+        assert_eq!(
+            a.bind_channel(0x4001, p1, later, later),
+            Err(ChannelConflict)
+        );
+        assert_eq!(
+            a.bind_channel(0x4000, p2, later, later),
+            Err(ChannelConflict)
+        );
         assert_eq!(a.channel_peer(0x4000, later), None, "expired");
     }
 }

@@ -55,7 +55,9 @@ pub fn rest_password(secret: &[u8], username: &str) -> String {
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Authenticator {
@@ -69,7 +71,9 @@ impl Authenticator {
     ) -> Result<Self, BadUser> {
         let mut map = HashMap::new();
         for entry in users {
-            let (name, pass) = entry.split_once(':').ok_or_else(|| BadUser(entry.clone()))?;
+            let (name, pass) = entry
+                .split_once(':')
+                .ok_or_else(|| BadUser(entry.clone()))?;
             let key = match pass.strip_prefix("0x") {
                 Some(hex) => parse_hex_key(hex).ok_or_else(|| BadUser(entry.clone()))?,
                 None => long_term_key(name, realm, pass),
@@ -126,15 +130,21 @@ impl Authenticator {
 
     /// Whether a nonce was made here and has not gone stale.
     pub fn nonce_fresh(&self, nonce: &str, now_unix: u64) -> bool {
-        let Some(bytes) = parse_hex(nonce) else { return false };
-        let Some((stamp, mac)) = bytes.split_first_chunk::<8>() else { return false };
+        let Some(bytes) = parse_hex(nonce) else {
+            return false;
+        };
+        let Some((stamp, mac)) = bytes.split_first_chunk::<8>() else {
+            return false;
+        };
         let made = u64::from_be_bytes(*stamp);
-        mac == self.nonce_mac(stamp) && made <= now_unix && now_unix - made < self.nonce_lifetime.as_secs()
+        mac == self.nonce_mac(stamp)
+            && made <= now_unix
+            && now_unix - made < self.nonce_lifetime.as_secs()
     }
 
     fn nonce_mac(&self, stamp: &[u8; 8]) -> [u8; 8] {
-        let mut mac =
-            <Hmac<Sha1> as Mac>::new_from_slice(&self.nonce_secret).unwrap_or_else(|_| unreachable!());
+        let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(&self.nonce_secret)
+            .unwrap_or_else(|_| unreachable!());
         mac.update(stamp);
         let tag = mac.finalize().into_bytes();
         let mut out = [0u8; 8];
@@ -148,10 +158,13 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
 }
 
 fn parse_hex_key(s: &str) -> Option<Key> {
@@ -159,13 +172,17 @@ fn parse_hex_key(s: &str) -> Option<Key> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn auth() -> Authenticator {
         Authenticator::new(
             "example.org",
-            &["alice:secret".into(), "bob:0x00112233445566778899aabbccddeeff".into()],
+            &[
+                "alice:secret".into(),
+                "bob:0x00112233445566778899aabbccddeeff".into(),
+            ],
             &["rest-secret".into()],
             Duration::from_secs(600),
         )
@@ -175,7 +192,10 @@ mod tests {
     #[test]
     fn static_users_and_hex_keys() {
         let a = auth();
-        assert_eq!(a.candidate_keys("alice", 0).unwrap(), vec![long_term_key("alice", "example.org", "secret")]);
+        assert_eq!(
+            a.candidate_keys("alice", 0).unwrap(),
+            vec![long_term_key("alice", "example.org", "secret")]
+        );
         assert_eq!(a.candidate_keys("bob", 0).unwrap()[0][..2], [0x00, 0x11]);
         assert!(Authenticator::new("r", &["x:0x12".into()], &[], Duration::ZERO).is_err());
         assert!(Authenticator::new("r", &["nocolon".into()], &[], Duration::ZERO).is_err());
@@ -186,7 +206,10 @@ mod tests {
         let a = auth();
         let keys = a.candidate_keys("2000:carol", 1000).unwrap();
         let pass = rest_password(b"rest-secret", "2000:carol");
-        assert_eq!(keys, vec![long_term_key("2000:carol", "example.org", &pass)]);
+        assert_eq!(
+            keys,
+            vec![long_term_key("2000:carol", "example.org", &pass)]
+        );
         assert_eq!(a.candidate_keys("999:carol", 1000), Err(AuthError::Expired));
         assert_eq!(a.candidate_keys("carol", 1000), Err(AuthError::UnknownUser));
     }
@@ -195,7 +218,10 @@ mod tests {
     fn rest_password_matches_coturn_example() {
         // base64(HMAC-SHA1("secret", "1400000000:user")) computed independently
         // with `printf %s 1400000000:user | openssl dgst -sha1 -hmac secret -binary | base64`.
-        assert_eq!(rest_password(b"secret", "1400000000:user"), "oObEhoAliRcq5810uMlN2rCQRGI=");
+        assert_eq!(
+            rest_password(b"secret", "1400000000:user"),
+            "oObEhoAliRcq5810uMlN2rCQRGI="
+        );
     }
 
     #[test]

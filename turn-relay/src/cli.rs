@@ -146,26 +146,37 @@ impl TurnArgs {
     /// Resolves the options into the relay's configuration.
     pub fn to_config(&self) -> Result<TurnConfig, Error> {
         if self.no_auth {
-            return Err(Error::Config("--no-auth: rkms does not run an open relay; give --user or --static-auth-secret".into()));
+            return Err(Error::Config(
+                "--no-auth: rkms does not run an open relay; give --user or --static-auth-secret"
+                    .into(),
+            ));
         }
         let d = TurnConfig::default();
         let secrets = if self.use_auth_secret {
             self.static_auth_secret.clone()
         } else {
             if !self.static_auth_secret.is_empty() {
-                tracing::warn!("--static-auth-secret is ignored without --use-auth-secret (as in coturn)");
+                tracing::warn!(
+                    "--static-auth-secret is ignored without --use-auth-secret (as in coturn)"
+                );
             }
             Vec::new()
         };
         if self.use_auth_secret && secrets.is_empty() {
-            return Err(Error::Config("--use-auth-secret needs --static-auth-secret".into()));
+            return Err(Error::Config(
+                "--use-auth-secret needs --static-auth-secret".into(),
+            ));
         }
         if self.user.is_empty() && secrets.is_empty() {
             return Err(Error::Config("no credentials: give --user NAME:PASSWORD or --use-auth-secret --static-auth-secret SECRET".into()));
         }
         Ok(TurnConfig {
             enabled: true,
-            listening_ips: if self.listening_ip.is_empty() { d.listening_ips } else { self.listening_ip.clone() },
+            listening_ips: if self.listening_ip.is_empty() {
+                d.listening_ips
+            } else {
+                self.listening_ip.clone()
+            },
             listening_port: self.listening_port.unwrap_or(d.listening_port),
             tls_listening_port: self.tls_listening_port.unwrap_or(d.tls_listening_port),
             udp: !self.no_udp,
@@ -187,8 +198,12 @@ impl TurnArgs {
             max_bps: self.max_bps.unwrap_or(d.max_bps),
             stale_nonce_secs: self.stale_nonce.unwrap_or(d.stale_nonce_secs),
             default_lifetime_secs: d.default_lifetime_secs,
-            max_allocate_lifetime_secs: self.max_allocate_lifetime.unwrap_or(d.max_allocate_lifetime_secs),
-            permission_lifetime_secs: self.permission_lifetime.unwrap_or(d.permission_lifetime_secs),
+            max_allocate_lifetime_secs: self
+                .max_allocate_lifetime
+                .unwrap_or(d.max_allocate_lifetime_secs),
+            permission_lifetime_secs: self
+                .permission_lifetime
+                .unwrap_or(d.permission_lifetime_secs),
             channel_lifetime_secs: self.channel_lifetime.unwrap_or(d.channel_lifetime_secs),
         })
     }
@@ -196,9 +211,15 @@ impl TurnArgs {
 
 /// Reads a turnserver.conf into the options it sets.
 pub fn parse_config_file(path: &std::path::Path) -> Result<TurnArgs, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let cmd = TurnArgs::command();
-    let known: Vec<String> = cmd.get_arguments().filter_map(|a| a.get_long().map(str::to_owned)).collect();
+    let known: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .collect();
     let mut argv = vec!["turn".to_owned()];
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -218,7 +239,9 @@ pub fn parse_config_file(path: &std::path::Path) -> Result<TurnArgs, Error> {
             None => format!("--{key}"),
         });
     }
-    let matches = cmd.try_get_matches_from(argv).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    let matches = cmd
+        .try_get_matches_from(argv)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
     TurnArgs::from_arg_matches(&matches).map_err(|e| Error::Config(e.to_string()))
 }
 
@@ -241,8 +264,8 @@ pub async fn run(args: TurnArgs) -> Result<(), Error> {
 async fn shutdown_signal() -> Result<(), Error> {
     #[cfg(unix)]
     {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(Error::Signal)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(Error::Signal)?;
         tokio::select! {
             r = tokio::signal::ctrl_c() => r.map_err(Error::Signal),
             _ = term.recv() => Ok(()),
@@ -255,6 +278,7 @@ async fn shutdown_signal() -> Result<(), Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use clap::Parser as _;
@@ -262,13 +286,48 @@ mod tests {
     #[test]
     fn a_turnserver_command_line_parses() {
         let args = TurnArgs::try_parse_from([
-            "turn", "-n", "--no-cli", "--log-file=stdout", "-v", "-f", "--listening-ip", "127.0.0.1",
-            "--listening-port", "3479", "--relay-ip", "127.0.0.1", "--external-ip", "203.0.113.5/127.0.0.1",
-            "--min-port", "50000", "--max-port", "50100", "--lt-cred-mech", "--user", "u:p", "--user",
-            "k:0x00112233445566778899aabbccddeeff", "--realm", "example.org", "--use-auth-secret",
-            "--static-auth-secret", "s3cret", "--no-tls", "--no-tcp", "--allow-loopback-peers",
-            "--denied-peer-ip", "10.0.0.0-10.255.255.255", "--allowed-peer-ip", "10.1.0.0-10.1.0.255",
-            "--user-quota", "5", "--total-quota", "100", "--max-bps", "64000", "--stale-nonce=300",
+            "turn",
+            "-n",
+            "--no-cli",
+            "--log-file=stdout",
+            "-v",
+            "-f",
+            "--listening-ip",
+            "127.0.0.1",
+            "--listening-port",
+            "3479",
+            "--relay-ip",
+            "127.0.0.1",
+            "--external-ip",
+            "203.0.113.5/127.0.0.1",
+            "--min-port",
+            "50000",
+            "--max-port",
+            "50100",
+            "--lt-cred-mech",
+            "--user",
+            "u:p",
+            "--user",
+            "k:0x00112233445566778899aabbccddeeff",
+            "--realm",
+            "example.org",
+            "--use-auth-secret",
+            "--static-auth-secret",
+            "s3cret",
+            "--no-tls",
+            "--no-tcp",
+            "--allow-loopback-peers",
+            "--denied-peer-ip",
+            "10.0.0.0-10.255.255.255",
+            "--allowed-peer-ip",
+            "10.1.0.0-10.1.0.255",
+            "--user-quota",
+            "5",
+            "--total-quota",
+            "100",
+            "--max-bps",
+            "64000",
+            "--stale-nonce=300",
         ])
         .unwrap();
         let c = args.to_config().unwrap();
@@ -277,7 +336,10 @@ mod tests {
         assert_eq!((c.min_port, c.max_port), (50000, 50100));
         assert_eq!(c.users.len(), 2);
         assert_eq!(c.static_auth_secrets, vec!["s3cret".to_owned()]);
-        assert_eq!((c.user_quota, c.total_quota, c.max_bps, c.stale_nonce_secs), (5, 100, 64000, 300));
+        assert_eq!(
+            (c.user_quota, c.total_quota, c.max_bps, c.stale_nonce_secs),
+            (5, 100, 64000, 300)
+        );
         assert_eq!(c.external_ips, vec!["203.0.113.5/127.0.0.1".to_owned()]);
         assert!(c.allow_loopback_peers);
     }
@@ -293,8 +355,16 @@ mod tests {
              no-tlsv1\nverbose\nmax-port=60000\n",
         )
         .unwrap();
-        let cli = TurnArgs::try_parse_from(["turn", "-c", path.to_str().unwrap(), "--realm", "cli.realm", "-u", "c:d"])
-            .unwrap();
+        let cli = TurnArgs::try_parse_from([
+            "turn",
+            "-c",
+            path.to_str().unwrap(),
+            "--realm",
+            "cli.realm",
+            "-u",
+            "c:d",
+        ])
+        .unwrap();
         let file = parse_config_file(&path).unwrap();
         let c = cli.merged_with(file).to_config().unwrap();
         assert_eq!(c.listening_port, 3480);
@@ -306,8 +376,23 @@ mod tests {
 
     #[test]
     fn refuses_an_open_relay_and_missing_credentials() {
-        assert!(TurnArgs::try_parse_from(["turn", "-z", "-u", "a:b"]).unwrap().to_config().is_err());
-        assert!(TurnArgs::try_parse_from(["turn"]).unwrap().to_config().is_err());
-        assert!(TurnArgs::try_parse_from(["turn", "--use-auth-secret"]).unwrap().to_config().is_err());
+        assert!(
+            TurnArgs::try_parse_from(["turn", "-z", "-u", "a:b"])
+                .unwrap()
+                .to_config()
+                .is_err()
+        );
+        assert!(
+            TurnArgs::try_parse_from(["turn"])
+                .unwrap()
+                .to_config()
+                .is_err()
+        );
+        assert!(
+            TurnArgs::try_parse_from(["turn", "--use-auth-secret"])
+                .unwrap()
+                .to_config()
+                .is_err()
+        );
     }
 }

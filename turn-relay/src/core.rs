@@ -50,6 +50,10 @@ const KNOWN_REQUIRED: &[u16] = &[
     attr::USE_CANDIDATE,
 ];
 
+/// An error code and reason phrase for a reply.
+type ErrorReply = (u16, &'static str);
+type ReservationToken = [u8; 8];
+
 /// How long the second port of an EVEN-PORT pair stays reserved.
 const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 
@@ -108,7 +112,8 @@ struct Authed {
 /// Error replies to an authenticated request carry MESSAGE-INTEGRITY.
 fn error_reply(out: &mut Vec<u8>, req: &Message<'_>, code: u16, reason: &str, key: Option<&Key>) {
     let mut w = Writer::reply(out, req, Class::Error);
-    w.error_code(code, reason).attr(attr::SOFTWARE, SOFTWARE.as_bytes());
+    w.error_code(code, reason)
+        .attr(attr::SOFTWARE, SOFTWARE.as_bytes());
     if let Some(key) = key {
         w.integrity(key);
     }
@@ -116,7 +121,13 @@ fn error_reply(out: &mut Vec<u8>, req: &Message<'_>, code: u16, reason: &str, ke
 }
 
 impl Core {
-    pub fn new(cfg: &TurnConfig, auth: Authenticator, policy: PeerPolicy, relay_ips: Vec<IpAddr>, external: Vec<ExternalIp>) -> Self {
+    pub fn new(
+        cfg: &TurnConfig,
+        auth: Authenticator,
+        policy: PeerPolicy,
+        relay_ips: Vec<IpAddr>,
+        external: Vec<ExternalIp>,
+    ) -> Self {
         Core {
             auth,
             policy,
@@ -124,7 +135,10 @@ impl Core {
             quotas: Arc::new(Quotas::new(cfg.user_quota, cfg.total_quota)),
             limits: Limits {
                 default_lifetime: cfg.default_lifetime_secs.max(1),
-                max_lifetime: cfg.max_allocate_lifetime_secs.max(cfg.default_lifetime_secs).max(1),
+                max_lifetime: cfg
+                    .max_allocate_lifetime_secs
+                    .max(cfg.default_lifetime_secs)
+                    .max(1),
                 permission_lifetime: Duration::from_secs(cfg.permission_lifetime_secs.into()),
                 channel_lifetime: Duration::from_secs(cfg.channel_lifetime_secs.into()),
                 max_bps: cfg.max_bps,
@@ -180,7 +194,8 @@ impl Core {
         if !unknown.is_empty() {
             let list: Vec<u8> = unknown.iter().flat_map(|t| t.to_be_bytes()).collect();
             let mut w = Writer::reply(out, msg, Class::Error);
-            w.error_code(420, "Unknown Attribute").attr(attr::UNKNOWN_ATTRIBUTES, &list);
+            w.error_code(420, "Unknown Attribute")
+                .attr(attr::UNKNOWN_ATTRIBUTES, &list);
             w.integrity(&authed.key).fingerprint();
             return Outcome::Reply;
         }
@@ -217,9 +232,11 @@ impl Core {
             challenge(out, 401, "Unauthorized");
             return None;
         }
-        let (Some(username), Some(_realm), Some(nonce)) =
-            (msg.get_str(attr::USERNAME), msg.get(attr::REALM), msg.get_str(attr::NONCE))
-        else {
+        let (Some(username), Some(_realm), Some(nonce)) = (
+            msg.get_str(attr::USERNAME),
+            msg.get(attr::REALM),
+            msg.get_str(attr::NONCE),
+        ) else {
             error_reply(out, msg, 400, "Bad Request", None);
             return None;
         };
@@ -232,12 +249,26 @@ impl Core {
             Err(e) => {
                 self.metrics.auth_failure();
                 tracing::debug!(username, error = %e, "TURN authentication refused");
-                challenge(out, 401, if e == AuthError::Expired { "Credentials Expired" } else { "Unauthorized" });
+                challenge(
+                    out,
+                    401,
+                    if e == AuthError::Expired {
+                        "Credentials Expired"
+                    } else {
+                        "Unauthorized"
+                    },
+                );
                 return None;
             }
         };
-        match keys.into_iter().find(|k| msg.check_integrity(k) == Some(true)) {
-            Some(key) => Some(Authed { key, username: username.to_owned() }),
+        match keys
+            .into_iter()
+            .find(|k| msg.check_integrity(k) == Some(true))
+        {
+            Some(key) => Some(Authed {
+                key,
+                username: username.to_owned(),
+            }),
             None => {
                 self.metrics.auth_failure();
                 tracing::debug!(username, "TURN message integrity check failed");
@@ -267,8 +298,18 @@ impl Core {
         if let Some(s) = session.as_ref() {
             if s.allocate_tid == msg.transaction_id {
                 // A retransmission of the request that created it: same answer.
-                let lifetime = s.expires.saturating_duration_since(Instant::now()).as_secs() as u32;
-                self.allocate_success(msg, client, s.alloc.relayed, lifetime, None, &authed.key, out);
+                let lifetime = s
+                    .expires
+                    .saturating_duration_since(Instant::now())
+                    .as_secs() as u32;
+                self.allocate_success(
+                    msg,
+                    client,
+                    s.alloc.relayed,
+                    (lifetime, None),
+                    &authed.key,
+                    out,
+                );
             } else {
                 error_reply(out, msg, 437, "Allocation Mismatch", key);
             }
@@ -319,7 +360,7 @@ impl Core {
             quotas: self.quotas.clone(),
             metrics: self.metrics.clone(),
         });
-        self.allocate_success(msg, client, relayed, lifetime, token, &authed.key, out);
+        self.allocate_success(msg, client, relayed, (lifetime, token), &authed.key, out);
         tracing::debug!(%client, %relayed, lifetime, "TURN allocation created");
         Outcome::Allocated
     }
@@ -329,8 +370,7 @@ impl Core {
         msg: &Message<'_>,
         client: SocketAddr,
         relayed: SocketAddr,
-        lifetime: u32,
-        token: Option<[u8; 8]>,
+        (lifetime, token): (u32, Option<ReservationToken>),
         key: &Key,
         out: &mut Vec<u8>,
     ) {
@@ -341,25 +381,38 @@ impl Core {
         if let Some(token) = token {
             w.attr(attr::RESERVATION_TOKEN, &token);
         }
-        w.attr(attr::SOFTWARE, SOFTWARE.as_bytes()).integrity(key).fingerprint();
+        w.attr(attr::SOFTWARE, SOFTWARE.as_bytes())
+            .integrity(key)
+            .fingerprint();
     }
 
     /// The relay socket for an Allocate: a reserved one (RESERVATION-TOKEN),
     /// an even port with the next one reserved (EVEN-PORT with R set, for
     /// RTP/RTCP pairs), or any port. Also returns a new reservation's token.
-    fn relay_socket(&self, msg: &Message<'_>) -> Result<(UdpSocket, Option<[u8; 8]>), (u16, &'static str)> {
+    fn relay_socket(
+        &self,
+        msg: &Message<'_>,
+    ) -> Result<(UdpSocket, Option<ReservationToken>), ErrorReply> {
         const NO_CAPACITY: (u16, &str) = (508, "Insufficient Capacity");
         if let Some(token) = msg.get(attr::RESERVATION_TOKEN) {
             if msg.has(attr::EVEN_PORT) || msg.has(attr::REQUESTED_ADDRESS_FAMILY) {
                 return Err((400, "Bad Request"));
             }
-            let token: [u8; 8] = token.try_into().map_err(|_| (400, "Bad RESERVATION-TOKEN"))?;
+            let token: [u8; 8] = token
+                .try_into()
+                .map_err(|_| (400, "Bad RESERVATION-TOKEN"))?;
             let mut reservations = self.reservations.lock();
             let now = Instant::now();
             reservations.retain(|_, (_, until)| *until > now);
-            return reservations.remove(&token).map(|(socket, _)| (socket, None)).ok_or(NO_CAPACITY);
+            return reservations
+                .remove(&token)
+                .map(|(socket, _)| (socket, None))
+                .ok_or(NO_CAPACITY);
         }
-        let want_v6 = match msg.get(attr::REQUESTED_ADDRESS_FAMILY).and_then(|v| v.first()) {
+        let want_v6 = match msg
+            .get(attr::REQUESTED_ADDRESS_FAMILY)
+            .and_then(|v| v.first())
+        {
             None | Some(0x01) => false,
             Some(0x02) => true,
             Some(_) => return Err((440, "Address Family not Supported")),
@@ -371,11 +424,15 @@ impl Core {
             .find(|ip| ip.is_ipv6() == want_v6)
             .ok_or((440, "Address Family not Supported"))?;
         let even_port = msg.get(attr::EVEN_PORT);
-        let reserve = even_port.and_then(|v| v.first()).is_some_and(|b| b & 0x80 != 0);
-        let (socket, reserved) = self.bind_relay(relay_ip, even_port.is_some(), reserve).map_err(|e| {
-            tracing::warn!(%relay_ip, error = %e, "no relay port available");
-            NO_CAPACITY
-        })?;
+        let reserve = even_port
+            .and_then(|v| v.first())
+            .is_some_and(|b| b & 0x80 != 0);
+        let (socket, reserved) = self
+            .bind_relay(relay_ip, even_port.is_some(), reserve)
+            .map_err(|e| {
+                tracing::warn!(%relay_ip, error = %e, "no relay port available");
+                NO_CAPACITY
+            })?;
         let token = reserved.map(|next| {
             let token: [u8; 8] = rand::random();
             let mut reservations = self.reservations.lock();
@@ -389,9 +446,18 @@ impl Core {
 
     /// Binds a relay socket on a random free port of the range; with
     /// `reserve`, also the next port, returned as the second socket.
-    fn bind_relay(&self, ip: IpAddr, even: bool, reserve: bool) -> std::io::Result<(UdpSocket, Option<UdpSocket>)> {
-        let (lo, hi) = (self.limits.min_port, self.limits.max_port.max(self.limits.min_port));
-        let mut last_err = std::io::Error::new(std::io::ErrorKind::AddrInUse, "relay port range exhausted");
+    fn bind_relay(
+        &self,
+        ip: IpAddr,
+        even: bool,
+        reserve: bool,
+    ) -> std::io::Result<(UdpSocket, Option<UdpSocket>)> {
+        let (lo, hi) = (
+            self.limits.min_port,
+            self.limits.max_port.max(self.limits.min_port),
+        );
+        let mut last_err =
+            std::io::Error::new(std::io::ErrorKind::AddrInUse, "relay port range exhausted");
         let span = u32::from(hi - lo) + 1;
         let start: u32 = rand::random_range(0..span);
         // Random start, then a linear probe: finds a free port even when the range is nearly full.
@@ -405,7 +471,10 @@ impl Core {
             }
             let bound = std::net::UdpSocket::bind(SocketAddr::new(ip, port as u16)).and_then(|s| {
                 let next = match reserve {
-                    true => Some(std::net::UdpSocket::bind(SocketAddr::new(ip, port as u16 + 1))?),
+                    true => Some(std::net::UdpSocket::bind(SocketAddr::new(
+                        ip,
+                        port as u16 + 1,
+                    ))?),
                     false => None,
                 };
                 Ok((s, next))
@@ -422,11 +491,19 @@ impl Core {
     pub fn announced(&self, local: SocketAddr) -> SocketAddr {
         self.external
             .iter()
-            .find(|e| e.private.is_none_or(|p| p == local.ip()) && e.public.is_ipv4() == local.is_ipv4())
+            .find(|e| {
+                e.private.is_none_or(|p| p == local.ip()) && e.public.is_ipv4() == local.is_ipv4()
+            })
             .map_or(local, |e| SocketAddr::new(e.public, local.port()))
     }
 
-    fn refresh(&self, msg: &Message<'_>, authed: &Authed, session: &mut Option<Session>, out: &mut Vec<u8>) {
+    fn refresh(
+        &self,
+        msg: &Message<'_>,
+        authed: &Authed,
+        session: &mut Option<Session>,
+        out: &mut Vec<u8>,
+    ) {
         let Some(s) = session.as_mut() else {
             error_reply(out, msg, 437, "Allocation Mismatch", Some(&authed.key));
             return;
@@ -445,7 +522,14 @@ impl Core {
     }
 
     /// Checks one XOR-PEER-ADDRESS; writes the error reply when it fails.
-    fn check_peer(&self, msg: &Message<'_>, value: &[u8], s: &Session, key: &Key, out: &mut Vec<u8>) -> Option<SocketAddr> {
+    fn check_peer(
+        &self,
+        msg: &Message<'_>,
+        value: &[u8],
+        s: &Session,
+        key: &Key,
+        out: &mut Vec<u8>,
+    ) -> Option<SocketAddr> {
         let Some(peer) = msg.xor_address(value) else {
             error_reply(out, msg, 400, "Bad XOR-PEER-ADDRESS", Some(key));
             return None;
@@ -463,7 +547,13 @@ impl Core {
         Some(peer)
     }
 
-    fn create_permission(&self, msg: &Message<'_>, authed: &Authed, session: Option<&Session>, out: &mut Vec<u8>) {
+    fn create_permission(
+        &self,
+        msg: &Message<'_>,
+        authed: &Authed,
+        session: Option<&Session>,
+        out: &mut Vec<u8>,
+    ) {
         let Some(s) = session else {
             error_reply(out, msg, 437, "Allocation Mismatch", Some(&authed.key));
             return;
@@ -471,7 +561,9 @@ impl Core {
         let mut peers = Vec::new();
         for (t, v, _) in msg.attributes() {
             if t == attr::XOR_PEER_ADDRESS {
-                let Some(peer) = self.check_peer(msg, v, s, &authed.key, out) else { return };
+                let Some(peer) = self.check_peer(msg, v, s, &authed.key, out) else {
+                    return;
+                };
                 peers.push(peer.ip());
             }
         }
@@ -489,22 +581,39 @@ impl Core {
             .fingerprint();
     }
 
-    fn channel_bind(&self, msg: &Message<'_>, authed: &Authed, session: Option<&Session>, out: &mut Vec<u8>) {
+    fn channel_bind(
+        &self,
+        msg: &Message<'_>,
+        authed: &Authed,
+        session: Option<&Session>,
+        out: &mut Vec<u8>,
+    ) {
         let key = &authed.key;
         let Some(s) = session else {
             error_reply(out, msg, 437, "Allocation Mismatch", Some(key));
             return;
         };
-        let number = msg.get(attr::CHANNEL_NUMBER).and_then(|v| v.get(..2)).map(|v| u16::from_be_bytes([v[0], v[1]]));
+        let number = msg
+            .get(attr::CHANNEL_NUMBER)
+            .and_then(|v| v.get(..2))
+            .map(|v| u16::from_be_bytes([v[0], v[1]]));
         let (Some(number), Some(peer_attr)) = (number, msg.get(attr::XOR_PEER_ADDRESS)) else {
-            error_reply(out, msg, 400, "Missing CHANNEL-NUMBER or XOR-PEER-ADDRESS", Some(key));
+            error_reply(
+                out,
+                msg,
+                400,
+                "Missing CHANNEL-NUMBER or XOR-PEER-ADDRESS",
+                Some(key),
+            );
             return;
         };
         if !channel_data::NUMBERS.contains(&number) {
             error_reply(out, msg, 400, "Bad Channel Number", Some(key));
             return;
         }
-        let Some(peer) = self.check_peer(msg, peer_attr, s, key, out) else { return };
+        let Some(peer) = self.check_peer(msg, peer_attr, s, key, out) else {
+            return;
+        };
         let now = Instant::now();
         let bound = s.alloc.bind_channel(
             number,
@@ -524,9 +633,11 @@ impl Core {
 
     /// Client → peer for a Send indication (silently dropped when not allowed).
     pub fn relay_send_indication(&self, msg: &Message<'_>, s: &mut Session) {
-        let (Some(peer), Some(data)) =
-            (msg.get(attr::XOR_PEER_ADDRESS).and_then(|v| msg.xor_address(v)), msg.get(attr::DATA))
-        else {
+        let (Some(peer), Some(data)) = (
+            msg.get(attr::XOR_PEER_ADDRESS)
+                .and_then(|v| msg.xor_address(v)),
+            msg.get(attr::DATA),
+        ) else {
             self.metrics.malformed_packet();
             return;
         };

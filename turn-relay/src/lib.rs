@@ -54,11 +54,17 @@ pub enum Error {
     #[error("invalid TURN configuration: {0}")]
     Config(String),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("TLS set-up: {0}")]
     Tls(String),
     #[error("reading {path}: {source}")]
-    Read { path: std::path::PathBuf, source: std::io::Error },
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("waiting for a shutdown signal: {0}")]
     Signal(std::io::Error),
 }

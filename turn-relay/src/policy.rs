@@ -29,12 +29,17 @@ impl std::str::FromStr for IpRange {
         let bad = || BadRange(s.to_owned());
         let s = s.trim();
         if let Some((a, b)) = s.split_once('-') {
-            let (start, end): (IpAddr, IpAddr) =
-                (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+            let (start, end): (IpAddr, IpAddr) = (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            );
             if start.is_ipv4() != end.is_ipv4() || bits(start) > bits(end) {
                 return Err(bad());
             }
-            return Ok(IpRange { start: canonical(start), end: canonical(end) });
+            return Ok(IpRange {
+                start: canonical(start),
+                end: canonical(end),
+            });
         }
         if let Some((a, p)) = s.split_once('/') {
             let ip: IpAddr = a.parse().map_err(|_| bad())?;
@@ -43,11 +48,25 @@ impl std::str::FromStr for IpRange {
             if prefix > width {
                 return Err(bad());
             }
-            let host_mask = if prefix == 0 { u128::MAX } else { (1u128 << (width - prefix)) - 1 };
-            let host_mask = if width == 32 { host_mask & 0xFFFF_FFFF } else { host_mask };
+            let host_mask = if prefix == 0 {
+                u128::MAX
+            } else {
+                (1u128 << (width - prefix)) - 1
+            };
+            let host_mask = if width == 32 {
+                host_mask & 0xFFFF_FFFF
+            } else {
+                host_mask
+            };
             let base = bits(ip) & !host_mask;
-            let (start, end) = (from_bits(base, ip.is_ipv4()), from_bits(base | host_mask, ip.is_ipv4()));
-            return Ok(IpRange { start: canonical(start), end: canonical(end) });
+            let (start, end) = (
+                from_bits(base, ip.is_ipv4()),
+                from_bits(base | host_mask, ip.is_ipv4()),
+            );
+            return Ok(IpRange {
+                start: canonical(start),
+                end: canonical(end),
+            });
         }
         let ip = canonical(s.parse().map_err(|_| bad())?);
         Ok(IpRange { start: ip, end: ip })
@@ -56,7 +75,9 @@ impl std::str::FromStr for IpRange {
 
 impl IpRange {
     fn contains(&self, ip: IpAddr) -> bool {
-        ip.is_ipv4() == self.start.is_ipv4() && bits(self.start) <= bits(ip) && bits(ip) <= bits(self.end)
+        ip.is_ipv4() == self.start.is_ipv4()
+            && bits(self.start) <= bits(ip)
+            && bits(ip) <= bits(self.end)
     }
 }
 
@@ -68,7 +89,11 @@ fn bits(ip: IpAddr) -> u128 {
 }
 
 fn from_bits(b: u128, v4: bool) -> IpAddr {
-    if v4 { IpAddr::V4(Ipv4Addr::from(b as u32)) } else { IpAddr::V6(Ipv6Addr::from(b)) }
+    if v4 {
+        IpAddr::V4(Ipv4Addr::from(b as u32))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(b))
+    }
 }
 
 /// The IPv4 address an IPv6 address stands for, if it embeds one.
@@ -159,6 +184,7 @@ impl PeerPolicy {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -194,14 +220,22 @@ mod tests {
         ] {
             assert!(!p.permits(ip(bad)), "{bad} must be refused");
         }
-        for good in ["8.8.8.8", "2001:4860::8888", "::ffff:8.8.8.8", "203.0.114.1"] {
+        for good in [
+            "8.8.8.8",
+            "2001:4860::8888",
+            "::ffff:8.8.8.8",
+            "203.0.114.1",
+        ] {
             assert!(p.permits(ip(good)), "{good} must be allowed");
         }
     }
 
     #[test]
     fn loopback_switch_covers_every_loopback_form_but_not_unspecified() {
-        let p = PeerPolicy { allow_loopback: true, ..Default::default() };
+        let p = PeerPolicy {
+            allow_loopback: true,
+            ..Default::default()
+        };
         assert!(p.permits(ip("127.0.0.1")));
         assert!(p.permits(ip("::ffff:127.0.0.1")));
         assert!(p.permits(ip("::1")));
@@ -213,7 +247,10 @@ mod tests {
     fn configured_ranges_override_the_defaults() {
         let p = PeerPolicy {
             allow_loopback: false,
-            allowed: vec!["10.0.0.0-10.0.0.255".parse().unwrap(), "fd00::/8".parse().unwrap()],
+            allowed: vec![
+                "10.0.0.0-10.0.0.255".parse().unwrap(),
+                "fd00::/8".parse().unwrap(),
+            ],
             denied: vec!["8.8.8.0/24".parse().unwrap(), "10.0.0.5".parse().unwrap()],
         };
         assert!(p.permits(ip("10.0.0.7")));

@@ -50,12 +50,22 @@ impl Relay {
         core.auth.add_secret(hex(&internal_secret).as_bytes());
         let core = Arc::new(core);
 
-        let mut handle =
-            RelayHandle { core, internal_secret, udp: Vec::new(), tcp: Vec::new(), tls: Vec::new(), tasks: JoinSet::new() };
+        let mut handle = RelayHandle {
+            core,
+            internal_secret,
+            udp: Vec::new(),
+            tcp: Vec::new(),
+            tls: Vec::new(),
+            tasks: JoinSet::new(),
+        };
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(Arc::new(Tls::from_pem_files(cert, key)?)),
             (None, None) => None,
-            _ => return Err(Error::Config("TLS needs both a certificate and a private key".into())),
+            _ => {
+                return Err(Error::Config(
+                    "TLS needs both a certificate and a private key".into(),
+                ));
+            }
         };
         for &ip in &config.listening_ips {
             let addr = SocketAddr::new(ip, config.listening_port);
@@ -66,20 +76,32 @@ impl Relay {
             }
             if config.tcp {
                 // With port 0, TCP follows the port UDP got so one port serves both.
-                let port = handle.udp.last().filter(|_| config.udp).map_or(addr.port(), |a| a.port());
+                let port = handle
+                    .udp
+                    .last()
+                    .filter(|_| config.udp)
+                    .map_or(addr.port(), |a| a.port());
                 let listener = bind_tcp(SocketAddr::new(ip, port)).await?;
                 handle.tcp.push(local_addr(&listener.local_addr(), addr)?);
-                handle.tasks.spawn(tcp::serve(listener, Arc::new(Plain), handle.core.clone()));
+                handle
+                    .tasks
+                    .spawn(tcp::serve(listener, Arc::new(Plain), handle.core.clone()));
             }
             if let Some(tls) = &tls {
                 let tls_addr = SocketAddr::new(ip, config.tls_listening_port);
                 let listener = bind_tcp(tls_addr).await?;
-                handle.tls.push(local_addr(&listener.local_addr(), tls_addr)?);
-                handle.tasks.spawn(tcp::serve(listener, tls.clone(), handle.core.clone()));
+                handle
+                    .tls
+                    .push(local_addr(&listener.local_addr(), tls_addr)?);
+                handle
+                    .tasks
+                    .spawn(tcp::serve(listener, tls.clone(), handle.core.clone()));
             }
         }
         if handle.udp.is_empty() && handle.tcp.is_empty() && handle.tls.is_empty() {
-            return Err(Error::Config("no listener: enable UDP, TCP or TLS on at least one address".into()));
+            return Err(Error::Config(
+                "no listener: enable UDP, TCP or TLS on at least one address".into(),
+            ));
         }
         tracing::info!(udp = ?handle.udp, tcp = ?handle.tcp, tls = ?handle.tls, relay_ips = ?handle.core.relay_ips,
             realm = handle.core.auth.realm(), "TURN relay listening");
@@ -92,13 +114,20 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn local_addr(r: &std::io::Result<SocketAddr>, addr: SocketAddr) -> Result<SocketAddr, Error> {
-    r.as_ref().copied().map_err(|e| Error::Bind { addr, source: std::io::Error::new(e.kind(), e.to_string()) })
+    r.as_ref().copied().map_err(|e| Error::Bind {
+        addr,
+        source: std::io::Error::new(e.kind(), e.to_string()),
+    })
 }
 
 fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, Error> {
     let bind_err = |source| Error::Bind { addr, source };
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)
-        .map_err(bind_err)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        None,
+    )
+    .map_err(bind_err)?;
     // Best effort: the kernel caps these at its configured maximum.
     let _ = socket.set_recv_buffer_size(UDP_BUFFER);
     let _ = socket.set_send_buffer_size(UDP_BUFFER);
@@ -108,7 +137,9 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, Error> {
 }
 
 async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
 }
 
 /// The host's address on its default route, found by "connecting" a UDP
@@ -121,7 +152,10 @@ fn outbound_ip() -> IpAddr {
 
 fn build_core(cfg: &TurnConfig) -> Result<Core, Error> {
     if cfg.min_port > cfg.max_port || cfg.min_port == 0 {
-        return Err(Error::Config(format!("bad relay port range {}-{}", cfg.min_port, cfg.max_port)));
+        return Err(Error::Config(format!(
+            "bad relay port range {}-{}",
+            cfg.min_port, cfg.max_port
+        )));
     }
     if cfg.realm.is_empty() {
         return Err(Error::Config("the realm must not be empty".into()));
@@ -134,7 +168,12 @@ fn build_core(cfg: &TurnConfig) -> Result<Core, Error> {
     )
     .map_err(|e| Error::Config(e.to_string()))?;
     let ranges = |list: &[String]| -> Result<Vec<IpRange>, Error> {
-        list.iter().map(|r| r.parse().map_err(|e: crate::policy::BadRange| Error::Config(e.to_string()))).collect()
+        list.iter()
+            .map(|r| {
+                r.parse()
+                    .map_err(|e: crate::policy::BadRange| Error::Config(e.to_string()))
+            })
+            .collect()
     };
     let policy = PeerPolicy {
         allow_loopback: cfg.allow_loopback_peers,
@@ -143,19 +182,35 @@ fn build_core(cfg: &TurnConfig) -> Result<Core, Error> {
     };
     let mut relay_ips = cfg.relay_ips.clone();
     if relay_ips.is_empty() {
-        relay_ips = cfg.listening_ips.iter().filter(|ip| !ip.is_unspecified()).copied().collect();
+        relay_ips = cfg
+            .listening_ips
+            .iter()
+            .filter(|ip| !ip.is_unspecified())
+            .copied()
+            .collect();
     }
     if relay_ips.is_empty() {
         relay_ips.push(outbound_ip());
     }
-    let external = cfg.external_ips.iter().map(|e| parse_external(e)).collect::<Result<_, _>>()?;
+    let external = cfg
+        .external_ips
+        .iter()
+        .map(|e| parse_external(e))
+        .collect::<Result<_, _>>()?;
     Ok(Core::new(cfg, auth, policy, relay_ips, external))
 }
 
 fn parse_external(s: &str) -> Result<ExternalIp, Error> {
-    let bad = || Error::Config(format!("external IP {s:?} is not `public` or `public/private`"));
+    let bad = || {
+        Error::Config(format!(
+            "external IP {s:?} is not `public` or `public/private`"
+        ))
+    };
     let (public, private) = match s.split_once('/') {
-        Some((p, q)) => (p.parse().map_err(|_| bad())?, Some(q.parse().map_err(|_| bad())?)),
+        Some((p, q)) => (
+            p.parse().map_err(|_| bad())?,
+            Some(q.parse().map_err(|_| bad())?),
+        ),
         None => (s.parse().map_err(|_| bad())?, None),
     };
     Ok(ExternalIp { public, private })
@@ -194,7 +249,9 @@ impl RelayHandle {
     pub fn urls(&self) -> Vec<String> {
         let host = |a: &SocketAddr| {
             let ip = match self.core.relay_ips.first() {
-                Some(relay) if a.ip().is_unspecified() => self.core.announced(SocketAddr::new(*relay, 0)).ip(),
+                Some(relay) if a.ip().is_unspecified() => {
+                    self.core.announced(SocketAddr::new(*relay, 0)).ip()
+                }
                 _ => a.ip(),
             };
             match ip {
@@ -202,9 +259,18 @@ impl RelayHandle {
                 IpAddr::V4(v4) => format!("{v4}:{}", a.port()),
             }
         };
-        let udp = self.udp.iter().map(|a| format!("turn:{}?transport=udp", host(a)));
-        let tcp = self.tcp.iter().map(|a| format!("turn:{}?transport=tcp", host(a)));
-        let tls = self.tls.iter().map(|a| format!("turns:{}?transport=tcp", host(a)));
+        let udp = self
+            .udp
+            .iter()
+            .map(|a| format!("turn:{}?transport=udp", host(a)));
+        let tcp = self
+            .tcp
+            .iter()
+            .map(|a| format!("turn:{}?transport=tcp", host(a)));
+        let tls = self
+            .tls
+            .iter()
+            .map(|a| format!("turns:{}?transport=tcp", host(a)));
         udp.chain(tcp).chain(tls).collect()
     }
 

@@ -114,7 +114,7 @@ impl<'a> Message<'a> {
             return Err(DecodeError::NotStun);
         }
         let len = u16::from_be_bytes([raw[2], raw[3]]) as usize;
-        if len % 4 != 0 || HEADER_LEN + len != raw.len() {
+        if !len.is_multiple_of(4) || HEADER_LEN + len != raw.len() {
             return Err(DecodeError::BadLength);
         }
         // Walk the attributes once so every later lookup can trust the layout.
@@ -138,7 +138,12 @@ impl<'a> Message<'a> {
         };
         let mut transaction_id = [0; 12];
         transaction_id.copy_from_slice(&raw[8..20]);
-        Ok(Message { raw, method, class, transaction_id })
+        Ok(Message {
+            raw,
+            method,
+            class,
+            transaction_id,
+        })
     }
 
     /// The attributes in order, as (type, value, offset of the attribute header).
@@ -195,16 +200,23 @@ impl<'a> Message<'a> {
     /// Checks MESSAGE-INTEGRITY against a long-term key; `None` if the
     /// message carries none.
     pub fn check_integrity(&self, key: &[u8]) -> Option<bool> {
-        let (_, value, off) = self.attributes().find(|(t, _, _)| *t == attr::MESSAGE_INTEGRITY)?;
+        let (_, value, off) = self
+            .attributes()
+            .find(|(t, _, _)| *t == attr::MESSAGE_INTEGRITY)?;
         if value.len() != 20 {
             return Some(false);
         }
-        Some(hmac_over(self.raw, off, 24, key).verify_slice(value).is_ok())
+        Some(
+            hmac_over(self.raw, off, 24, key)
+                .verify_slice(value)
+                .is_ok(),
+        )
     }
 
     /// Checks FINGERPRINT when present (it must be the last attribute).
     pub fn fingerprint_ok(&self) -> bool {
-        let Some((_, value, off)) = self.attributes().find(|(t, _, _)| *t == attr::FINGERPRINT) else {
+        let Some((_, value, off)) = self.attributes().find(|(t, _, _)| *t == attr::FINGERPRINT)
+        else {
             return true;
         };
         if value.len() != 4 || off + 8 != self.raw.len() {
@@ -302,7 +314,8 @@ impl<'b> Writer<'b> {
 
     pub fn attr(&mut self, typ: u16, value: &[u8]) -> &mut Self {
         self.buf.extend_from_slice(&typ.to_be_bytes());
-        self.buf.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(value.len() as u16).to_be_bytes());
         self.buf.extend_from_slice(value);
         let pad = padded(value.len()) - value.len();
         self.buf.extend_from_slice(&[0u8; 3][..pad]);
@@ -399,7 +412,12 @@ pub fn data_indication_header_len(peer: SocketAddr) -> usize {
 /// [`data_indication_header_len`] long; the payload follows it in the
 /// caller's buffer, so relaying copies nothing. The transaction id is the
 /// caller's (indications need no unique one beyond a fresh-looking value).
-pub fn write_data_indication_header(out: &mut [u8], peer: SocketAddr, payload_len: usize, tid: &[u8; 12]) {
+pub fn write_data_indication_header(
+    out: &mut [u8],
+    peer: SocketAddr,
+    payload_len: usize,
+    tid: &[u8; 12],
+) {
     let mut addr = [0u8; 20];
     let alen = encode_xor_address(peer, tid, &mut addr);
     let body = 4 + alen + 4 + padded(payload_len);
@@ -450,6 +468,7 @@ pub mod channel_data {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -467,7 +486,10 @@ mod tests {
         assert_eq!(m.method, method::CREATE_PERMISSION);
         assert_eq!(m.class, Class::Request);
         assert_eq!(m.get_str(attr::USERNAME), Some("alice"));
-        assert_eq!(m.xor_address(m.get(attr::XOR_PEER_ADDRESS).unwrap()), Some(peer));
+        assert_eq!(
+            m.xor_address(m.get(attr::XOR_PEER_ADDRESS).unwrap()),
+            Some(peer)
+        );
         assert_eq!(m.check_integrity(b"key"), Some(true));
         assert_eq!(m.check_integrity(b"other"), Some(false));
         assert!(m.fingerprint_ok());
@@ -496,7 +518,10 @@ mod tests {
         assert_eq!(Message::parse(&long).unwrap_err(), DecodeError::BadLength);
         let mut lying = buf.clone();
         lying[22..24].copy_from_slice(&400u16.to_be_bytes());
-        assert_eq!(Message::parse(&lying).unwrap_err(), DecodeError::TruncatedAttribute);
+        assert_eq!(
+            Message::parse(&lying).unwrap_err(),
+            DecodeError::TruncatedAttribute
+        );
         let mut cookie = buf;
         cookie[4] ^= 0xFF;
         assert_eq!(Message::parse(&cookie).unwrap_err(), DecodeError::NotStun);
@@ -513,6 +538,9 @@ mod tests {
         let m = Message::parse(&buf).unwrap();
         assert_eq!((m.method, m.class), (method::DATA, Class::Indication));
         assert_eq!(m.get(attr::DATA), Some(&payload[..]));
-        assert_eq!(m.xor_address(m.get(attr::XOR_PEER_ADDRESS).unwrap()), Some(peer));
+        assert_eq!(
+            m.xor_address(m.get(attr::XOR_PEER_ADDRESS).unwrap()),
+            Some(peer)
+        );
     }
 }

@@ -22,7 +22,10 @@ const IDLE_WITHOUT_ALLOCATION: Duration = Duration::from_secs(60);
 /// How accepted connections are wrapped (plain TCP, or a TLS handshake).
 pub(crate) trait Acceptor: Send + Sync + 'static {
     type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
-    fn accept(&self, tcp: tokio::net::TcpStream) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+    fn accept(
+        &self,
+        tcp: tokio::net::TcpStream,
+    ) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
 }
 
 pub(crate) struct Plain;
@@ -74,7 +77,11 @@ fn next_frame(buf: &[u8]) -> Result<Option<usize>, ()> {
     }
 }
 
-async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, client: SocketAddr, core: Arc<Core>) {
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    client: SocketAddr,
+    core: Arc<Core>,
+) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut inbuf = vec![0u8; MAX_FRAME + 4];
     let mut filled = 0;
@@ -157,7 +164,11 @@ async fn recv_or_pending(
     buf: &mut [u8],
 ) -> std::io::Result<(usize, SocketAddr)> {
     match alloc {
-        Some(a) => a.socket.recv_from(&mut buf[MAX_HEADER..MAX_HEADER + 65536]).await,
+        Some(a) => {
+            a.socket
+                .recv_from(&mut buf[MAX_HEADER..MAX_HEADER + 65536])
+                .await
+        }
         None => std::future::pending().await,
     }
 }

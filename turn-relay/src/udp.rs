@@ -69,12 +69,21 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, core: Arc<Core>) {
 }
 
 /// Peer → client for one allocation, until its session drops and aborts it.
-async fn relay_to_client(alloc: Arc<Allocation>, core: Arc<Core>, listener: Arc<UdpSocket>, client: SocketAddr) {
+async fn relay_to_client(
+    alloc: Arc<Allocation>,
+    core: Arc<Core>,
+    listener: Arc<UdpSocket>,
+    client: SocketAddr,
+) {
     // Untouched pages of this buffer are never made resident.
     let mut buf = vec![0u8; MAX_HEADER + MAX_DATAGRAM + 4];
     let mut bucket = Bucket::new(core.limits.max_bps);
     loop {
-        let Ok((n, peer)) = alloc.socket.recv_from(&mut buf[MAX_HEADER..MAX_HEADER + MAX_DATAGRAM]).await else {
+        let Ok((n, peer)) = alloc
+            .socket
+            .recv_from(&mut buf[MAX_HEADER..MAX_HEADER + MAX_DATAGRAM])
+            .await
+        else {
             continue;
         };
         if let Some(frame) = core.frame_for_client(&alloc, peer, &mut buf, n, false, &mut bucket) {
