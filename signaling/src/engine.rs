@@ -155,13 +155,10 @@ impl Connection {
             Ok(s) => s,
             Err(e) => return Answer::fresh(Err(e)),
         };
-        let cache_key = session.as_ref().and(request.id.as_ref()).map(|id| {
-            format!(
-                "{id}\u{0}{}\u{0}{}",
-                request.method,
-                Value::Object(request.params.clone())
-            )
-        });
+        let cache_key = session
+            .as_ref()
+            .and(request.id.as_ref())
+            .map(|id| cache_key(id, &request));
         if let (Some(s), Some(key)) = (&session, &cache_key)
             && let Some(cached) = s.cached_response(key)
         {
@@ -251,6 +248,15 @@ impl Answer {
             Answer::Cached(frame) => frame,
         }
     }
+}
+
+/// What identifies a retried request: its id, method and params, but not
+/// the session id, which a client learns from the first answer and may add
+/// when it retries.
+fn cache_key(id: &Value, request: &Request) -> String {
+    let mut params = request.params.clone();
+    params.remove("sessionId");
+    format!("{id}\u{0}{}\u{0}{}", request.method, Value::Object(params))
 }
 
 /// A JSON object, as results are built.

@@ -1,0 +1,140 @@
+// Shared helpers of the end-to-end tests: start the real rkms binary on a
+// free loopback port, and talk raw JSON-RPC to it.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const RKMS_BIN = process.env.RKMS_BIN || join(here, '../../target/release/rkms');
+
+/** Starts rkms; resolves once it prints the address it listens on. */
+export function startRkms({ config, args = [] } = {}) {
+  const extra = [...args];
+  if (config) {
+    const dir = mkdtempSync(join(tmpdir(), 'rkms-conf-'));
+    const file = join(dir, 'kurento.conf.json');
+    writeFileSync(file, JSON.stringify(config));
+    extra.push('--config', file);
+  }
+  const proc = spawn(RKMS_BIN, ['--bind', '127.0.0.1', '--port', '0', ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
+  });
+  let stderr = '';
+  proc.stderr.on('data', (d) => { stderr += d; });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`rkms did not start: ${stderr}`)), 15000);
+    proc.on('exit', (code) => reject(new Error(`rkms exited with ${code}: ${stderr}`)));
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on (ws:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        const url = m[1];
+        resolve({
+          url,
+          httpBase: url.replace(/^ws:/, 'http:').replace(/\/[^/]*$/, ''),
+          proc,
+          stderr: () => stderr,
+          stop: () => new Promise((r) => {
+            if (proc.exitCode !== null) return r(proc.exitCode);
+            proc.removeAllListeners('exit');
+            proc.on('exit', (c) => r(c));
+            proc.kill('SIGTERM');
+          }),
+        });
+      }
+    });
+  });
+}
+
+/** A raw JSON-RPC client: send requests, await answers, collect events. */
+export class RawClient {
+  static open(url) {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url);
+      ws.once('open', () => resolve(new RawClient(ws)));
+      ws.once('error', reject);
+    });
+  }
+
+  constructor(ws) {
+    this.ws = ws;
+    this.nextId = 0;
+    this.pending = new Map();
+    this.events = [];
+    this.sessionId = undefined;
+    ws.on('message', (data) => {
+      const msg = JSON.parse(data.toString());
+      if (msg.method === 'onEvent') {
+        this.events.push(msg.params.value);
+        return;
+      }
+      const waiter = this.pending.get(msg.id);
+      if (waiter) {
+        this.pending.delete(msg.id);
+        waiter(msg);
+      } else {
+        this.unmatched = msg;
+      }
+    });
+  }
+
+  /** Sends a frame as is and resolves with the answer carrying `id`. */
+  sendRaw(text, id) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer to ${text}`)), 10000);
+      this.pending.set(id, (m) => { clearTimeout(timer); resolve(m); });
+      this.ws.send(text);
+    });
+  }
+
+  /** Sends a request; resolves with the whole answer frame. */
+  async request(method, params = {}, { id } = {}) {
+    const reqId = id ?? this.nextId++;
+    const withSession = this.sessionId && params.sessionId === undefined
+      ? { ...params, sessionId: this.sessionId } : params;
+    const answer = await this.sendRaw(
+      JSON.stringify({ jsonrpc: '2.0', id: reqId, method, params: withSession }), reqId);
+    if (answer.result?.sessionId) this.sessionId = answer.result.sessionId;
+    return answer;
+  }
+
+  /** Sends a request; resolves with `result.value` or throws the error. */
+  async call(method, params = {}) {
+    const answer = await this.request(method, params);
+    if (answer.error) {
+      const e = new Error(`${method}: ${answer.error.message}`);
+      e.rpc = answer.error;
+      throw e;
+    }
+    return answer.result.value;
+  }
+
+  waitForEvent(pred, timeoutMs = 5000) {
+    const deadline = Date.now() + timeoutMs;
+    return new Promise((resolve, reject) => {
+      const tick = () => {
+        const found = this.events.find(pred);
+        if (found) return resolve(found);
+        if (Date.now() > deadline) return reject(new Error('event did not arrive'));
+        setTimeout(tick, 20);
+      };
+      tick();
+    });
+  }
+
+  close() {
+    return new Promise((resolve) => {
+      if (this.ws.readyState === WebSocket.CLOSED) return resolve();
+      this.ws.once('close', resolve);
+      this.ws.close();
+    });
+  }
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
