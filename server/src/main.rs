@@ -36,6 +36,8 @@ struct Cli {
 enum Command {
     /// Runs only the STUN/TURN relay, with coturn's flag names.
     Turn(rkms_turn::cli::TurnArgs),
+    /// Measures a running rkms (see `rkms loadtest --help`).
+    Loadtest(rkms_loadtest::cli::LoadtestArgs),
 }
 
 fn main() -> Result<()> {
@@ -51,6 +53,9 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Some(Command::Turn(args)) => rkms_turn::cli::run(args).await.map_err(Into::into),
+            Some(Command::Loadtest(args)) => {
+                rkms_loadtest::cli::run(args).await.map_err(Into::into)
+            }
             None => serve(cli.bind, cli.port, cli.config).await,
         }
     })
