@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs only the STUN/TURN relay, with coturn's flag names.
-    Turn(rkms_turn::cli::TurnArgs),
+    Turn(Box<rkms_turn::cli::TurnArgs>),
     /// Measures a running rkms (see `rkms loadtest --help`).
     Loadtest(rkms_loadtest::cli::LoadtestArgs),
 }
@@ -52,7 +52,7 @@ fn main() -> Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Some(Command::Turn(args)) => rkms_turn::cli::run(args).await.map_err(Into::into),
+            Some(Command::Turn(args)) => rkms_turn::cli::run(*args).await.map_err(Into::into),
             Some(Command::Loadtest(args)) => {
                 rkms_loadtest::cli::run(args).await.map_err(Into::into)
             }
