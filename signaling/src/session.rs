@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-/// How many answers a session remembers for retried requests.
+/// How many answers a session remembers for retried requests...
 const RESPONSE_CACHE_LEN: usize = 128;
+/// ...and how many bytes of them at most (a `getKmd` answer alone is 28 KiB).
+const RESPONSE_CACHE_BYTES: usize = 256 * 1024;
 
 /// Where a session's frames go: the current connection's writer.
 #[derive(Clone)]
@@ -28,6 +30,7 @@ pub struct Outbound {
 #[derive(Default)]
 struct ResponseCache {
     entries: VecDeque<CachedResponse>,
+    bytes: usize,
 }
 
 struct CachedResponse {
@@ -45,9 +48,17 @@ impl ResponseCache {
     }
 
     fn put(&mut self, key: String, response: String) {
-        if self.entries.len() == RESPONSE_CACHE_LEN {
-            self.entries.pop_front();
+        let size = key.len() + response.len();
+        if size > RESPONSE_CACHE_BYTES {
+            return;
         }
+        while self.entries.len() == RESPONSE_CACHE_LEN || self.bytes + size > RESPONSE_CACHE_BYTES {
+            let Some(old) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= old.key.len() + old.response.len();
+        }
+        self.bytes += size;
         self.entries.push_back(CachedResponse { key, response });
     }
 }
@@ -182,6 +193,22 @@ mod tests {
         }
         assert!(s.cached_response("k0").is_none());
         assert!(s.cached_response("k1").is_some());
+    }
+
+    #[test]
+    fn cache_stays_within_its_byte_budget() {
+        let s = Session::new("s".into());
+        let big = "x".repeat(RESPONSE_CACHE_BYTES / 3);
+        for i in 0..10 {
+            s.cache_response(format!("k{i}"), big.clone());
+        }
+        let cache = s.cache.lock();
+        assert!(cache.bytes <= RESPONSE_CACHE_BYTES);
+        assert_eq!(cache.entries.len(), 2);
+        drop(cache);
+        assert!(s.cached_response("k9").is_some());
+        s.cache_response("huge".into(), "y".repeat(RESPONSE_CACHE_BYTES + 1));
+        assert!(s.cached_response("huge").is_none());
     }
 
     #[test]
