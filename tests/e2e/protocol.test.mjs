@@ -264,3 +264,28 @@ test('garbage from one client does not disturb another session', async () => {
   await good.close();
   await bad.close();
 });
+
+test('sendTagsInEvents puts the source tags into its events', async () => {
+  const raw = await RawClient.open(server.url);
+  const pipeline = await raw.call('create', { type: 'MediaPipeline' });
+  const ctor = { mediaPipeline: pipeline };
+  const a = await raw.call('create', { type: 'PassThrough', constructorParams: ctor });
+  const b = await raw.call('create', { type: 'PassThrough', constructorParams: ctor });
+  await raw.call('subscribe', { object: a, type: 'ElementConnected' });
+  await raw.call('invoke', { object: a, operation: 'addTag', operationParams: { key: 'user', value: 'ana' } });
+  await raw.call('invoke', { object: a, operation: 'connect', operationParams: { sink: b, mediaType: 'AUDIO' } });
+  const plain = await raw.waitForEvent((e) => e.type === 'ElementConnected');
+  assert.deepEqual(plain.data.tags, []);
+  assert.equal(plain.object, a);
+  assert.equal(plain.data.source, a);
+  assert.equal(plain.data.sink, b);
+  assert.match(plain.data.timestampMillis, /^\d+$/);
+
+  await raw.call('invoke', { object: a, operation: 'setSendTagsInEvents', operationParams: { sendTagsInEvents: true } });
+  raw.events.length = 0;
+  await raw.call('invoke', { object: a, operation: 'connect', operationParams: { sink: b, mediaType: 'VIDEO' } });
+  const tagged = await raw.waitForEvent((e) => e.type === 'ElementConnected');
+  assert.deepEqual(tagged.data.tags, [{ __module__: 'kurento', __type__: 'Tag', key: 'user', value: 'ana' }]);
+  await raw.call('release', { object: pipeline });
+  await raw.close();
+});
