@@ -15,15 +15,28 @@ pub enum Error {
     #[error("path `{}` is outside the configured recording roots", .0.display())]
     OutsideRoots(PathBuf),
     #[error("cannot open `{}`: {source}", path.display())]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("{codec:?} cannot be stored in {container:?} (profile {profile:?})")]
-    CodecNotSupported { codec: Codec, container: Container, profile: MediaProfile },
+    CodecNotSupported {
+        codec: Codec,
+        container: Container,
+        profile: MediaProfile,
+    },
     #[error("profile {profile:?} has no {kind} track")]
-    TrackNotInProfile { profile: MediaProfile, kind: &'static str },
+    TrackNotInProfile {
+        profile: MediaProfile,
+        kind: &'static str,
+    },
     #[error("invalid {format} data: {reason}")]
-    Malformed { format: &'static str, reason: String },
+    Malformed {
+        format: &'static str,
+        reason: String,
+    },
     #[error("unsupported {format} feature: {what}")]
     Unsupported { format: &'static str, what: String },
     #[error("the recorder is already stopped")]
@@ -32,11 +45,17 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn malformed(format: &'static str, reason: impl Into<String>) -> Self {
-        Error::Malformed { format, reason: reason.into() }
+        Error::Malformed {
+            format,
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn unsupported(format: &'static str, what: impl Into<String>) -> Self {
-        Error::Unsupported { format, what: what.into() }
+        Error::Unsupported {
+            format,
+            what: what.into(),
+        }
     }
 
     /// The Kurento `Error.type` string the media core reports for this error.

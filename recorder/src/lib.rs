@@ -27,8 +27,12 @@ pub mod mp4;
 pub mod path_policy;
 pub mod player;
 pub mod profile;
+pub mod recorder;
+pub mod rtp;
+pub mod timing;
 pub mod writer;
 
 pub use error::{Error, Result};
 pub use media::{Codec, CodecConfig, Frame, TrackKind};
 pub use profile::{Container, MediaProfile};
+pub use recorder::{Recorder, RecordingStats};

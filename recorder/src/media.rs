@@ -61,7 +61,14 @@ pub struct CodecConfig {
 
 impl CodecConfig {
     pub fn video(codec: Codec, width: u16, height: u16, private: Vec<u8>) -> Self {
-        Self { codec, width, height, sample_rate: 0, channels: 0, private }
+        Self {
+            codec,
+            width,
+            height,
+            sample_rate: 0,
+            channels: 0,
+            private,
+        }
     }
 
     /// Opus as WebRTC sends it: 48 kHz, stereo-capable.

@@ -13,7 +13,9 @@ pub struct RecordingRoots {
 
 impl RecordingRoots {
     pub fn new(roots: impl IntoIterator<Item = PathBuf>) -> Self {
-        Self { roots: roots.into_iter().collect() }
+        Self {
+            roots: roots.into_iter().collect(),
+        }
     }
 
     /// Resolves a `file:///abs/path` URI. Percent escapes are decoded; a `..`
@@ -30,7 +32,11 @@ impl RecordingRoots {
             let root = root.canonicalize().unwrap_or_else(|_| root.clone());
             real.starts_with(&root) && real != root
         });
-        if inside { Ok(path) } else { Err(Error::OutsideRoots(path)) }
+        if inside {
+            Ok(path)
+        } else {
+            Err(Error::OutsideRoots(path))
+        }
     }
 }
 
@@ -71,9 +77,15 @@ fn canonicalize_existing_prefix(path: &Path) -> PathBuf {
     let mut tail = Vec::new();
     loop {
         if let Ok(real) = existing.canonicalize() {
-            return tail.iter().rev().fold(real, |acc: PathBuf, part| acc.join(part));
+            return tail
+                .iter()
+                .rev()
+                .fold(real, |acc: PathBuf, part| acc.join(part));
         }
-        match (existing.file_name().map(|n| n.to_owned()), existing.parent()) {
+        match (
+            existing.file_name().map(|n| n.to_owned()),
+            existing.parent(),
+        ) {
             (Some(name), Some(parent)) => {
                 tail.push(name);
                 existing = parent.to_path_buf();
@@ -97,25 +109,49 @@ mod tests {
     fn accepts_paths_under_a_root() {
         let (dir, roots) = roots();
         let uri = format!("file://{}/sub/rec%201.webm", dir.display());
-        assert_eq!(roots.resolve(&uri).expect("inside"), dir.join("sub/rec 1.webm"));
+        assert_eq!(
+            roots.resolve(&uri).expect("inside"),
+            dir.join("sub/rec 1.webm")
+        );
     }
 
     #[test]
     fn refuses_escapes() {
         let (dir, roots) = roots();
         let dotdot = format!("file://{}/../x.webm", dir.display());
-        assert!(matches!(roots.resolve(&dotdot), Err(Error::ParentComponent(_))));
+        assert!(matches!(
+            roots.resolve(&dotdot),
+            Err(Error::ParentComponent(_))
+        ));
         let encoded = format!("file://{}/%2e%2e/x.webm", dir.display());
-        assert!(matches!(roots.resolve(&encoded), Err(Error::ParentComponent(_))));
-        assert!(matches!(roots.resolve("file:///etc/x.webm"), Err(Error::OutsideRoots(_))));
-        assert!(matches!(roots.resolve("http://h/x.webm"), Err(Error::UnsupportedUri(_))));
-        assert!(matches!(roots.resolve("file://rel/x.webm"), Err(Error::UnsupportedUri(_))));
+        assert!(matches!(
+            roots.resolve(&encoded),
+            Err(Error::ParentComponent(_))
+        ));
+        assert!(matches!(
+            roots.resolve("file:///etc/x.webm"),
+            Err(Error::OutsideRoots(_))
+        ));
+        assert!(matches!(
+            roots.resolve("http://h/x.webm"),
+            Err(Error::UnsupportedUri(_))
+        ));
+        assert!(matches!(
+            roots.resolve("file://rel/x.webm"),
+            Err(Error::UnsupportedUri(_))
+        ));
         // The root itself is not a file name.
         let root_uri = format!("file://{}", dir.display());
-        assert!(matches!(roots.resolve(&root_uri), Err(Error::OutsideRoots(_))));
+        assert!(matches!(
+            roots.resolve(&root_uri),
+            Err(Error::OutsideRoots(_))
+        ));
         // A sibling whose name starts like the root is outside it.
         let sibling = format!("file://{}-evil/x.webm", dir.display());
-        assert!(matches!(roots.resolve(&sibling), Err(Error::OutsideRoots(_))));
+        assert!(matches!(
+            roots.resolve(&sibling),
+            Err(Error::OutsideRoots(_))
+        ));
     }
 
     #[test]

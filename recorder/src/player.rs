@@ -40,18 +40,31 @@ pub trait Source: Send {
 /// Opens a `file://` URI (or plain absolute path) holding WebM/Matroska or MP4,
 /// recognised by content, not by extension.
 pub fn open(uri: &str) -> Result<Box<dyn Source>> {
-    let path = if uri.starts_with('/') { uri.into() } else { file_uri_to_path(uri)? };
-    let mut file = File::open(&path).map_err(|source| Error::Open { path: path.clone(), source })?;
+    let path = if uri.starts_with('/') {
+        uri.into()
+    } else {
+        file_uri_to_path(uri)?
+    };
+    let mut file = File::open(&path).map_err(|source| Error::Open {
+        path: path.clone(),
+        source,
+    })?;
     let mut magic = [0u8; 8];
     let n = read_up_to(&mut file, &mut magic)?;
-    let file = File::open(&path).map_err(|source| Error::Open { path: path.clone(), source })?;
+    let file = File::open(&path).map_err(|source| Error::Open {
+        path: path.clone(),
+        source,
+    })?;
     match &magic[..n] {
         [0x1a, 0x45, 0xdf, 0xa3, ..] => Ok(Box::new(MkvReader::open(file)?)),
         [_, _, _, _, b'f', b't', b'y', b'p'] | [_, _, _, _, b'm', b'o', b'o', b'v'] => {
             Ok(Box::new(Mp4Reader::open(file)?))
         }
         [] => Err(Error::malformed("media file", "the file is empty")),
-        _ => Err(Error::unsupported("media file", "container not recognised (WebM, MKV, MP4 are)")),
+        _ => Err(Error::unsupported(
+            "media file",
+            "container not recognised (WebM, MKV, MP4 are)",
+        )),
     }
 }
 

@@ -97,12 +97,19 @@ impl MediaProfile {
     /// Checks that `codec` can be remuxed into this profile's file.
     pub fn check_codec(self, codec: Codec) -> Result<()> {
         if !self.has(codec.kind()) {
-            return Err(Error::TrackNotInProfile { profile: self, kind: codec.kind().name() });
+            return Err(Error::TrackNotInProfile {
+                profile: self,
+                kind: codec.kind().name(),
+            });
         }
         if self.container().holds(codec) {
             Ok(())
         } else {
-            Err(Error::CodecNotSupported { codec, container: self.container(), profile: self })
+            Err(Error::CodecNotSupported {
+                codec,
+                container: self.container(),
+                profile: self,
+            })
         }
     }
 }
@@ -112,7 +119,10 @@ impl Container {
         match self {
             Container::Webm => matches!(codec, Codec::Vp8 | Codec::Vp9 | Codec::Av1 | Codec::Opus),
             Container::Mkv => {
-                matches!(codec, Codec::Vp8 | Codec::Vp9 | Codec::Av1 | Codec::H264 | Codec::Opus)
+                matches!(
+                    codec,
+                    Codec::Vp8 | Codec::Vp9 | Codec::Av1 | Codec::H264 | Codec::Opus
+                )
             }
             Container::Mp4 => matches!(codec, Codec::H264 | Codec::Opus),
         }

@@ -66,9 +66,21 @@ pub fn parse_obu(data: &[u8]) -> Option<(Obu<'_>, usize)> {
         let (size, n) = read_leb128(data.get(hlen..)?)?;
         let start = hlen + n;
         let end = start.checked_add(usize::try_from(size).ok()?)?;
-        Some((Obu { header, payload: data.get(start..end)? }, end))
+        Some((
+            Obu {
+                header,
+                payload: data.get(start..end)?,
+            },
+            end,
+        ))
     } else {
-        Some((Obu { header, payload: &data[hlen..] }, data.len()))
+        Some((
+            Obu {
+                header,
+                payload: &data[hlen..],
+            },
+            data.len(),
+        ))
     }
 }
 
@@ -84,7 +96,9 @@ pub fn obus(data: &[u8]) -> impl Iterator<Item = Obu<'_>> {
 
 /// Appends an OBU in low-overhead format (size field set).
 pub fn push_sized_obu(out: &mut Vec<u8>, header: &[u8], payload: &[u8]) {
-    let Some((&first, ext)) = header.split_first() else { return };
+    let Some((&first, ext)) = header.split_first() else {
+        return;
+    };
     out.push(first | 0x02);
     out.extend_from_slice(ext);
     write_leb128(out, payload.len() as u64);

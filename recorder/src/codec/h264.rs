@@ -26,7 +26,9 @@ pub fn avcc_nals(sample: &[u8], length_size: usize) -> impl Iterator<Item = &[u8
         if rest.len() < length_size || length_size == 0 {
             return None;
         }
-        let len = rest[..length_size].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = rest[..length_size]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         let nal = rest.get(length_size..length_size + len)?;
         rest = &rest[length_size + len..];
         Some(nal)
@@ -36,7 +38,11 @@ pub fn avcc_nals(sample: &[u8], length_size: usize) -> impl Iterator<Item = &[u8
 /// The `AVCDecoderConfigurationRecord` (ISO/IEC 14496-15 §5.3.3) for one SPS
 /// and PPS, with 4-byte NAL lengths.
 pub fn avcc_record(sps: &[u8], pps: &[u8]) -> Vec<u8> {
-    let mut r = vec![1, sps.get(1).copied().unwrap_or(66), sps.get(2).copied().unwrap_or(0)];
+    let mut r = vec![
+        1,
+        sps.get(1).copied().unwrap_or(66),
+        sps.get(2).copied().unwrap_or(0),
+    ];
     r.push(sps.get(3).copied().unwrap_or(31));
     r.push(0xff); // 6 reserved bits + lengthSizeMinusOne = 3
     r.push(0xe1); // 3 reserved bits + one SPS
@@ -73,7 +79,11 @@ pub fn parse_avcc_record(rec: &[u8]) -> Option<AvcConfig> {
     let n_pps = usize::from(*rec.get(pos)?);
     pos += 1;
     let pps = read_sets(n_pps, &mut pos)?;
-    Some(AvcConfig { length_size, sps, pps })
+    Some(AvcConfig {
+        length_size,
+        sps,
+        pps,
+    })
 }
 
 /// Removes emulation-prevention bytes (00 00 03 → 00 00).
@@ -100,8 +110,10 @@ pub fn sps_dimensions(sps: &[u8]) -> Option<(u16, u16)> {
     r.ue()?; // seq_parameter_set_id
     let mut chroma_format_idc = 1;
     let mut separate_colour_plane = false;
-    if matches!(profile_idc, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135)
-    {
+    if matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
         chroma_format_idc = r.ue()?;
         if chroma_format_idc == 3 {
             separate_colour_plane = r.bit()?;
@@ -145,7 +157,11 @@ pub fn sps_dimensions(sps: &[u8]) -> Option<(u16, u16)> {
     let (mut crop_x, mut crop_y) = (0, 0);
     if r.bit()? {
         let (left, right, top, bottom) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
-        let chroma_array_type = if separate_colour_plane { 0 } else { chroma_format_idc };
+        let chroma_array_type = if separate_colour_plane {
+            0
+        } else {
+            chroma_format_idc
+        };
         let (sub_w, sub_h) = match chroma_array_type {
             1 => (2, 2),
             2 => (2, 1),
@@ -153,7 +169,12 @@ pub fn sps_dimensions(sps: &[u8]) -> Option<(u16, u16)> {
         };
         let unit_y = sub_h * (2 - u32::from(frame_mbs_only));
         crop_x = (left + right) * if chroma_array_type == 0 { 1 } else { sub_w };
-        crop_y = (top + bottom) * if chroma_array_type == 0 { 2 - u32::from(frame_mbs_only) } else { unit_y };
+        crop_y = (top + bottom)
+            * if chroma_array_type == 0 {
+                2 - u32::from(frame_mbs_only)
+            } else {
+                unit_y
+            };
     }
     let width = (width_mbs * 16).checked_sub(crop_x)?;
     let height = (height_map_units * 16 * (2 - u32::from(frame_mbs_only))).checked_sub(crop_y)?;
@@ -180,8 +201,10 @@ mod tests {
     #[test]
     fn parses_sps_of_640x480_baseline() {
         // x264 baseline SPS for 640x480.
-        let sps = [0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x3d, 0xa1, 0x00, 0x00, 0x03, 0x00,
-            0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x8f, 0x16, 0x2e, 0x48];
+        let sps = [
+            0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x3d, 0xa1, 0x00, 0x00, 0x03, 0x00, 0x01,
+            0x00, 0x00, 0x03, 0x00, 0x3c, 0x8f, 0x16, 0x2e, 0x48,
+        ];
         assert_eq!(sps_dimensions(&sps), Some((640, 480)));
         let rec = avcc_record(&sps, &[0x68, 0xcb, 0x83, 0xcb, 0x20]);
         let parsed = parse_avcc_record(&rec).expect("record");

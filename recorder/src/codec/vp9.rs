@@ -19,11 +19,17 @@ pub fn parse_header(frame: &[u8]) -> Option<Vp9Header> {
     }
     if r.bit()? {
         // show_existing_frame
-        return Some(Vp9Header { keyframe: false, size: None });
+        return Some(Vp9Header {
+            keyframe: false,
+            size: None,
+        });
     }
     let keyframe = !r.bit()?;
     if !keyframe {
-        return Some(Vp9Header { keyframe, size: None });
+        return Some(Vp9Header {
+            keyframe,
+            size: None,
+        });
     }
     r.bit()?; // show_frame
     r.bit()?; // error_resilient_mode
@@ -44,5 +50,8 @@ pub fn parse_header(frame: &[u8]) -> Option<Vp9Header> {
     }
     let w = u16::try_from(r.bits(16)? + 1).ok()?;
     let h = u16::try_from(r.bits(16)? + 1).ok()?;
-    Some(Vp9Header { keyframe, size: Some((w, h)) })
+    Some(Vp9Header {
+        keyframe,
+        size: Some((w, h)),
+    })
 }

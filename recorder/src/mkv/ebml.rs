@@ -73,7 +73,9 @@ fn marker_mask(len: u32) -> u8 {
 /// Reads a VINT; returns its value with the marker removed, whether it was the
 /// all-ones (unknown) value, and its length. `Ok(None)` at clean end of input.
 fn read_vint(r: &mut impl Read) -> Result<Option<(u64, bool, u64)>> {
-    let Some(first) = read_byte(r)? else { return Ok(None) };
+    let Some(first) = read_byte(r)? else {
+        return Ok(None);
+    };
     if first == 0 {
         return Err(Error::malformed("EBML", "invalid variable-size integer"));
     }
@@ -91,9 +93,14 @@ fn read_vint(r: &mut impl Read) -> Result<Option<(u64, bool, u64)>> {
 
 /// Reads an element header; `Ok(None)` at clean end of input.
 pub fn read_header(r: &mut impl Read) -> Result<Option<Header>> {
-    let Some(first) = read_byte(r)? else { return Ok(None) };
+    let Some(first) = read_byte(r)? else {
+        return Ok(None);
+    };
     if first == 0 || first.leading_zeros() > 3 {
-        return Err(Error::malformed("EBML", format!("invalid element ID byte {first:#x}")));
+        return Err(Error::malformed(
+            "EBML",
+            format!("invalid element ID byte {first:#x}"),
+        ));
     }
     let id_len = first.leading_zeros() + 1;
     let mut id = u32::from(first);
@@ -103,7 +110,11 @@ pub fn read_header(r: &mut impl Read) -> Result<Option<Header>> {
     }
     let (size, unknown, size_len) =
         read_vint(r)?.ok_or_else(|| Error::malformed("EBML", "truncated element size"))?;
-    Ok(Some(Header { id, size: (!unknown).then_some(size), len: u64::from(id_len) + size_len }))
+    Ok(Some(Header {
+        id,
+        size: (!unknown).then_some(size),
+        len: u64::from(id_len) + size_len,
+    }))
 }
 
 /// Reads a VINT from the front of a slice (block track numbers, lace sizes).
@@ -121,7 +132,9 @@ pub fn slice_vint(data: &[u8]) -> Option<(u64, usize)> {
 }
 
 pub fn parse_uint(body: &[u8]) -> u64 {
-    body.iter().take(8).fold(0, |acc, b| (acc << 8) | u64::from(*b))
+    body.iter()
+        .take(8)
+        .fold(0, |acc, b| (acc << 8) | u64::from(*b))
 }
 
 pub fn parse_float(body: &[u8]) -> Option<f64> {
@@ -153,12 +166,16 @@ mod tests {
             let mut out = Vec::new();
             put_id(&mut out, 0xA3);
             put_size(&mut out, size);
-            let h = read_header(&mut out.as_slice()).expect("ok").expect("header");
+            let h = read_header(&mut out.as_slice())
+                .expect("ok")
+                .expect("header");
             assert_eq!((h.id, h.size), (0xA3, Some(size)));
         }
         let mut unknown = vec![0x18, 0x53, 0x80, 0x67];
         put_size_len(&mut unknown, UNKNOWN_SIZE, 8);
-        let h = read_header(&mut unknown.as_slice()).expect("ok").expect("header");
+        let h = read_header(&mut unknown.as_slice())
+            .expect("ok")
+            .expect("header");
         assert_eq!((h.id, h.size, h.len), (0x1853_8067, None, 12));
     }
 

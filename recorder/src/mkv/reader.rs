@@ -38,7 +38,9 @@ impl Cursor {
     }
 
     fn body(&mut self, h: &Header) -> Result<Vec<u8>> {
-        let size = h.size.ok_or_else(|| Error::malformed(FORMAT, "unknown size on a leaf element"))?;
+        let size = h
+            .size
+            .ok_or_else(|| Error::malformed(FORMAT, "unknown size on a leaf element"))?;
         if size > MAX_ELEMENT {
             return Err(Error::malformed(FORMAT, format!("element of {size} bytes")));
         }
@@ -71,29 +73,46 @@ pub struct MkvReader {
 fn is_top_level(id: u32) -> bool {
     matches!(
         id,
-        ids::CLUSTER | ids::CUES | ids::INFO | ids::TRACKS | ids::SEEK_HEAD | 0x1254_C367 | 0x1043_A770 | 0x1941_A469
+        ids::CLUSTER
+            | ids::CUES
+            | ids::INFO
+            | ids::TRACKS
+            | ids::SEEK_HEAD
+            | 0x1254_C367
+            | 0x1043_A770
+            | 0x1941_A469
     )
 }
 
 impl MkvReader {
     pub fn open(file: File) -> Result<Self> {
         let file_len = file.metadata()?.len();
-        let mut c = Cursor { inner: BufReader::with_capacity(64 * 1024, file), pos: 0 };
+        let mut c = Cursor {
+            inner: BufReader::with_capacity(64 * 1024, file),
+            pos: 0,
+        };
         let ebml = read_header(&mut c)?.ok_or_else(|| Error::malformed(FORMAT, "empty file"))?;
         if ebml.id != ids::EBML {
             return Err(Error::malformed(FORMAT, "no EBML header"));
         }
         let body = c.body(&ebml)?;
-        let doc_type = children(&body).find(|(id, _)| *id == ids::DOC_TYPE).map(|(_, v)| v);
+        let doc_type = children(&body)
+            .find(|(id, _)| *id == ids::DOC_TYPE)
+            .map(|(_, v)| v);
         if !matches!(doc_type, Some(b"webm") | Some(b"matroska")) {
-            return Err(Error::unsupported(FORMAT, "DocType other than webm/matroska"));
+            return Err(Error::unsupported(
+                FORMAT,
+                "DocType other than webm/matroska",
+            ));
         }
         let seg = read_header(&mut c)?.ok_or_else(|| Error::malformed(FORMAT, "no Segment"))?;
         if seg.id != ids::SEGMENT {
             return Err(Error::malformed(FORMAT, "no Segment after the EBML header"));
         }
         let segment_data_start = c.pos;
-        let segment_end = seg.size.map_or(file_len, |s| (segment_data_start + s).min(file_len));
+        let segment_end = seg
+            .size
+            .map_or(file_len, |s| (segment_data_start + s).min(file_len));
         let mut r = Self {
             cursor: c,
             file_len,
@@ -113,7 +132,9 @@ impl MkvReader {
         let mut cues_pos = None;
         loop {
             let at = r.cursor.pos;
-            let Some(h) = read_header(&mut r.cursor)? else { break };
+            let Some(h) = read_header(&mut r.cursor)? else {
+                break;
+            };
             match h.id {
                 ids::CLUSTER => {
                     r.first_cluster = at;
@@ -133,26 +154,42 @@ impl MkvReader {
                     r.parse_tracks(&body)?;
                 }
                 ids::SEEK_HEAD => {
-                    for (_, seek) in children(&r.cursor.body(&h)?).filter(|(id, _)| *id == ids::SEEK) {
+                    for (_, seek) in
+                        children(&r.cursor.body(&h)?).filter(|(id, _)| *id == ids::SEEK)
+                    {
                         let entry: Vec<_> = children(seek).collect();
-                        let id = entry.iter().find(|(i, _)| *i == ids::SEEK_ID).map(|(_, v)| parse_uint(v));
-                        let pos = entry.iter().find(|(i, _)| *i == ids::SEEK_POSITION).map(|(_, v)| parse_uint(v));
+                        let id = entry
+                            .iter()
+                            .find(|(i, _)| *i == ids::SEEK_ID)
+                            .map(|(_, v)| parse_uint(v));
+                        let pos = entry
+                            .iter()
+                            .find(|(i, _)| *i == ids::SEEK_POSITION)
+                            .map(|(_, v)| parse_uint(v));
                         if let (Some(0x1C53_BB6B), Some(pos)) = (id, pos) {
                             cues_pos = Some(pos);
                         }
                     }
                 }
                 _ => {
-                    let size = h.size.ok_or_else(|| Error::malformed(FORMAT, "unknown-size element in Segment"))?;
+                    let size = h.size.ok_or_else(|| {
+                        Error::malformed(FORMAT, "unknown-size element in Segment")
+                    })?;
                     r.cursor.seek_to(r.cursor.pos + size)?;
                 }
             }
         }
         if r.configs.is_empty() {
-            return Err(Error::malformed(FORMAT, "no playable track (VP8, VP9, AV1, H264, Opus)"));
+            return Err(Error::malformed(
+                FORMAT,
+                "no playable track (VP8, VP9, AV1, H264, Opus)",
+            ));
         }
         if r.first_cluster == 0 {
-            return Err(Error::malformed(FORMAT, "no Cluster: the file holds no media"));
+            return Err(Error::malformed(
+                FORMAT,
+                "no Cluster: the file holds no media",
+            ));
         }
         r.duration_us = raw_duration
             .filter(|d| d.is_finite() && *d > 0.0)
@@ -222,7 +259,8 @@ impl MkvReader {
 
     fn read_cues(&mut self, pos: u64) -> Result<()> {
         self.cursor.seek_to(pos)?;
-        let h = read_header(&mut self.cursor)?.ok_or_else(|| Error::malformed(FORMAT, "no Cues"))?;
+        let h =
+            read_header(&mut self.cursor)?.ok_or_else(|| Error::malformed(FORMAT, "no Cues"))?;
         if h.id != ids::CUES {
             return Err(Error::malformed(FORMAT, "SeekHead does not point at Cues"));
         }
@@ -249,22 +287,41 @@ impl MkvReader {
     }
 
     fn to_us(&self, units: i64) -> u64 {
-        u64::try_from(units).unwrap_or(0).saturating_mul(self.timescale_ns) / 1000
+        u64::try_from(units)
+            .unwrap_or(0)
+            .saturating_mul(self.timescale_ns)
+            / 1000
     }
 
     /// Reads one block body into a frame, or `None` for an unknown track.
     fn block(&self, data: &[u8], simple: bool, has_reference: bool) -> Result<Option<SourceFrame>> {
-        let (number, n) = slice_vint(data).ok_or_else(|| Error::malformed(FORMAT, "bad block header"))?;
-        let Some(track) = self.numbers.iter().position(|&t| t == number) else { return Ok(None) };
-        let head = data.get(n..n + 3).ok_or_else(|| Error::malformed(FORMAT, "short block"))?;
+        let (number, n) =
+            slice_vint(data).ok_or_else(|| Error::malformed(FORMAT, "bad block header"))?;
+        let Some(track) = self.numbers.iter().position(|&t| t == number) else {
+            return Ok(None);
+        };
+        let head = data
+            .get(n..n + 3)
+            .ok_or_else(|| Error::malformed(FORMAT, "short block"))?;
         let rel = i16::from_be_bytes([head[0], head[1]]);
         let flags = head[2];
         if flags & 0x06 != 0 {
             return Err(Error::unsupported(FORMAT, "laced blocks"));
         }
-        let keyframe = if simple { flags & 0x80 != 0 } else { !has_reference };
+        let keyframe = if simple {
+            flags & 0x80 != 0
+        } else {
+            !has_reference
+        };
         let pts = self.to_us(self.cluster_time as i64 + i64::from(rel));
-        Ok(Some(SourceFrame { track, frame: Frame { pts_us: pts, keyframe, data: data[n + 3..].to_vec() } }))
+        Ok(Some(SourceFrame {
+            track,
+            frame: Frame {
+                pts_us: pts,
+                keyframe,
+                data: data[n + 3..].to_vec(),
+            },
+        }))
     }
 
     fn read_next(&mut self) -> Result<Option<SourceFrame>> {
@@ -275,7 +332,9 @@ impl MkvReader {
             if self.in_cluster && self.cluster_end.is_some_and(|end| self.cursor.pos >= end) {
                 self.in_cluster = false;
             }
-            let Some(h) = read_header(&mut self.cursor)? else { return Ok(None) };
+            let Some(h) = read_header(&mut self.cursor)? else {
+                return Ok(None);
+            };
             let body_end = h.size.map(|s| self.cursor.pos + s);
             if body_end.is_some_and(|end| end > self.file_len) && h.id != ids::CLUSTER {
                 return Ok(None); // cut off mid-element: the file ends here
@@ -287,7 +346,9 @@ impl MkvReader {
             }
             if is_top_level(h.id) || !self.in_cluster {
                 self.in_cluster = false;
-                let size = h.size.ok_or_else(|| Error::malformed(FORMAT, "unknown-size element"))?;
+                let size = h
+                    .size
+                    .ok_or_else(|| Error::malformed(FORMAT, "unknown-size element"))?;
                 self.cursor.seek_to(self.cursor.pos + size)?;
                 continue;
             }
@@ -309,7 +370,9 @@ impl MkvReader {
                     }
                 }
                 _ => {
-                    let size = h.size.ok_or_else(|| Error::malformed(FORMAT, "unknown-size element"))?;
+                    let size = h
+                        .size
+                        .ok_or_else(|| Error::malformed(FORMAT, "unknown-size element"))?;
                     self.cursor.seek_to(self.cursor.pos + size)?;
                 }
             }
@@ -323,10 +386,14 @@ impl MkvReader {
         let mut pos = self.first_cluster;
         while pos < self.segment_end {
             self.cursor.seek_to(pos)?;
-            let Some(h) = read_header(&mut self.cursor)? else { break };
+            let Some(h) = read_header(&mut self.cursor)? else {
+                break;
+            };
             let Some(size) = h.size else { break };
             if h.id == ids::CLUSTER {
-                let Some(t) = read_header(&mut self.cursor)? else { break };
+                let Some(t) = read_header(&mut self.cursor)? else {
+                    break;
+                };
                 if t.id != ids::TIMESTAMP {
                     break;
                 }

@@ -12,7 +12,9 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
-use super::ebml::{UNKNOWN_SIZE, put_float, put_id, put_master, put_size, put_size_len, put_str, put_uint};
+use super::ebml::{
+    UNKNOWN_SIZE, put_float, put_id, put_master, put_size, put_size_len, put_str, put_uint,
+};
 use super::ids;
 use crate::codec::opus;
 use crate::error::{Error, Result};
@@ -66,7 +68,15 @@ impl MkvWriter {
         put_uint(&mut ebml, ids::EBML_READ_VERSION, 1);
         put_uint(&mut ebml, ids::EBML_MAX_ID_LENGTH, 4);
         put_uint(&mut ebml, ids::EBML_MAX_SIZE_LENGTH, 8);
-        put_str(&mut ebml, ids::DOC_TYPE, if doc_type == DocType::Webm { "webm" } else { "matroska" });
+        put_str(
+            &mut ebml,
+            ids::DOC_TYPE,
+            if doc_type == DocType::Webm {
+                "webm"
+            } else {
+                "matroska"
+            },
+        );
         put_uint(&mut ebml, ids::DOC_TYPE_VERSION, 4);
         put_uint(&mut ebml, ids::DOC_TYPE_READ_VERSION, 2);
         put_master(&mut out, ids::EBML, &ebml);
@@ -94,7 +104,11 @@ impl MkvWriter {
         let tracks_pos = out.len() as u64;
         let mut entries = Vec::new();
         for (i, cfg) in tracks.iter().enumerate() {
-            put_master(&mut entries, ids::TRACK_ENTRY, &track_entry(i as u64 + 1, cfg, doc_type)?);
+            put_master(
+                &mut entries,
+                ids::TRACK_ENTRY,
+                &track_entry(i as u64 + 1, cfg, doc_type)?,
+            );
         }
         put_master(&mut out, ids::TRACKS, &entries);
 
@@ -143,20 +157,34 @@ impl MkvWriter {
             let mut body = Vec::with_capacity(64 * 1024);
             put_uint(&mut body, ids::TIMESTAMP, ms);
             if video_key || audio_only {
-                self.cues.push((ms, self.len - self.segment_data_start, track as u64 + 1));
+                self.cues
+                    .push((ms, self.len - self.segment_data_start, track as u64 + 1));
             }
-            self.cluster = Some(Cluster { timecode_ms: ms, body });
+            self.cluster = Some(Cluster {
+                timecode_ms: ms,
+                body,
+            });
         }
-        let Some(cluster) = self.cluster.as_mut() else { return Ok(()) };
+        let Some(cluster) = self.cluster.as_mut() else {
+            return Ok(());
+        };
         let rel = i16::try_from(i64::try_from(ms).unwrap_or(i64::MAX) - cluster.timecode_ms as i64)
             .unwrap_or(i16::MAX);
         put_id(&mut cluster.body, ids::SIMPLE_BLOCK);
         put_size(&mut cluster.body, frame.data.len() as u64 + 4);
         cluster.body.push(0x80 | (track as u8 + 1)); // track number as a 1-byte VINT
         cluster.body.extend_from_slice(&rel.to_be_bytes());
-        cluster.body.push(if frame.keyframe || kind == TrackKind::Audio { 0x80 } else { 0 });
+        cluster
+            .body
+            .push(if frame.keyframe || kind == TrackKind::Audio {
+                0x80
+            } else {
+                0
+            });
         cluster.body.extend_from_slice(&frame.data);
-        self.end_ms = self.end_ms.max(ms + if kind == TrackKind::Audio { 20 } else { 0 });
+        self.end_ms = self
+            .end_ms
+            .max(ms + if kind == TrackKind::Audio { 20 } else { 0 });
         Ok(())
     }
 
@@ -213,13 +241,16 @@ impl MkvWriter {
     }
 
     fn close_cluster(&mut self) -> Result<()> {
-        let Some(cluster) = self.cluster.take() else { return Ok(()) };
+        let Some(cluster) = self.cluster.take() else {
+            return Ok(());
+        };
         let mut head = Vec::with_capacity(12);
         put_id(&mut head, ids::CLUSTER);
         put_size(&mut head, cluster.body.len() as u64);
         self.append(&head)?;
         self.append(&cluster.body)?;
-        self.file.write_all_at(&(self.end_ms as f64).to_be_bytes(), self.duration_value_pos)?;
+        self.file
+            .write_all_at(&(self.end_ms as f64).to_be_bytes(), self.duration_value_pos)?;
         Ok(())
     }
 
@@ -260,7 +291,11 @@ fn track_entry(number: u64, cfg: &CodecConfig, doc_type: DocType) -> Result<Vec<
         (Codec::Opus, _) => "A_OPUS",
         (codec, _) => {
             return Err(Error::unsupported(
-                if doc_type == DocType::Webm { "WebM" } else { "Matroska" },
+                if doc_type == DocType::Webm {
+                    "WebM"
+                } else {
+                    "Matroska"
+                },
                 format!("{codec:?} track"),
             ));
         }
@@ -285,7 +320,11 @@ fn track_entry(number: u64, cfg: &CodecConfig, doc_type: DocType) -> Result<Vec<
             put_uint(&mut e, ids::TRACK_TYPE, 2);
             if cfg.codec == Codec::Opus {
                 let pre_skip = opus::parse_opus_head(&cfg.private).map_or(0, |(_, p)| p);
-                put_uint(&mut e, ids::CODEC_DELAY, u64::from(pre_skip) * 1_000_000_000 / 48_000);
+                put_uint(
+                    &mut e,
+                    ids::CODEC_DELAY,
+                    u64::from(pre_skip) * 1_000_000_000 / 48_000,
+                );
                 put_uint(&mut e, ids::SEEK_PRE_ROLL, OPUS_SEEK_PRE_ROLL_NS);
             }
             let mut a = Vec::new();

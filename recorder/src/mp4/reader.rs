@@ -114,7 +114,13 @@ impl Mp4Reader {
                 0 => (8, file_len - pos),
                 1 => {
                     file.read_exact(&mut head[8..16])?;
-                    (16, u64::from_be_bytes([head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15]]))
+                    (
+                        16,
+                        u64::from_be_bytes([
+                            head[8], head[9], head[10], head[11], head[12], head[13], head[14],
+                            head[15],
+                        ]),
+                    )
                 }
                 s => (8, u64::from(s)),
             };
@@ -144,24 +150,37 @@ impl Mp4Reader {
             parse_moof(&mut tracks, *moof_pos, body);
         }
         for t in &mut tracks {
-            t.samples.retain(|s| s.offset + u64::from(s.size) <= file_len);
+            t.samples
+                .retain(|s| s.offset + u64::from(s.size) <= file_len);
         }
         tracks.retain(|t| t.config.is_some() && !t.samples.is_empty());
         if tracks.is_empty() {
-            return Err(bad("no playable track (H264, Opus, AAC, VP8, VP9, AV1) with samples"));
+            return Err(bad(
+                "no playable track (H264, Opus, AAC, VP8, VP9, AV1) with samples",
+            ));
         }
         let configs: Vec<CodecConfig> = tracks.iter().filter_map(|t| t.config.clone()).collect();
         let duration_us = tracks
             .iter()
             .filter_map(|t| {
                 let last = t.samples.iter().max_by_key(|s| s.dts)?;
-                let step = t.samples.len().checked_sub(2).map_or(0, |i| {
-                    t.samples[i + 1].dts.saturating_sub(t.samples[i].dts)
-                });
-                Some(t.dts_us(&SampleRef { dts: last.dts + step, ..*last }))
+                let step = t
+                    .samples
+                    .len()
+                    .checked_sub(2)
+                    .map_or(0, |i| t.samples[i + 1].dts.saturating_sub(t.samples[i].dts));
+                Some(t.dts_us(&SampleRef {
+                    dts: last.dts + step,
+                    ..*last
+                }))
             })
             .max();
-        Ok(Self { file, tracks, configs, duration_us })
+        Ok(Self {
+            file,
+            tracks,
+            configs,
+            duration_us,
+        })
     }
 }
 
@@ -169,21 +188,48 @@ fn parse_moov(moov: &[u8]) -> Result<Vec<Track>> {
     let mut tracks = Vec::new();
     for (_, trak) in boxes(moov).filter(|(k, _)| k == b"trak") {
         let tkhd = child(trak, b"tkhd").ok_or_else(|| bad("trak without tkhd"))?;
-        let id = if tkhd.first() == Some(&1) { be32(tkhd, 20) } else { be32(tkhd, 12) }
-            .ok_or_else(|| bad("short tkhd"))?;
+        let id = if tkhd.first() == Some(&1) {
+            be32(tkhd, 20)
+        } else {
+            be32(tkhd, 12)
+        }
+        .ok_or_else(|| bad("short tkhd"))?;
         let mdia = child(trak, b"mdia").ok_or_else(|| bad("trak without mdia"))?;
         let mdhd = child(mdia, b"mdhd").ok_or_else(|| bad("mdia without mdhd"))?;
-        let timescale = if mdhd.first() == Some(&1) { be32(mdhd, 20) } else { be32(mdhd, 12) }
-            .filter(|t| *t > 0)
-            .ok_or_else(|| bad("invalid mdhd timescale"))?;
-        let stbl = child(mdia, b"minf").and_then(|m| child(m, b"stbl")).ok_or_else(|| bad("no stbl"))?;
-        let (config, nal_length) = child(stbl, b"stsd").and_then(parse_stsd).map_or((None, 4), |(c, n)| (Some(c), n));
+        let timescale = if mdhd.first() == Some(&1) {
+            be32(mdhd, 20)
+        } else {
+            be32(mdhd, 12)
+        }
+        .filter(|t| *t > 0)
+        .ok_or_else(|| bad("invalid mdhd timescale"))?;
+        let stbl = child(mdia, b"minf")
+            .and_then(|m| child(m, b"stbl"))
+            .ok_or_else(|| bad("no stbl"))?;
+        let (config, nal_length) = child(stbl, b"stsd")
+            .and_then(parse_stsd)
+            .map_or((None, 4), |(c, n)| (Some(c), n));
         let samples = sample_table(stbl).ok_or_else(|| bad("inconsistent sample tables"))?;
-        tracks.push(Track { id, timescale, config, nal_length, samples, next: 0, defaults: (0, 0, 0) });
+        tracks.push(Track {
+            id,
+            timescale,
+            config,
+            nal_length,
+            samples,
+            next: 0,
+            defaults: (0, 0, 0),
+        });
     }
     if let Some(mvex) = child(moov, b"mvex") {
         for (_, trex) in boxes(mvex).filter(|(k, _)| k == b"trex") {
-            let (Some(id), Some(d), Some(s), Some(f)) = (be32(trex, 4), be32(trex, 12), be32(trex, 16), be32(trex, 20)) else { continue };
+            let (Some(id), Some(d), Some(s), Some(f)) = (
+                be32(trex, 4),
+                be32(trex, 12),
+                be32(trex, 16),
+                be32(trex, 20),
+            ) else {
+                continue;
+            };
             if let Some(t) = tracks.iter_mut().find(|t| t.id == id) {
                 t.defaults = (d, s, f);
             }
@@ -196,8 +242,15 @@ fn parse_moov(moov: &[u8]) -> Result<Vec<Track>> {
 fn parse_stsd(stsd: &[u8]) -> Option<(CodecConfig, usize)> {
     let (kind, entry) = boxes(stsd.get(8..)?).next()?;
     let visual = |codec: Codec, record: &[u8; 4]| -> Option<CodecConfig> {
-        let private = child(entry.get(78..)?, record).map(<[u8]>::to_vec).unwrap_or_default();
-        Some(CodecConfig::video(codec, be16(entry, 24)?, be16(entry, 26)?, private))
+        let private = child(entry.get(78..)?, record)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        Some(CodecConfig::video(
+            codec,
+            be16(entry, 24)?,
+            be16(entry, 26)?,
+            private,
+        ))
     };
     let mut nal_length = 4;
     let config = match &kind {
@@ -218,9 +271,21 @@ fn parse_stsd(stsd: &[u8]) -> Option<(CodecConfig, usize)> {
                 let dops = child(children, b"dOps")?;
                 (Codec::Opus, opus::opus_head(*dops.get(1)?, be16(dops, 2)?))
             } else {
-                (Codec::Aac, child(children, b"esds").and_then(esds_config).unwrap_or_default())
+                (
+                    Codec::Aac,
+                    child(children, b"esds")
+                        .and_then(esds_config)
+                        .unwrap_or_default(),
+                )
             };
-            CodecConfig { codec, width: 0, height: 0, sample_rate: rate, channels, private }
+            CodecConfig {
+                codec,
+                width: 0,
+                height: 0,
+                sample_rate: rate,
+                channels,
+                private,
+            }
         }
         _ => return None,
     };
@@ -277,13 +342,19 @@ fn sample_table(stbl: &[u8]) -> Option<Vec<SampleRef>> {
     let sizes: Vec<u32> = if fixed != 0 {
         vec![fixed; count]
     } else {
-        (0..count).map(|i| be32(stsz, 12 + 4 * i)).collect::<Option<_>>()?
+        (0..count)
+            .map(|i| be32(stsz, 12 + 4 * i))
+            .collect::<Option<_>>()?
     };
     let chunk_offsets: Vec<u64> = if let Some(stco) = child(stbl, b"stco") {
-        (0..be32(stco, 4)? as usize).map(|i| be32(stco, 8 + 4 * i).map(u64::from)).collect::<Option<_>>()?
+        (0..be32(stco, 4)? as usize)
+            .map(|i| be32(stco, 8 + 4 * i).map(u64::from))
+            .collect::<Option<_>>()?
     } else {
         let co64 = child(stbl, b"co64")?;
-        (0..be32(co64, 4)? as usize).map(|i| be64(co64, 8 + 8 * i)).collect::<Option<_>>()?
+        (0..be32(co64, 4)? as usize)
+            .map(|i| be64(co64, 8 + 8 * i))
+            .collect::<Option<_>>()?
     };
     let stsc = child(stbl, b"stsc")?;
     let stsc_entries: Vec<(u32, u32)> = (0..be32(stsc, 4)? as usize)
@@ -293,11 +364,21 @@ fn sample_table(stbl: &[u8]) -> Option<Vec<SampleRef>> {
     let mut n = 0;
     for (ci, &chunk_offset) in chunk_offsets.iter().enumerate() {
         let chunk = ci as u32 + 1;
-        let per_chunk = stsc_entries.iter().rev().find(|(first, _)| *first <= chunk)?.1;
+        let per_chunk = stsc_entries
+            .iter()
+            .rev()
+            .find(|(first, _)| *first <= chunk)?
+            .1;
         let mut offset = chunk_offset;
         for _ in 0..per_chunk {
             let size = *sizes.get(n)?;
-            samples.push(SampleRef { offset, size, dts: 0, cts_offset: 0, sync: true });
+            samples.push(SampleRef {
+                offset,
+                size,
+                dts: 0,
+                cts_offset: 0,
+                sync: true,
+            });
             offset += u64::from(size);
             n += 1;
             if n == count {
@@ -327,7 +408,11 @@ fn sample_table(stbl: &[u8]) -> Option<Vec<SampleRef>> {
         for e in 0..be32(ctts, 4)? as usize {
             let run = be32(ctts, 8 + 8 * e)?;
             let raw = be32(ctts, 12 + 8 * e)?;
-            let off = if version == 1 { i64::from(raw as i32) } else { i64::from(raw) };
+            let off = if version == 1 {
+                i64::from(raw as i32)
+            } else {
+                i64::from(raw)
+            };
             for _ in 0..run {
                 if let Some(s) = samples.get_mut(i) {
                     s.cts_offset = off;
@@ -350,9 +435,15 @@ fn sample_table(stbl: &[u8]) -> Option<Vec<SampleRef>> {
 
 fn parse_moof(tracks: &mut [Track], moof_pos: u64, moof: &[u8]) {
     for (_, traf) in boxes(moof).filter(|(k, _)| k == b"traf") {
-        let Some(tfhd) = child(traf, b"tfhd") else { continue };
-        let (Some(flags), Some(id)) = (be32(tfhd, 0), be32(tfhd, 4)) else { continue };
-        let Some(track) = tracks.iter_mut().find(|t| t.id == id) else { continue };
+        let Some(tfhd) = child(traf, b"tfhd") else {
+            continue;
+        };
+        let (Some(flags), Some(id)) = (be32(tfhd, 0), be32(tfhd, 4)) else {
+            continue;
+        };
+        let Some(track) = tracks.iter_mut().find(|t| t.id == id) else {
+            continue;
+        };
         let (mut dur, mut size, mut sflags) = track.defaults;
         let mut at = 8;
         let mut base = moof_pos;
@@ -370,11 +461,19 @@ fn parse_moof(tracks: &mut [Track], moof_pos: u64, moof: &[u8]) {
             }
         }
         let mut dts = child(traf, b"tfdt")
-            .and_then(|t| if t.first() == Some(&1) { be64(t, 4) } else { be32(t, 4).map(u64::from) })
+            .and_then(|t| {
+                if t.first() == Some(&1) {
+                    be64(t, 4)
+                } else {
+                    be32(t, 4).map(u64::from)
+                }
+            })
             .or_else(|| track.samples.last().map(|s| s.dts + u64::from(dur)))
             .unwrap_or(0);
         for (_, trun) in boxes(traf).filter(|(k, _)| k == b"trun") {
-            let (Some(tflags), Some(count)) = (be32(trun, 0), be32(trun, 4)) else { continue };
+            let (Some(tflags), Some(count)) = (be32(trun, 0), be32(trun, 4)) else {
+                continue;
+            };
             let version = trun[0];
             let mut at = 8;
             let mut offset = base;
@@ -396,14 +495,27 @@ fn parse_moof(tracks: &mut [Track], moof_pos: u64, moof: &[u8]) {
                     at += 4;
                     Some(v)
                 };
-                let (Some(d), Some(s), Some(f), Some(c)) =
-                    (field(0x100, dur), field(0x200, size), field(0x400, sflags), field(0x800, 0))
-                else {
+                let (Some(d), Some(s), Some(f), Some(c)) = (
+                    field(0x100, dur),
+                    field(0x200, size),
+                    field(0x400, sflags),
+                    field(0x800, 0),
+                ) else {
                     break;
                 };
                 let f = if i == 0 { first_flags.unwrap_or(f) } else { f };
-                let cts = if version == 1 { i64::from(c as i32) } else { i64::from(c) };
-                track.samples.push(SampleRef { offset, size: s, dts, cts_offset: cts, sync: f & 0x0001_0000 == 0 });
+                let cts = if version == 1 {
+                    i64::from(c as i32)
+                } else {
+                    i64::from(c)
+                };
+                track.samples.push(SampleRef {
+                    offset,
+                    size: s,
+                    dts,
+                    cts_offset: cts,
+                    sync: f & 0x0001_0000 == 0,
+                });
                 offset += u64::from(s);
                 dts += u64::from(d);
             }
@@ -450,12 +562,23 @@ impl Source for Mp4Reader {
             }
             data = out;
         }
-        Ok(Some(SourceFrame { track: index, frame: Frame { pts_us: t.pts_us(&s), keyframe: s.sync, data } }))
+        Ok(Some(SourceFrame {
+            track: index,
+            frame: Frame {
+                pts_us: t.pts_us(&s),
+                keyframe: s.sync,
+                data,
+            },
+        }))
     }
 
     fn seek(&mut self, pos_us: u64) -> Result<u64> {
         // Video decides the point (a sync sample); the other tracks follow it.
-        let video = self.tracks.iter().position(|t| t.config.as_ref().is_some_and(|c| c.codec.kind() == crate::TrackKind::Video));
+        let video = self.tracks.iter().position(|t| {
+            t.config
+                .as_ref()
+                .is_some_and(|c| c.codec.kind() == crate::TrackKind::Video)
+        });
         let target = match video {
             Some(v) => {
                 let t = &mut self.tracks[v];
@@ -470,7 +593,9 @@ impl Source for Mp4Reader {
         };
         for (i, t) in self.tracks.iter_mut().enumerate() {
             if Some(i) != video {
-                t.next = t.samples.partition_point(|s| t_dts_us(t.timescale, s.dts) < target);
+                t.next = t
+                    .samples
+                    .partition_point(|s| t_dts_us(t.timescale, s.dts) < target);
             }
         }
         Ok(target)

@@ -60,7 +60,11 @@ impl Mp4Writer {
             .iter()
             .map(|c| Track {
                 config: c.clone(),
-                timescale: if c.codec.kind() == TrackKind::Video { 90_000 } else { 48_000 },
+                timescale: if c.codec.kind() == TrackKind::Video {
+                    90_000
+                } else {
+                    48_000
+                },
                 pending: None,
                 samples: Vec::new(),
                 last_duration: 0,
@@ -135,10 +139,22 @@ impl Mp4Writer {
             // Equal or decreasing times still get a 1-tick duration so decode times increase.
             let duration = u32::try_from(time.saturating_sub(prev_time).max(1)).unwrap_or(u32::MAX);
             t.last_duration = duration;
-            t.samples.push(Sample { decode_time: prev_time, duration, flags: flags(key), data });
+            t.samples.push(Sample {
+                decode_time: prev_time,
+                duration,
+                flags: flags(key),
+                data,
+            });
         }
-        let time = t.samples.last().map_or(time, |s| time.max(s.decode_time + u64::from(s.duration)));
-        t.pending = Some((time, frame.keyframe || t.config.codec.kind() == TrackKind::Audio, frame.data.clone()));
+        let time = t
+            .samples
+            .last()
+            .map_or(time, |s| time.max(s.decode_time + u64::from(s.duration)));
+        t.pending = Some((
+            time,
+            frame.keyframe || t.config.codec.kind() == TrackKind::Audio,
+            frame.data.clone(),
+        ));
         self.end_us = self.end_us.max(frame.pts_us);
 
         let start = *self.fragment_start_us.get_or_insert(frame.pts_us);
@@ -162,7 +178,12 @@ impl Mp4Writer {
                     _ if t.last_duration > 0 => t.last_duration,
                     _ => 3000,
                 };
-                t.samples.push(Sample { decode_time: time, duration, flags: flags(key), data });
+                t.samples.push(Sample {
+                    decode_time: time,
+                    duration,
+                    flags: flags(key),
+                    data,
+                });
             }
         }
         self.flush_fragment()
@@ -198,15 +219,27 @@ impl Mp4Writer {
                 });
             }
         });
-        let payload: usize = self.tracks.iter().flat_map(|t| &t.samples).map(|s| s.data.len()).sum();
+        let payload: usize = self
+            .tracks
+            .iter()
+            .flat_map(|t| &t.samples)
+            .map(|s| s.data.len())
+            .sum();
         let mut offset = moof.len() + 8;
-        for (pos, t) in data_offset_pos.iter().zip(self.tracks.iter().filter(|t| !t.samples.is_empty())) {
+        for (pos, t) in data_offset_pos
+            .iter()
+            .zip(self.tracks.iter().filter(|t| !t.samples.is_empty()))
+        {
             moof[*pos..pos + 4].copy_from_slice(&(offset as u32).to_be_bytes());
             offset += t.samples.iter().map(|s| s.data.len()).sum::<usize>();
         }
         let mut buf = moof;
         buf.reserve(payload + 8);
-        u32be(&mut buf, u32::try_from(payload + 8).map_err(|_| Error::unsupported("MP4", "fragment over 4 GiB"))?);
+        u32be(
+            &mut buf,
+            u32::try_from(payload + 8)
+                .map_err(|_| Error::unsupported("MP4", "fragment over 4 GiB"))?,
+        );
         buf.extend_from_slice(b"mdat");
         let mut end_us = self.end_us;
         for t in &mut self.tracks {
@@ -220,8 +253,10 @@ impl Mp4Writer {
         }
         self.append(&buf)?;
         let duration = u32::try_from(end_us / 1000).unwrap_or(u32::MAX);
-        self.file.write_all_at(&duration.to_be_bytes(), self.mvhd_duration_pos)?;
-        self.file.write_all_at(&duration.to_be_bytes(), self.mehd_duration_pos)?;
+        self.file
+            .write_all_at(&duration.to_be_bytes(), self.mvhd_duration_pos)?;
+        self.file
+            .write_all_at(&duration.to_be_bytes(), self.mehd_duration_pos)?;
         Ok(())
     }
 
@@ -275,7 +310,11 @@ fn write_trak(o: &mut Vec<u8>, id: u32, t: &Track) {
                 u32be(o, 0);
                 o.extend_from_slice(if video { b"vide" } else { b"soun" });
                 zeros(o, 12);
-                o.extend_from_slice(if video { b"VideoHandler\0" } else { b"SoundHandler\0" });
+                o.extend_from_slice(if video {
+                    b"VideoHandler\0"
+                } else {
+                    b"SoundHandler\0"
+                });
             });
             bx(o, b"minf", |o| {
                 if video {

@@ -1,0 +1,201 @@
+//! RTP timestamps → one media timeline for all tracks of a recording.
+//!
+//! Each track maps its (unwrapped) RTP timestamps onto a local clock in
+//! microseconds: first from the arrival time of its first packet, then, once
+//! RTCP sender reports come, from their NTP↔RTP pairs, which puts audio and
+//! video of one sender on the same clock (lip sync). The first frame of any
+//! track is media time zero; time spent paused is cut out; each track's
+//! output only moves forward.
+
+use std::time::Instant;
+
+use crate::media::TrackKind;
+
+/// A track whose RTP clock drifts this far from arrival time is re-anchored
+/// (the sender restarted its timestamps).
+const MAX_CLOCK_JUMP_US: i64 = 5_000_000;
+
+struct TrackClock {
+    clock_rate: i64,
+    /// Last extended timestamp seen.
+    last: Option<i64>,
+    /// (extended RTP timestamp, local µs) anchor.
+    anchor: Option<(i64, i64)>,
+    last_out: Option<u64>,
+}
+
+impl TrackClock {
+    /// Extends `ts` relative to the last one seen without updating state.
+    fn extend(&self, ts: u32) -> i64 {
+        match self.last {
+            None => i64::from(ts),
+            Some(last) => last + i64::from(ts.wrapping_sub(last as u32) as i32),
+        }
+    }
+
+    fn local_us(&self, ext: i64) -> Option<i64> {
+        let (ref_ts, ref_us) = self.anchor?;
+        Some(ref_us + (ext - ref_ts) * 1_000_000 / self.clock_rate)
+    }
+}
+
+pub struct Timeline {
+    epoch: Instant,
+    audio: TrackClock,
+    video: TrackClock,
+    /// local µs = NTP µs + offset, shared by the tracks of one sender.
+    ntp_offset: Option<i64>,
+    origin: Option<i64>,
+    paused_total: i64,
+    paused_since: Option<i64>,
+}
+
+fn ntp_to_us(ntp: u64) -> i64 {
+    let secs = (ntp >> 32) as i64;
+    let frac = ((ntp & 0xffff_ffff) * 1_000_000) >> 32;
+    secs * 1_000_000 + frac as i64
+}
+
+impl Timeline {
+    pub fn new(epoch: Instant, audio_clock: u32, video_clock: u32) -> Self {
+        let clock = |rate: u32| TrackClock {
+            clock_rate: i64::from(rate.max(1)),
+            last: None,
+            anchor: None,
+            last_out: None,
+        };
+        Self {
+            epoch,
+            audio: clock(audio_clock),
+            video: clock(video_clock),
+            ntp_offset: None,
+            origin: None,
+            paused_total: 0,
+            paused_since: None,
+        }
+    }
+
+    fn us(&self, at: Instant) -> i64 {
+        i64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(i64::MAX)
+    }
+
+    fn track(&mut self, kind: TrackKind) -> &mut TrackClock {
+        match kind {
+            TrackKind::Audio => &mut self.audio,
+            TrackKind::Video => &mut self.video,
+        }
+    }
+
+    /// An RTCP sender report of `kind`'s stream: `ntp` is the 64-bit NTP
+    /// timestamp paired with `rtp_timestamp`.
+    pub fn sender_report(
+        &mut self,
+        kind: TrackKind,
+        ntp: u64,
+        rtp_timestamp: u32,
+        arrival: Instant,
+    ) {
+        let arrival_us = self.us(arrival);
+        let ntp_us = ntp_to_us(ntp);
+        let offset = self.ntp_offset;
+        let track = self.track(kind);
+        let ext = track.extend(rtp_timestamp);
+        let offset = offset.unwrap_or_else(|| track.local_us(ext).unwrap_or(arrival_us) - ntp_us);
+        track.anchor = Some((ext, ntp_us + offset));
+        if track.last.is_none() {
+            track.last = Some(ext);
+        }
+        self.ntp_offset = Some(offset);
+    }
+
+    /// Media time of a frame, or `None` while paused.
+    pub fn media_time(
+        &mut self,
+        kind: TrackKind,
+        rtp_timestamp: u32,
+        arrival: Instant,
+    ) -> Option<u64> {
+        if self.paused_since.is_some() {
+            return None;
+        }
+        let arrival_us = self.us(arrival);
+        let track = self.track(kind);
+        let ext = track.extend(rtp_timestamp);
+        track.last = Some(ext);
+        let local = match track.local_us(ext) {
+            Some(l) if (l - arrival_us).abs() < MAX_CLOCK_JUMP_US => l,
+            _ => {
+                track.anchor = Some((ext, arrival_us));
+                arrival_us
+            }
+        };
+        let origin = *self.origin.get_or_insert(local);
+        let paused = self.paused_total;
+        let track = self.track(kind);
+        let t = u64::try_from(local - origin - paused).unwrap_or(0);
+        let t = match track.last_out {
+            Some(last) if t <= last => last + 1,
+            _ => t,
+        };
+        track.last_out = Some(t);
+        Some(t)
+    }
+
+    pub fn pause(&mut self, now: Instant) {
+        if self.paused_since.is_none() {
+            self.paused_since = Some(self.us(now));
+        }
+    }
+
+    pub fn resume(&mut self, now: Instant) {
+        if let Some(since) = self.paused_since.take()
+            && self.origin.is_some()
+        {
+            self.paused_total += self.us(now) - since;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn wraparound_pause_and_sync() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut tl = Timeline::new(t0, 48_000, 90_000);
+        // Video starts near the 32-bit wrap.
+        let v0 = u32::MAX - 1500;
+        assert_eq!(tl.media_time(TrackKind::Video, v0, ms(100)), Some(0));
+        assert_eq!(
+            tl.media_time(TrackKind::Video, v0.wrapping_add(3000), ms(133)),
+            Some(33_333)
+        );
+        // Audio arrives 20 ms after the first video frame.
+        assert_eq!(tl.media_time(TrackKind::Audio, 1000, ms(120)), Some(20_000));
+        // Sender reports say audio ts 1000 was captured with video ts v0+900
+        // (10 ms after the first video frame): audio moves to 10 ms.
+        let ntp = 1u64 << 40;
+        tl.sender_report(TrackKind::Video, ntp, v0.wrapping_add(900), ms(200));
+        tl.sender_report(TrackKind::Audio, ntp, 1000, ms(200));
+        assert_eq!(tl.media_time(TrackKind::Audio, 1960, ms(140)), Some(30_000));
+        // Two seconds of pause are cut out.
+        tl.pause(ms(1000));
+        assert_eq!(
+            tl.media_time(TrackKind::Video, v0.wrapping_add(90_000), ms(1100)),
+            None
+        );
+        tl.resume(ms(3000));
+        let after = tl
+            .media_time(TrackKind::Video, v0.wrapping_add(270_000), ms(3100))
+            .expect("resumed");
+        assert!((after as i64 - 1_000_000).abs() < 2_000, "{after}");
+        // Output never goes back.
+        let back = tl
+            .media_time(TrackKind::Video, v0.wrapping_add(269_000), ms(3101))
+            .expect("resumed");
+        assert!(back > after);
+    }
+}
