@@ -19,6 +19,8 @@ pub struct Config {
     /// WebSocket path without the leading slash, e.g. `kurento`.
     pub path: String,
     pub gc_period: Duration,
+    /// The embedded STUN/TURN relay (`rkms.turn` in the file).
+    pub turn: rkms_turn::TurnConfig,
 }
 
 /// The subset of `kurento.conf.json` rkms reads; unknown keys are ignored
@@ -28,6 +30,14 @@ pub struct Config {
 struct KurentoFile {
     #[serde(default)]
     media_server: MediaServer,
+    /// rkms's own settings, beside Kurento's.
+    #[serde(default)]
+    rkms: RkmsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RkmsSection {
+    turn: Option<rkms_turn::TurnConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +88,7 @@ impl Config {
             port: 8888,
             path: "kurento".into(),
             gc_period: Duration::from_secs(240),
+            turn: rkms_turn::TurnConfig::default(),
         }
     }
 
@@ -98,6 +109,7 @@ impl Config {
                 .garbage_collector_period
                 .map(Duration::from_secs)
                 .unwrap_or(base.gc_period),
+            turn: file.rkms.turn.unwrap_or(base.turn),
         })
     }
 }
@@ -173,6 +185,18 @@ mod tests {
         assert_eq!(c.path, "kms");
         assert_eq!(c.gc_period, Duration::from_secs(5));
         assert_eq!(c.address, "0.0.0.0");
+        assert_eq!(c.turn, rkms_turn::TurnConfig::default());
+    }
+
+    #[test]
+    fn the_rkms_section_configures_the_embedded_relay() {
+        let text = r#"{"rkms": {"turn": {"listening_port": 0, "realm": "example.org"}}}"#;
+        let c = Config::from_json(text, Config::fallback()).unwrap();
+        assert_eq!(c.turn.listening_port, 0);
+        assert_eq!(c.turn.realm, "example.org");
+        assert!(c.turn.enabled);
+        let bad = r#"{"rkms": {"turn": {"listening_prot": 0}}}"#;
+        assert!(Config::from_json(bad, Config::fallback()).is_err());
     }
 
     #[test]

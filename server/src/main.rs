@@ -69,6 +69,7 @@ async fn serve(bind: Option<String>, port: Option<u16>, file: Option<PathBuf>) -
     if let Some(port) = port {
         config.port = port;
     }
+    let turn = start_turn(config.turn.clone()).await;
     let engine = Engine::new(EngineConfig {
         gc_period: config.gc_period,
         metadata: format!("rkms {}", env!("CARGO_PKG_VERSION")),
@@ -87,8 +88,29 @@ async fn serve(bind: Option<String>, port: Option<u16>, file: Option<PathBuf>) -
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    if let Some(relay) = turn {
+        relay.shutdown().await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the embedded relay when enabled. A relay that cannot start (its
+/// port taken, say) is logged and left out: the media server still serves.
+async fn start_turn(config: rkms_turn::TurnConfig) -> Option<rkms_turn::RelayHandle> {
+    if !config.enabled {
+        return None;
+    }
+    match rkms_turn::Relay::start(config).await {
+        Ok(relay) => {
+            println!("rkms TURN relay on {}", relay.urls().join(" "));
+            Some(relay)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "embedded TURN relay not started");
+            None
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -10,16 +10,13 @@ import WebSocket from 'ws';
 const here = dirname(fileURLToPath(import.meta.url));
 export const RKMS_BIN = process.env.RKMS_BIN || join(here, '../../target/release/rkms');
 
-/** Starts rkms; resolves once it prints the address it listens on. */
-export function startRkms({ config, args = [] } = {}) {
-  const extra = [...args];
-  if (config) {
-    const dir = mkdtempSync(join(tmpdir(), 'rkms-conf-'));
-    const file = join(dir, 'kurento.conf.json');
-    writeFileSync(file, JSON.stringify(config));
-    extra.push('--config', file);
-  }
-  const proc = spawn(RKMS_BIN, ['--bind', '127.0.0.1', '--port', '0', ...extra], {
+/** Starts rkms; resolves once it prints the address it listens on. The
+ * embedded TURN relay gets a free port unless the config says otherwise. */
+export function startRkms({ config = {}, args = [] } = {}) {
+  const full = { ...config, rkms: { ...config.rkms, turn: { listening_port: 0, ...config.rkms?.turn } } };
+  const file = join(mkdtempSync(join(tmpdir(), 'rkms-conf-')), 'kurento.conf.json');
+  writeFileSync(file, JSON.stringify(full));
+  const proc = spawn(RKMS_BIN, ['--bind', '127.0.0.1', '--port', '0', '--config', file, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
   });
@@ -35,8 +32,10 @@ export function startRkms({ config, args = [] } = {}) {
       if (m) {
         clearTimeout(timer);
         const url = m[1];
+        const turn = out.match(/TURN relay on (.*)/);
         resolve({
           url,
+          turnUrls: turn ? turn[1].trim().split(' ') : [],
           httpBase: url.replace(/^ws:/, 'http:').replace(/\/[^/]*$/, ''),
           proc,
           stderr: () => stderr,
