@@ -261,3 +261,140 @@ fn cache_key(id: &Value, request: &Request) -> String {
 
 /// A JSON object, as results are built.
 pub(crate) type Fields = Map<String, Value>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Client {
+        conn: Connection,
+        rx: mpsc::Receiver<String>,
+        next_id: u64,
+    }
+
+    impl Client {
+        fn new(engine: &Arc<Engine>) -> Self {
+            let (tx, rx) = mpsc::channel(64);
+            Self {
+                conn: engine.connect(tx),
+                rx,
+                next_id: 0,
+            }
+        }
+
+        async fn send(&mut self, method: &str, params: Value) -> Value {
+            self.next_id += 1;
+            let frame =
+                json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params});
+            let answer = self.conn.handle_text(&frame.to_string()).await.unwrap();
+            serde_json::from_str(&answer).unwrap()
+        }
+
+        async fn value(&mut self, method: &str, params: Value) -> Value {
+            let answer = self.send(method, params).await;
+            assert!(answer.get("error").is_none(), "{answer}");
+            answer["result"]["value"].clone()
+        }
+
+        fn events(&mut self) -> Vec<Value> {
+            std::iter::from_fn(|| self.rx.try_recv().ok())
+                .map(|t| serde_json::from_str(&t).unwrap())
+                .collect()
+        }
+    }
+
+    fn engine(gc_period: Duration) -> Arc<Engine> {
+        Engine::new(EngineConfig {
+            gc_period,
+            metadata: String::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn ping_needs_no_session_and_create_makes_one() {
+        let e = engine(Duration::from_secs(60));
+        let mut c = Client::new(&e);
+        let pong = c.send("ping", json!({"interval": 5000})).await;
+        assert_eq!(pong["result"], json!({"value": "pong"}));
+        let created = c.send("create", json!({"type": "MediaPipeline"})).await;
+        assert!(created["result"]["sessionId"].is_string());
+        let id = created["result"]["value"].as_str().unwrap();
+        assert!(id.ends_with("_kurento.MediaPipeline"));
+        assert_eq!(e.object_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn notifications_get_no_answer() {
+        let e = engine(Duration::from_secs(60));
+        let mut c = Client::new(&e);
+        let answer = c
+            .conn
+            .handle_text(r#"{"jsonrpc":"2.0","method":"ping"}"#)
+            .await;
+        assert!(answer.is_none());
+    }
+
+    #[tokio::test]
+    async fn release_cascades_and_raises_object_destroyed() {
+        let e = engine(Duration::from_secs(60));
+        let mut c = Client::new(&e);
+        c.value(
+            "subscribe",
+            json!({"object": SERVER_MANAGER_ID, "type": "ObjectDestroyed"}),
+        )
+        .await;
+        let p = c.value("create", json!({"type": "MediaPipeline"})).await;
+        let a = c
+            .value(
+                "create",
+                json!({"type": "PassThrough", "constructorParams": {"mediaPipeline": p}}),
+            )
+            .await;
+        c.value("release", json!({"object": p})).await;
+        let destroyed: Vec<Value> = c
+            .events()
+            .into_iter()
+            .map(|ev| ev["params"]["value"]["data"]["objectId"].clone())
+            .collect();
+        assert_eq!(destroyed, [a, p]);
+        assert_eq!(e.object_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn garbage_collection_releases_what_only_a_gone_session_held() {
+        let e = engine(Duration::from_millis(10));
+        let mut gone = Client::new(&e);
+        let p = gone.value("create", json!({"type": "MediaPipeline"})).await;
+        let session = gone.send("ping", json!({})).await["result"]["sessionId"].clone();
+        let mut keeper = Client::new(&e);
+        let kept = keeper
+            .value("create", json!({"type": "MediaPipeline"}))
+            .await;
+        drop(gone);
+
+        e.collect_garbage(Instant::now() + Duration::from_secs(1));
+        assert!(e.registry.get(p.as_str().unwrap()).is_none());
+        assert!(e.registry.get(kept.as_str().unwrap()).is_some());
+        let answer = keeper.send("connect", json!({"sessionId": session})).await;
+        assert_eq!(answer["error"]["code"], 40007);
+    }
+
+    #[tokio::test]
+    async fn reconnecting_moves_the_session_to_the_new_connection() {
+        let e = engine(Duration::from_millis(10));
+        let mut first = Client::new(&e);
+        let p = first
+            .value("create", json!({"type": "MediaPipeline"}))
+            .await;
+        let session = first.send("ping", json!({})).await["result"]["sessionId"].clone();
+        drop(first);
+        let mut second = Client::new(&e);
+        let answer = second.send("connect", json!({"sessionId": session})).await;
+        assert_eq!(answer["result"]["sessionId"], session);
+        e.collect_garbage(Instant::now() + Duration::from_secs(1));
+        assert!(
+            e.registry.get(p.as_str().unwrap()).is_some(),
+            "attached sessions are kept"
+        );
+    }
+}
