@@ -255,8 +255,18 @@ pub async fn run(args: TurnArgs) -> Result<(), Error> {
         None => args,
     };
     let relay = Relay::start(args.to_config()?).await?;
+    // Scripts and tests read these two lines (the ports when 0 was asked,
+    // and what was relayed).
+    let list = |addrs: &[std::net::SocketAddr]| addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+    println!(
+        "rkms turn listening: udp={} tcp={} tls={}",
+        list(relay.udp_addrs()),
+        list(relay.tcp_addrs()),
+        list(relay.tls_addrs())
+    );
     shutdown_signal().await?;
-    tracing::info!(metrics = ?relay.metrics(), "TURN relay stopping");
+    let metrics = serde_json::to_string(&relay.metrics()).unwrap_or_default();
+    println!("rkms turn metrics: {metrics}");
     relay.shutdown().await;
     Ok(())
 }

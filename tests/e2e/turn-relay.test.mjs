@@ -1,0 +1,111 @@
+// The embedded TURN relay with a real browser: two headless-Chromium peers,
+// both with iceTransportPolicy 'relay' and `rkms turn` as their only ICE
+// server, connect through it; the receiving side decodes video, and the
+// relay's own counters show the media crossed it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { RKMS_BIN } from './helpers.mjs';
+import { launchBrowser } from './browser.mjs';
+
+const SECRET = 'e2e-turn-secret';
+
+/** Starts `rkms turn` on a free loopback port; resolves with its UDP/TCP addresses. */
+function startTurn(extraArgs = []) {
+  const args = ['turn', '-n', '-L', '127.0.0.1', '-p', '0', '--relay-ip', '127.0.0.1',
+    '--use-auth-secret', '--static-auth-secret', SECRET, '--realm', 'e2e', '--no-tls',
+    '--allow-loopback-peers', ...extraArgs];
+  const proc = spawn(RKMS_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let stderr = '';
+  proc.stderr.on('data', (d) => { stderr += d; });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`rkms turn did not start: ${stderr}`)), 15000);
+    proc.on('exit', (code) => reject(new Error(`rkms turn exited with ${code}: ${stderr}`)));
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/rkms turn listening: udp=(\S+) tcp=(\S*)/);
+      if (!m) return;
+      clearTimeout(timer);
+      proc.removeAllListeners('exit');
+      resolve({
+        udp: m[1],
+        tcp: m[2],
+        /** Stops the relay (SIGTERM) and returns the metrics it prints on the way out. */
+        stop: () => new Promise((done, fail) => {
+          proc.on('exit', () => {
+            const mm = out.match(/rkms turn metrics: (\{.*\})/);
+            if (mm) done(JSON.parse(mm[1]));
+            else fail(new Error(`no metrics line; stdout: ${out}\nstderr: ${stderr}`));
+          });
+          proc.kill('SIGTERM');
+        }),
+      });
+    });
+  });
+}
+
+/** TURN REST API credentials, minted the way app servers do for coturn. */
+function restCredentials(user) {
+  const username = `${Math.floor(Date.now() / 1000) + 600}:${user}`;
+  const credential = createHmac('sha1', SECRET).update(username).digest('base64');
+  return { username, credential };
+}
+
+async function connectThroughRelay(browser, urls) {
+  const iceServers = [{ urls, ...restCredentials('chromium') }];
+  const a = await browser.newPeer({ iceServers, iceTransportPolicy: 'relay', audio: false });
+  const b = await browser.newPeer({ iceServers, iceTransportPolicy: 'relay', audio: false });
+  const offer = await a.createOffer();
+  const answer = await b.acceptOffer(offer);
+  await a.acceptAnswer(answer);
+  // Trickle both ways until both sides are connected.
+  const deadline = Date.now() + 20000;
+  const relayTypes = new Set();
+  for (;;) {
+    for (const [from, to] of [[a, b], [b, a]]) {
+      for (const c of await from.takeCandidates()) {
+        relayTypes.add(/ typ (\w+)/.exec(c.candidate)?.[1]);
+        await to.addCandidate(c);
+      }
+    }
+    const [sa, sb] = [await a.stats(), await b.stats()];
+    if (sa.connection === 'connected' && sb.connection === 'connected') break;
+    if (Date.now() > deadline) throw new Error(`no connection: ${JSON.stringify({ sa, sb })}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.deepEqual([...relayTypes].filter(Boolean), ['relay'], 'only relay candidates are offered');
+  return { a, b };
+}
+
+test('two relay-only Chromium peers exchange video through rkms turn (UDP)', async () => {
+  const turn = await startTurn();
+  const browser = await launchBrowser();
+  try {
+    const { b } = await connectThroughRelay(browser, [`turn:${turn.udp}?transport=udp`]);
+    const first = await b.waitFor((s) => s.video && s.video.framesDecoded > 10);
+    const later = await b.waitFor((s) => s.video.framesDecoded > first.video.framesDecoded + 30);
+    assert.ok(later.video.frameWidth > 0, JSON.stringify(later));
+  } finally {
+    await browser.close();
+  }
+  const metrics = await turn.stop();
+  assert.ok(metrics.allocations_total >= 2, JSON.stringify(metrics));
+  // Video both ways for several seconds: hundreds of packets each way.
+  assert.ok(metrics.packets_to_peer > 200 && metrics.packets_to_client > 200, JSON.stringify(metrics));
+  assert.equal(metrics.auth_failures, 0, JSON.stringify(metrics));
+});
+
+test('relay-only Chromium peers also connect over TURN/TCP', async () => {
+  const turn = await startTurn();
+  const browser = await launchBrowser();
+  try {
+    const { b } = await connectThroughRelay(browser, [`turn:${turn.tcp}?transport=tcp`]);
+    await b.waitFor((s) => s.video && s.video.framesDecoded > 30);
+  } finally {
+    await browser.close();
+  }
+  const metrics = await turn.stop();
+  assert.ok(metrics.packets_to_client > 100, JSON.stringify(metrics));
+});
