@@ -23,10 +23,12 @@ function startTurn(extraArgs = []) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`rkms turn did not start: ${stderr}`)), 15000);
     proc.on('exit', (code) => reject(new Error(`rkms turn exited with ${code}: ${stderr}`)));
+    let started = false;
     proc.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/rkms turn listening: udp=(\S+) tcp=(\S*)/);
+      const m = !started && out.match(/rkms turn listening: udp=(\S+) tcp=(\S*)/);
       if (!m) return;
+      started = true;
       clearTimeout(timer);
       proc.removeAllListeners('exit');
       resolve({
@@ -82,30 +84,35 @@ async function connectThroughRelay(browser, urls) {
 test('two relay-only Chromium peers exchange video through rkms turn (UDP)', async () => {
   const turn = await startTurn();
   const browser = await launchBrowser();
+  let later;
   try {
     const { b } = await connectThroughRelay(browser, [`turn:${turn.udp}?transport=udp`]);
     const first = await b.waitFor((s) => s.video && s.video.framesDecoded > 10);
-    const later = await b.waitFor((s) => s.video.framesDecoded > first.video.framesDecoded + 30);
+    later = await b.waitFor((s) => s.video.framesDecoded > first.video.framesDecoded + 30);
     assert.ok(later.video.frameWidth > 0, JSON.stringify(later));
   } finally {
     await browser.close();
   }
   const metrics = await turn.stop();
-  assert.ok(metrics.allocations_total >= 2, JSON.stringify(metrics));
-  // Video both ways for several seconds: hundreds of packets each way.
-  assert.ok(metrics.packets_to_peer > 200 && metrics.packets_to_client > 200, JSON.stringify(metrics));
-  assert.equal(metrics.auth_failures, 0, JSON.stringify(metrics));
+  const detail = JSON.stringify({ metrics, receiver: later.video });
+  assert.ok(metrics.allocations_total >= 2, detail);
+  // Every video packet the receiver got crossed the relay twice: into the
+  // sender's allocation (to its peer) and out of the receiver's (to its client).
+  assert.ok(metrics.packets_to_peer >= later.video.packetsReceived, detail);
+  assert.ok(metrics.packets_to_client >= later.video.packetsReceived, detail);
+  assert.equal(metrics.auth_failures, 0, detail);
 });
 
 test('relay-only Chromium peers also connect over TURN/TCP', async () => {
   const turn = await startTurn();
   const browser = await launchBrowser();
+  let received;
   try {
     const { b } = await connectThroughRelay(browser, [`turn:${turn.tcp}?transport=tcp`]);
-    await b.waitFor((s) => s.video && s.video.framesDecoded > 30);
+    received = (await b.waitFor((s) => s.video && s.video.framesDecoded > 30)).video.packetsReceived;
   } finally {
     await browser.close();
   }
   const metrics = await turn.stop();
-  assert.ok(metrics.packets_to_client > 100, JSON.stringify(metrics));
+  assert.ok(metrics.packets_to_client >= received, JSON.stringify({ metrics, received }));
 });

@@ -257,7 +257,13 @@ pub async fn run(args: TurnArgs) -> Result<(), Error> {
     let relay = Relay::start(args.to_config()?).await?;
     // Scripts and tests read these two lines (the ports when 0 was asked,
     // and what was relayed).
-    let list = |addrs: &[std::net::SocketAddr]| addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+    let list = |addrs: &[std::net::SocketAddr]| {
+        addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     println!(
         "rkms turn listening: udp={} tcp={} tls={}",
         list(relay.udp_addrs()),
