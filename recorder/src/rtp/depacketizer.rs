@@ -64,7 +64,9 @@ impl Depacketizer {
             reorder: ReorderBuffer::new(if video { VIDEO_WINDOW } else { AUDIO_WINDOW }),
             assembler,
             frame: None,
-            after_gap: false,
+            // Nothing says the first packet seen opens a frame: treat the
+            // start like a loss so only a codec frame-start flag counts.
+            after_gap: true,
             waiting_keyframe: video,
             keyframe_request: video,
             size: None,
