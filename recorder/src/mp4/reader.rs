@@ -584,10 +584,10 @@ impl Source for Mp4Reader {
                 let t = &mut self.tracks[v];
                 let i = (0..t.samples.len())
                     .rev()
-                    .find(|&i| t.samples[i].sync && t.dts_us(&t.samples[i]) <= pos_us)
+                    .find(|&i| t.samples[i].sync && t.pts_us(&t.samples[i]) <= pos_us)
                     .unwrap_or(0);
                 t.next = i;
-                t.dts_us(&t.samples[i])
+                t.pts_us(&t.samples[i])
             }
             None => pos_us,
         };

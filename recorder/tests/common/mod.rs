@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rkms_recorder::player::{Source, open};
@@ -30,15 +30,20 @@ pub fn scratch() -> &'static Path {
 /// Runs ffmpeg with `args` (output last) unless `name` exists already.
 pub fn ffmpeg_file(name: &str, args: &[&str]) -> PathBuf {
     require("ffmpeg");
+    // Tests of one binary share files: make each once, and never expose a partial one.
+    static MAKING: Mutex<()> = Mutex::new(());
+    let _guard = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let path = scratch().join(name);
     if !path.exists() {
+        let partial = scratch().join(format!("partial-{name}"));
         let out = Command::new("ffmpeg")
             .args(["-v", "error", "-y"])
             .args(args)
-            .arg(&path)
+            .arg(&partial)
             .output()
             .expect("run ffmpeg");
         assert!(out.status.success(), "ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::rename(&partial, &path).expect("rename");
     }
     path
 }
