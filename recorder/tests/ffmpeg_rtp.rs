@@ -17,12 +17,42 @@ fn capture(video_args: &[&str]) -> Vec<(TrackKind, Vec<u8>, Instant)> {
     let audio = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let url = |s: &UdpSocket| format!("rtp://127.0.0.1:{}", s.local_addr().expect("addr").port());
     let mut child = Command::new("ffmpeg")
-        .args(["-v", "error", "-re", "-t", "3", "-f", "lavfi", "-i", "testsrc=size=640x480:rate=30"])
-        .args(["-re", "-t", "3", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-v",
+            "error",
+            "-re",
+            "-t",
+            "3",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=640x480:rate=30",
+        ])
+        .args([
+            "-re",
+            "-t",
+            "3",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
         .args(["-map", "0:v"])
         .args(video_args)
         .args(["-payload_type", "96", "-f", "rtp", &url(&video)])
-        .args(["-map", "1:a", "-c:a", "libopus", "-b:a", "64k", "-payload_type", "111", "-f", "rtp", &url(&audio)])
+        .args([
+            "-map",
+            "1:a",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "64k",
+            "-payload_type",
+            "111",
+            "-f",
+            "rtp",
+            &url(&audio),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
@@ -58,9 +88,17 @@ fn capture(video_args: &[&str]) -> Vec<(TrackKind, Vec<u8>, Instant)> {
     got
 }
 
-fn record(packets: &[(TrackKind, Vec<u8>, Instant)], video: Codec, profile: MediaProfile, name: &str) {
+fn record(
+    packets: &[(TrackKind, Vec<u8>, Instant)],
+    video: Codec,
+    profile: MediaProfile,
+    name: &str,
+) {
     let epoch = packets.first().map(|p| p.2).expect("packets arrived");
-    let codecs: Vec<Codec> = [video, Codec::Opus].into_iter().filter(|c| profile.has(c.kind())).collect();
+    let codecs: Vec<Codec> = [video, Codec::Opus]
+        .into_iter()
+        .filter(|c| profile.has(c.kind()))
+        .collect();
     let out = scratch().join(name);
     let mut recorder = Recorder::new(&out, profile, &codecs, epoch).expect("recorder");
     for (kind, packet, at) in packets {
@@ -90,7 +128,16 @@ fn record(packets: &[(TrackKind, Vec<u8>, Instant)], video: Codec, profile: Medi
 
 #[test]
 fn ffmpeg_vp8_and_opus_rtp_into_webm_and_mkv_profiles() {
-    let packets = capture(&["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M"]);
+    let packets = capture(&[
+        "-c:v",
+        "libvpx",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        "-b:v",
+        "1M",
+    ]);
     for profile in [
         MediaProfile::Webm,
         MediaProfile::WebmAudioOnly,
@@ -99,16 +146,40 @@ fn ffmpeg_vp8_and_opus_rtp_into_webm_and_mkv_profiles() {
         MediaProfile::MkvAudioOnly,
         MediaProfile::MkvVideoOnly,
     ] {
-        record(&packets, Codec::Vp8, profile, &format!("rtp-vp8-{}.out", profile.kurento_name()));
+        record(
+            &packets,
+            Codec::Vp8,
+            profile,
+            &format!("rtp-vp8-{}.out", profile.kurento_name()),
+        );
     }
 }
 
 #[test]
 fn ffmpeg_h264_and_opus_rtp_into_mp4_and_mkv_profiles() {
     let packets = capture(&[
-        "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", "baseline", "-pix_fmt", "yuv420p",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-tune",
+        "zerolatency",
+        "-profile:v",
+        "baseline",
+        "-pix_fmt",
+        "yuv420p",
     ]);
-    for profile in [MediaProfile::Mp4, MediaProfile::Mp4AudioOnly, MediaProfile::Mp4VideoOnly, MediaProfile::Mkv] {
-        record(&packets, Codec::H264, profile, &format!("rtp-h264-{}.out", profile.kurento_name()));
+    for profile in [
+        MediaProfile::Mp4,
+        MediaProfile::Mp4AudioOnly,
+        MediaProfile::Mp4VideoOnly,
+        MediaProfile::Mkv,
+    ] {
+        record(
+            &packets,
+            Codec::H264,
+            profile,
+            &format!("rtp-h264-{}.out", profile.kurento_name()),
+        );
     }
 }

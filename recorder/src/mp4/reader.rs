@@ -13,6 +13,8 @@ use crate::player::{Source, SourceFrame};
 const FORMAT: &str = "MP4";
 /// Largest `moov`/`moof` loaded into memory.
 const MAX_HEADER_BOX: u64 = 256 << 20;
+/// Bounds the sample index a damaged table could ask for (~37 h at 30 fps).
+const MAX_SAMPLES: usize = 4 << 20;
 
 #[derive(Debug, Clone, Copy)]
 struct SampleRef {
@@ -336,8 +338,8 @@ fn sample_table(stbl: &[u8]) -> Option<Vec<SampleRef>> {
     let stsz = child(stbl, b"stsz")?;
     let fixed = be32(stsz, 4)?;
     let count = be32(stsz, 8)? as usize;
-    if count == 0 {
-        return Some(Vec::new());
+    if count == 0 || count > MAX_SAMPLES {
+        return (count == 0).then(Vec::new);
     }
     let sizes: Vec<u32> = if fixed != 0 {
         vec![fixed; count]
@@ -394,13 +396,11 @@ fn sample_table(stbl: &[u8]) -> Option<Vec<SampleRef>> {
     let mut i = 0;
     for e in 0..be32(stts, 4)? as usize {
         let (run, delta) = (be32(stts, 8 + 8 * e)?, be32(stts, 12 + 8 * e)?);
-        for _ in 0..run {
-            if let Some(s) = samples.get_mut(i) {
-                s.dts = dts;
-            }
+        for s in samples.iter_mut().skip(i).take(run as usize) {
+            s.dts = dts;
             dts += u64::from(delta);
-            i += 1;
         }
+        i = i.saturating_add(run as usize);
     }
     if let Some(ctts) = child(stbl, b"ctts") {
         let version = *ctts.first()?;
@@ -413,12 +413,10 @@ fn sample_table(stbl: &[u8]) -> Option<Vec<SampleRef>> {
             } else {
                 i64::from(raw)
             };
-            for _ in 0..run {
-                if let Some(s) = samples.get_mut(i) {
-                    s.cts_offset = off;
-                }
-                i += 1;
+            for s in samples.iter_mut().skip(i).take(run as usize) {
+                s.cts_offset = off;
             }
+            i = i.saturating_add(run as usize);
         }
     }
     if let Some(stss) = child(stbl, b"stss") {
@@ -487,6 +485,9 @@ fn parse_moof(tracks: &mut [Track], moof_pos: u64, moof: &[u8]) {
                 at += 4;
             }
             for i in 0..count {
+                if track.samples.len() >= MAX_SAMPLES {
+                    break;
+                }
                 let mut field = |bit: u32, default: u32| -> Option<u32> {
                     if tflags & bit == 0 {
                         return Some(default);

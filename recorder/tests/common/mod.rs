@@ -13,8 +13,14 @@ use rkms_recorder::rtp::Packetizer;
 use rkms_recorder::{MediaProfile, Recorder, RecordingStats, TrackKind};
 
 pub fn require(tool: &str) {
-    let ok = Command::new(tool).arg("-version").output().is_ok_and(|o| o.status.success());
-    assert!(ok, "`{tool}` is required by this test (Debian package ffmpeg)");
+    let ok = Command::new(tool)
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "`{tool}` is required by this test (Debian package ffmpeg)"
+    );
 }
 
 /// A per-process scratch directory.
@@ -42,7 +48,11 @@ pub fn ffmpeg_file(name: &str, args: &[&str]) -> PathBuf {
             .arg(&partial)
             .output()
             .expect("run ffmpeg");
-        assert!(out.status.success(), "ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ffmpeg failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::rename(&partial, &path).expect("rename");
     }
     path
@@ -55,7 +65,18 @@ const SINE: [&str; 4] = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48
 pub fn vp8_opus_webm(gop: Option<u32>) -> PathBuf {
     let g = gop.map(|g| g.to_string());
     let mut args: Vec<&str> = TESTSRC.iter().chain(SINE.iter()).copied().collect();
-    args.extend(["-t", "5", "-c:v", "libvpx", "-b:v", "1M", "-deadline", "realtime", "-cpu-used", "8"]);
+    args.extend([
+        "-t",
+        "5",
+        "-c:v",
+        "libvpx",
+        "-b:v",
+        "1M",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+    ]);
     if let Some(g) = g.as_deref() {
         args.extend(["-g", g]);
     }
@@ -66,7 +87,16 @@ pub fn vp8_opus_webm(gop: Option<u32>) -> PathBuf {
 /// The H264/AAC MP4 of test-peers.md (5 s, 150 frames).
 pub fn h264_aac_mp4() -> PathBuf {
     let mut args: Vec<&str> = TESTSRC.iter().chain(SINE.iter()).copied().collect();
-    args.extend(["-t", "5", "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "baseline"]);
+    args.extend([
+        "-t",
+        "5",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-profile:v",
+        "baseline",
+    ]);
     args.extend(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k"]);
     ffmpeg_file("h264-aac.mp4", &args)
 }
@@ -74,7 +104,16 @@ pub fn h264_aac_mp4() -> PathBuf {
 /// H264 with Opus in MP4, what WebRTC gives the MP4 profiles.
 pub fn h264_opus_mp4() -> PathBuf {
     let mut args: Vec<&str> = TESTSRC.iter().chain(SINE.iter()).copied().collect();
-    args.extend(["-t", "5", "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "baseline"]);
+    args.extend([
+        "-t",
+        "5",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-profile:v",
+        "baseline",
+    ]);
     args.extend(["-pix_fmt", "yuv420p", "-c:a", "libopus", "-b:a", "64k"]);
     ffmpeg_file("h264-opus.mp4", &args)
 }
@@ -89,32 +128,54 @@ pub struct Probe {
 pub fn probe(path: &Path) -> Probe {
     require("ffprobe");
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-show_entries", "stream=codec_name,nb_read_frames:format=duration"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames:format=duration",
+        ])
         .args(["-of", "json"])
         .arg(path)
         .output()
         .expect("run ffprobe");
-    assert!(out.status.success(), "ffprobe cannot read {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe cannot read {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
     let streams = v["streams"]
         .as_array()
         .map(|s| {
             s.iter()
                 .map(|s| {
-                    let frames = s["nb_read_frames"].as_str().and_then(|n| n.parse().ok()).unwrap_or(0);
+                    let frames = s["nb_read_frames"]
+                        .as_str()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
                     (s["codec_name"].as_str().unwrap_or("?").to_owned(), frames)
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let duration = v["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0);
+    let duration = v["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
     Probe { streams, duration }
 }
 
 /// What `ffmpeg -v error -i FILE -f null -` prints: empty for a clean file.
 pub fn decode_errors(path: &Path) -> String {
     require("ffmpeg");
-    let out = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output().expect("run ffmpeg");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
     let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
         text.push_str("(ffmpeg failed)");
@@ -123,7 +184,10 @@ pub fn decode_errors(path: &Path) -> String {
 }
 
 pub fn assert_close(actual: f64, expected: f64, what: &str) {
-    assert!((actual - expected).abs() <= expected * 0.1, "{what}: {actual} is not within 10% of {expected}");
+    assert!(
+        (actual - expected).abs() <= expected * 0.1,
+        "{what}: {actual} is not within 10% of {expected}"
+    );
 }
 
 /// One RTP packet as the recorder receives it.
@@ -140,20 +204,41 @@ pub fn record_via_rtp(
 ) -> RecordingStats {
     let mut source = open(input.to_str().expect("utf-8 path")).expect("open input");
     let configs = source.tracks().to_vec();
-    let usable: Vec<bool> = configs.iter().map(|c| profile.check_codec(c.codec).is_ok()).collect();
-    let codecs: Vec<_> = configs.iter().zip(&usable).filter(|(_, u)| **u).map(|(c, _)| c.codec).collect();
+    let usable: Vec<bool> = configs
+        .iter()
+        .map(|c| profile.check_codec(c.codec).is_ok())
+        .collect();
+    let codecs: Vec<_> = configs
+        .iter()
+        .zip(&usable)
+        .filter(|(_, u)| **u)
+        .map(|(c, _)| c.codec)
+        .collect();
     let epoch = Instant::now();
     let mut packetizers: Vec<Packetizer> = configs
         .iter()
         .enumerate()
-        .map(|(i, c)| Packetizer::new(c, 96 + i as u8, 0x1000 + i as u32, 65_400, u32::MAX - 200_000))
+        .map(|(i, c)| {
+            Packetizer::new(
+                c,
+                96 + i as u8,
+                0x1000 + i as u32,
+                65_400,
+                u32::MAX - 200_000,
+            )
+        })
         .collect();
     let mut sent = Vec::new();
     while let Some(f) = source.next_frame().expect("read frame") {
         if usable[f.track] {
             let arrival = epoch + Duration::from_micros(f.frame.pts_us);
             let kind = configs[f.track].codec.kind();
-            sent.extend(packetizers[f.track].packetize(&f.frame).into_iter().map(|p| (kind, p, arrival)));
+            sent.extend(
+                packetizers[f.track]
+                    .packetize(&f.frame)
+                    .into_iter()
+                    .map(|p| (kind, p, arrival)),
+            );
         }
     }
     mangle(&mut sent);
