@@ -22,8 +22,8 @@ const FPS: usize = 30;
 /// A 640x480 baseline SPS and a PPS (the sizes in the track header do not
 /// change the cost).
 const SPS: [u8; 23] = [
-    0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x3d, 0xa1, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00,
-    0x3c, 0x8f, 0x16, 0x2e, 0x48,
+    0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x3d, 0xa1, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00,
+    0x03, 0x00, 0x3c, 0x8f, 0x16, 0x2e, 0x48,
 ];
 const PPS: [u8; 5] = [0x68, 0xcb, 0x83, 0xcb, 0x20];
 
@@ -42,7 +42,10 @@ fn stream(codec: Codec) -> Vec<(TrackKind, Frame)> {
                     h264::push_avcc(&mut d, &PPS);
                 }
                 let mut nal = vec![if keyframe { 0x65 } else { 0x41 }; size];
-                nal[1..].iter_mut().enumerate().for_each(|(j, b)| *b = (j * 7 + i) as u8 | 1);
+                nal[1..]
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(j, b)| *b = (j * 7 + i) as u8 | 1);
                 h264::push_avcc(&mut d, &nal);
                 d
             }
@@ -55,12 +58,29 @@ fn stream(codec: Codec) -> Vec<(TrackKind, Frame)> {
                 d
             }
         };
-        out.push((TrackKind::Video, Frame { pts_us: (i * 1_000_000 / FPS) as u64, keyframe, data }));
+        out.push((
+            TrackKind::Video,
+            Frame {
+                pts_us: (i * 1_000_000 / FPS) as u64,
+                keyframe,
+                data,
+            },
+        ));
         for a in 0..(1000 / FPS / 20 + usize::from(i % 3 != 2)) {
             let pts = (i * 1_000_000 / FPS + a * 20_000) as u64;
             let mut opus = vec![0xfc; 160];
-            opus[1..].iter_mut().enumerate().for_each(|(j, b)| *b = j as u8);
-            out.push((TrackKind::Audio, Frame { pts_us: pts, keyframe: true, data: opus }));
+            opus[1..]
+                .iter_mut()
+                .enumerate()
+                .for_each(|(j, b)| *b = j as u8);
+            out.push((
+                TrackKind::Audio,
+                Frame {
+                    pts_us: pts,
+                    keyframe: true,
+                    data: opus,
+                },
+            ));
         }
     }
     out.sort_by_key(|(_, f)| f.pts_us);
@@ -68,15 +88,24 @@ fn stream(codec: Codec) -> Vec<(TrackKind, Frame)> {
 }
 
 fn configs(codec: Codec) -> Vec<CodecConfig> {
-    let private = if codec == Codec::H264 { h264::avcc_record(&SPS, &PPS) } else { Vec::new() };
-    vec![CodecConfig::video(codec, 1280, 720, private), CodecConfig::opus()]
+    let private = if codec == Codec::H264 {
+        h264::avcc_record(&SPS, &PPS)
+    } else {
+        Vec::new()
+    };
+    vec![
+        CodecConfig::video(codec, 1280, 720, private),
+        CodecConfig::opus(),
+    ]
 }
 
 fn bench_writers(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("rkms-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let mut group = c.benchmark_group("write_720p_10s");
-    group.sample_size(20).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Elements((SECONDS * FPS) as u64));
     let vp8 = stream(Codec::Vp8);
     let h264_frames = stream(Codec::H264);
@@ -88,26 +117,33 @@ fn bench_writers(c: &mut Criterion) {
             }
         })
     });
-    for (name, container, codec, frames) in
-        [("webm_writer", Container::Webm, Codec::Vp8, &vp8), ("mp4_writer", Container::Mp4, Codec::H264, &h264_frames)]
-    {
+    for (name, container, codec, frames) in [
+        ("webm_writer", Container::Webm, Codec::Vp8, &vp8),
+        ("mp4_writer", Container::Mp4, Codec::H264, &h264_frames),
+    ] {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let file = File::create(dir.join(name)).expect("create");
-                let mut w = ContainerWriter::create(file, container, &configs(codec)).expect("writer");
+                let mut w =
+                    ContainerWriter::create(file, container, &configs(codec)).expect("writer");
                 for (kind, frame) in frames {
-                    w.write_frame(usize::from(*kind == TrackKind::Audio), black_box(frame)).expect("write");
+                    w.write_frame(usize::from(*kind == TrackKind::Audio), black_box(frame))
+                        .expect("write");
                 }
                 w.finish().expect("finish");
             })
         });
     }
     // The whole recording path: RTP packets → depacketizer → timeline → writer.
-    for (name, profile, codec, frames) in
-        [("webm_from_rtp", MediaProfile::Webm, Codec::Vp8, &vp8), ("mp4_from_rtp", MediaProfile::Mp4, Codec::H264, &h264_frames)]
-    {
+    for (name, profile, codec, frames) in [
+        ("webm_from_rtp", MediaProfile::Webm, Codec::Vp8, &vp8),
+        ("mp4_from_rtp", MediaProfile::Mp4, Codec::H264, &h264_frames),
+    ] {
         let cfgs = configs(codec);
-        let mut packetizers: Vec<Packetizer> = cfgs.iter().map(|c| Packetizer::new(c, 96, 1, 0, 0)).collect();
+        let mut packetizers: Vec<Packetizer> = cfgs
+            .iter()
+            .map(|c| Packetizer::new(c, 96, 1, 0, 0))
+            .collect();
         let epoch = Instant::now();
         let packets: Vec<(TrackKind, Vec<u8>, Instant)> = frames
             .iter()
@@ -119,7 +155,8 @@ fn bench_writers(c: &mut Criterion) {
             .collect();
         group.bench_function(name, |b| {
             b.iter(|| {
-                let mut r = Recorder::new(&dir.join(name), profile, &[codec, Codec::Opus], epoch).expect("recorder");
+                let mut r = Recorder::new(&dir.join(name), profile, &[codec, Codec::Opus], epoch)
+                    .expect("recorder");
                 for (kind, p, at) in &packets {
                     r.push_rtp(*kind, black_box(p), *at).expect("push");
                 }

@@ -18,6 +18,27 @@
 //! - [`recorder`]: [`Recorder`], RTP in, file out.
 //! - [`player`]: [`player::Source`], the demuxed-input abstraction the
 //!   PlayerEndpoint paces and packetizes.
+//!
+//! Driving a recording (RecorderEndpoint), all on the pipeline thread:
+//! 1. `roots.resolve(uri)` ([`path_policy::RecordingRoots`]) → path, or a
+//!    `URI_ERROR`; `MediaProfile::from_kurento(name)`;
+//! 2. at `record`: [`Recorder::new`]`(path, profile, &negotiated_codecs,
+//!    epoch)` (refuses codecs the container cannot hold, creates the file:
+//!    errors map to Kurento types with [`Error::kurento_type`]);
+//! 3. per decrypted RTP packet `push_rtp(kind, bytes, arrival)`; per RTCP SR
+//!    `push_sender_report`; after each push, `take_keyframe_request()` →
+//!    send PLI. A `Malformed` error from `push_rtp` concerns that packet only;
+//!    an `Io` error ends the recording;
+//! 4. `pause(now)` / `resume(now)`; `stop()` flushes and closes (also what
+//!    `stopAndWait` waits for). A recording in which no frame was written
+//!    leaves no file; any other leaves a playable one even if the process
+//!    dies (clusters/fragments are flushed about every second).
+//!
+//! Playing (PlayerEndpoint): [`player::open`]`(uri)` → `Box<dyn Source>`;
+//! per track a [`rtp::Packetizer`]; loop `next_frame()`, wait until
+//! [`rtp::Pacer::due`], send `packetize(&frame)`; `seek()` then
+//! `Pacer::reset()`; `duration_us()`/`seekable()` answer `getVideoInfo`.
+//! AAC tracks (MP4 files) are reported but cannot be sent over WebRTC.
 
 pub mod codec;
 pub mod error;

@@ -64,7 +64,10 @@ fn reads_ffmpeg_webm_and_mp4() {
 fn seeks_to_the_keyframe_before_the_position() {
     let check = |source: &mut dyn Source, what: &str| {
         let at = source.seek(2_500_000).expect("seek");
-        assert!((1_000_000..=2_500_000).contains(&at), "{what}: landed at {at}");
+        assert!(
+            (1_000_000..=2_500_000).contains(&at),
+            "{what}: landed at {at}"
+        );
         let first_video = std::iter::from_fn(|| source.next_frame().expect("frame"))
             .find(|f| source_kind_is_video(f.track))
             .expect("video after seek");

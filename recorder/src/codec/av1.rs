@@ -196,11 +196,6 @@ pub fn av1c_record(info: &SequenceInfo, sequence_header_obu: &[u8]) -> Vec<u8> {
     r
 }
 
-/// The sequence header OBU (in low-overhead form) from an `av1C` record.
-pub fn av1c_sequence_header(record: &[u8]) -> Option<&[u8]> {
-    record.get(4..).filter(|s| !s.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
