@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::backend::WebRtcOptions;
 use crate::engine::{Engine, Fields};
 use crate::error::{ErrorCode, RpcError, RpcResult};
 use crate::model::NAMESPACE;
@@ -14,9 +15,10 @@ use crate::registry::{Kind, MediaObject, SERVER_MANAGER_ID, new_element_id, new_
 use crate::session::Session;
 use crate::values::check_params;
 
-/// Types whose media rkms builds today; `create` refuses the others with
-/// NOT_IMPLEMENTED rather than hand out an object that would do nothing.
-const IMPLEMENTED_TYPES: &[&str] = &["MediaPipeline", "PassThrough"];
+/// Types whose media rkms builds without a backend; `create` refuses the
+/// others with NOT_IMPLEMENTED rather than hand out an object that would do
+/// nothing.
+const BUILT_IN_TYPES: &[&str] = &["MediaPipeline", "PassThrough"];
 
 type DispatchFuture<'a> = Pin<Box<dyn Future<Output = RpcResult<Fields>> + Send + 'a>>;
 
@@ -83,7 +85,11 @@ impl Engine {
                     format!("type '{type_name}' not found"),
                 )
             })?;
-        if !IMPLEMENTED_TYPES.contains(&class.name.as_str()) {
+        let webrtc_backend = match (class.name.as_str(), &self.backend) {
+            ("WebRtcEndpoint", Some(backend)) => Some(backend.clone()),
+            _ => None,
+        };
+        if webrtc_backend.is_none() && !BUILT_IN_TYPES.contains(&class.name.as_str()) {
             return Err(RpcError::new(
                 ErrorCode::NotImplemented,
                 format!("type '{}' is not implemented in rkms yet", class.name),
@@ -126,22 +132,57 @@ impl Engine {
             let Kind::Pipeline { media } = &pipeline.kind else {
                 return Err(RpcError::illegal_param("mediaPipeline", "not a pipeline"));
             };
-            let id = new_element_id(pipeline_id, &class.name);
+            let id: Arc<str> = new_element_id(pipeline_id, &class.name).into();
             let element = media.add_element(&class.name, &id);
+            let webrtc = match webrtc_backend {
+                None => None,
+                Some(backend) => {
+                    let flag = |name: &str| {
+                        ctor_params
+                            .get(name)
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false)
+                    };
+                    let options = WebRtcOptions {
+                        use_data_channels: flag("useDataChannels"),
+                        recvonly: flag("recvonly"),
+                        sendonly: flag("sendonly"),
+                    };
+                    let sink = self.endpoint_event_sink(id.clone());
+                    match backend.create_webrtc_endpoint(media, element, options, sink) {
+                        Ok(endpoint) => Some(endpoint),
+                        Err(e) => {
+                            media.remove_element(element);
+                            tracing::error!(error = %e, "cannot create a WebRtcEndpoint");
+                            return Err(RpcError::new(
+                                ErrorCode::UnexpectedError,
+                                format!("cannot create the WebRtcEndpoint: {e}"),
+                            ));
+                        }
+                    }
+                }
+            };
             MediaObject::new(
-                id.into(),
+                id,
                 class,
                 Some(pipeline.id.clone()),
                 Kind::Element {
                     pipeline_id: pipeline.id.clone(),
                     media: media.clone(),
                     element,
+                    webrtc,
                 },
             )
         };
         let object = Arc::new(object);
-        if let Some(Value::Object(props)) = params.get("properties") {
-            self.apply_initial_properties(&object, props)?;
+        if let Some(Value::Object(props)) = params.get("properties")
+            && let Err(e) = self.apply_initial_properties(&object, props)
+        {
+            discard(&object);
+            if let Kind::Element { media, element, .. } = &object.kind {
+                media.remove_element(*element);
+            }
+            return Err(e);
         }
         self.registry.insert(object.clone());
         if let Some(parent) = object.parent.as_ref().and_then(|p| self.registry.get(p)) {
@@ -274,6 +315,7 @@ impl Engine {
                 self.release(&child);
             }
         }
+        discard(object);
         if let Kind::Element { media, element, .. } = &object.kind {
             for c in media.remove_element(*element) {
                 self.raise_connection_event(
@@ -310,6 +352,18 @@ impl Engine {
 
     pub(crate) fn object_param(&self, params: &Map<String, Value>) -> RpcResult<Arc<MediaObject>> {
         self.object(str_param(params, "object")?)
+    }
+}
+
+/// Frees what an element holds in the media core: its endpoint. (Its graph
+/// connections are torn down by the caller, which raises the events.)
+fn discard(object: &MediaObject) {
+    if let Kind::Element {
+        webrtc: Some(endpoint),
+        ..
+    } = &object.kind
+    {
+        endpoint.release();
     }
 }
 

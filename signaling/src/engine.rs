@@ -5,13 +5,14 @@
 //! feeds it text frames in order, and writes whatever arrives on the
 //! connection's outbound channel (answers and events) back to the client.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
+use crate::backend::MediaBackend;
 use crate::error::{ErrorCode, RpcError};
 use crate::events::EventHub;
 use crate::frame::{Request, parse_request, response_frame};
@@ -47,11 +48,20 @@ pub struct Engine {
     pub(crate) sessions: Sessions,
     pub(crate) events: EventHub,
     pub(crate) config: EngineConfig,
+    pub(crate) backend: Option<Arc<dyn MediaBackend>>,
+    /// The engine itself, for endpoint event sinks that outlive a request.
+    pub(crate) me: Weak<Engine>,
     next_connection: AtomicU64,
 }
 
 impl Engine {
+    /// An engine with no media backend: endpoint types answer NOT_IMPLEMENTED.
     pub fn new(config: EngineConfig) -> Arc<Self> {
+        Self::with_backend(config, None)
+    }
+
+    /// An engine whose endpoints are made by `backend`.
+    pub fn with_backend(config: EngineConfig, backend: Option<Arc<dyn MediaBackend>>) -> Arc<Self> {
         let model = Model::get();
         let registry = Registry::default();
         let manager_class = model
@@ -63,12 +73,14 @@ impl Engine {
             None,
             Kind::ServerManager,
         )));
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
             model,
             registry,
             sessions: Sessions::default(),
             events: EventHub::default(),
             config,
+            backend,
+            me: me.clone(),
             next_connection: AtomicU64::new(1),
         })
     }

@@ -27,6 +27,17 @@ pub enum ErrorCode {
     TagKeyNotFound,
     OperationNotSupported,
     KmdNotFound,
+    SdpParse,
+    NoLocalSdp,
+    NoRemoteSdp,
+    GenerateOffer,
+    ProcessOffer,
+    ProcessAnswer,
+    AlreadyNegotiated,
+    NotOfferGenerated,
+    AnswerAlreadyProcessed,
+    IceGather,
+    IceAddCandidate,
 }
 
 impl ErrorCode {
@@ -53,6 +64,17 @@ impl ErrorCode {
             ErrorCode::TagKeyNotFound => 40110,
             ErrorCode::OperationNotSupported => 40111,
             ErrorCode::KmdNotFound => 40500,
+            ErrorCode::SdpParse => 40201,
+            ErrorCode::NoLocalSdp => 40202,
+            ErrorCode::NoRemoteSdp => 40203,
+            ErrorCode::GenerateOffer => 40204,
+            ErrorCode::ProcessOffer => 40205,
+            ErrorCode::ProcessAnswer => 40206,
+            ErrorCode::AlreadyNegotiated => 40208,
+            ErrorCode::NotOfferGenerated => 40209,
+            ErrorCode::AnswerAlreadyProcessed => 40210,
+            ErrorCode::IceGather => 40400,
+            ErrorCode::IceAddCandidate => 40401,
         }
     }
 
@@ -80,6 +102,17 @@ impl ErrorCode {
             ErrorCode::TagKeyNotFound => "MEDIA_OBJECT_TAG_KEY_NOT_FOUND",
             ErrorCode::OperationNotSupported => "MEDIA_OBJECT_OPERATION_NOT_SUPPORTED",
             ErrorCode::KmdNotFound => "SERVER_MANAGER_ERROR_KMD_NOT_FOUND",
+            ErrorCode::SdpParse => "SDP_PARSE_ERROR",
+            ErrorCode::NoLocalSdp => "SDP_END_POINT_NO_LOCAL_SDP_ERROR",
+            ErrorCode::NoRemoteSdp => "SDP_END_POINT_NO_REMOTE_SDP_ERROR",
+            ErrorCode::GenerateOffer => "SDP_END_POINT_GENERATE_OFFER_ERROR",
+            ErrorCode::ProcessOffer => "SDP_END_POINT_PROCESS_OFFER_ERROR",
+            ErrorCode::ProcessAnswer => "SDP_END_POINT_PROCESS_ANSWER_ERROR",
+            ErrorCode::AlreadyNegotiated => "SDP_END_POINT_ALREADY_NEGOTIATED",
+            ErrorCode::NotOfferGenerated => "SDP_END_POINT_NOT_OFFER_GENERATED",
+            ErrorCode::AnswerAlreadyProcessed => "SDP_END_POINT_ANSWER_ALREADY_PROCCESED",
+            ErrorCode::IceGather => "ICE_GATHER_CANDIDATES_ERROR",
+            ErrorCode::IceAddCandidate => "ICE_ADD_CANDIDATE_ERROR",
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::error::{ErrorCode, RpcError, RpcResult};
 use crate::model::{Operation, ParamDef, PropertyDef};
 use crate::registry::{Kind, MediaObject};
 use crate::values::{check_params, complex, default_value, tag};
+use crate::webrtc_endpoint::is_flowing;
 
 impl Engine {
     pub(crate) async fn invoke(&self, params: &Map<String, Value>) -> RpcResult<Fields> {
@@ -57,6 +58,14 @@ impl Engine {
         operation: &str,
         args: &Map<String, Value>,
     ) -> RpcResult<Fields> {
+        if let Kind::Element {
+            webrtc: Some(endpoint),
+            ..
+        } = &object.kind
+            && let Some(result) = self.webrtc_method(endpoint, operation, args).await
+        {
+            return result;
+        }
         let arg = |name: &str| args.get(name).and_then(Value::as_str);
         match (&object.kind, operation) {
             (_, "addTag") => {
@@ -119,12 +128,14 @@ impl Engine {
                 let list = media.sinks_of(*element, pad_filter(args, "description"));
                 Ok(value(self.connection_list(media, &list)))
             }
-            // No media flows through rkms's elements until the routing core
-            // feeds them, and nothing transcodes: these answers are the truth.
-            (
-                Kind::Element { .. },
-                "isMediaFlowingIn" | "isMediaFlowingOut" | "isMediaTranscoding",
-            ) => Ok(value(json!(false))),
+            // Flow states are what the element last reported; nothing
+            // transcodes yet.
+            (Kind::Element { .. }, "isMediaFlowingIn" | "isMediaFlowingOut") => {
+                let kind = arg("mediaType").unwrap_or_default();
+                let inbound = operation == "isMediaFlowingIn";
+                Ok(value(json!(is_flowing(object, inbound, kind))))
+            }
+            (Kind::Element { .. }, "isMediaTranscoding") => Ok(value(json!(false))),
             (Kind::Element { .. }, "getStats") => Ok(value(json!({}))),
             _ => Err(RpcError::new(
                 ErrorCode::NotImplemented,

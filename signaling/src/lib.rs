@@ -12,6 +12,7 @@
 //! else happens. This crate knows the API model, not RTP: media work is
 //! done by `rkms-media`.
 
+pub mod backend;
 mod dispatch;
 pub mod engine;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod registry;
 mod server_manager;
 pub mod session;
 pub mod values;
+mod webrtc_endpoint;
 
 pub use engine::{Connection, Engine, EngineConfig};
 pub use error::{ErrorCode, RpcError};

@@ -239,9 +239,18 @@ impl Model {
         } else {
             return None;
         };
-        let prop = lower_first(prop);
+        // `getName` reads `name`, and `getICECandidatePairs` reads
+        // `ICECandidatePairs`: only the first letter's case may differ.
+        let matches = |p: &PropertyDef| {
+            let mut a = p.name.chars();
+            let mut b = prop.chars();
+            a.next()
+                .zip(b.next())
+                .is_some_and(|(x, y)| x.eq_ignore_ascii_case(&y))
+                && a.as_str() == b.as_str()
+        };
         for c in self.lineage(class) {
-            if let Some(p) = c.properties.iter().find(|p| p.name == prop) {
+            if let Some(p) = c.properties.iter().find(|p| matches(p)) {
                 return match (is_set, p.read_only || p.is_final) {
                     (false, _) => Some(Operation::Getter(p)),
                     (true, false) => Some(Operation::Setter(p)),
@@ -290,14 +299,6 @@ impl Model {
                 }
             }
         }
-    }
-}
-
-fn lower_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 
@@ -358,6 +359,18 @@ mod tests {
         // Read-only properties have no setter.
         assert!(m.operation(pt, "setCreationTime").is_none());
         assert!(m.operation(pt, "frobnicate").is_none());
+        let webrtc = m.class("WebRtcEndpoint").unwrap();
+        assert!(
+            matches!(m.operation(webrtc, "getICECandidatePairs"), Some(Operation::Getter(p)) if p.name == "ICECandidatePairs")
+        );
+        assert!(matches!(
+            m.operation(webrtc, "getIceConnectionState"),
+            Some(Operation::Getter(_))
+        ));
+        assert!(matches!(
+            m.operation(webrtc, "getMediaState"),
+            Some(Operation::Getter(_))
+        ));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use rkms_media::{ElementId, Pipeline};
 use serde_json::Value;
 
+use crate::backend::WebRtcEndpoint;
 use crate::model::{ClassDef, NAMESPACE};
 
 /// Id of the ServerManager singleton.
@@ -28,6 +29,8 @@ pub enum Kind {
         pipeline_id: Arc<str>,
         media: Arc<Pipeline>,
         element: ElementId,
+        /// The media backend's endpoint, for WebRtcEndpoint objects.
+        webrtc: Option<Arc<dyn WebRtcEndpoint>>,
     },
 }
 

@@ -110,6 +110,8 @@ pub fn default_value(model: &Model, ty: &str) -> Value {
         TypeKind::Boolean => json!(false),
         TypeKind::String => json!(""),
         TypeKind::Array(_) => json!([]),
+        // Kurento's state enums list their resting state first.
+        TypeKind::Enum(values) => values.first().map_or(Value::Null, |v| json!(v)),
         _ => Value::Null,
     }
 }

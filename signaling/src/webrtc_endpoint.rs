@@ -1,0 +1,301 @@
+//! WebRtcEndpoint (and the SdpEndpoint/BaseRtpEndpoint operations it
+//! inherits) on top of the media backend's [`WebRtcEndpoint`] port: SDP
+//! negotiation, trickle ICE, and the endpoint's events turned into
+//! Kurento's, with the states they report kept for the getters.
+
+use std::sync::{Arc, Weak};
+
+use serde_json::{Map, Value, json};
+
+use crate::backend::{
+    DtlsState, EndpointEvent, EventSink, IceComponentState, NegotiationError, WebRtcEndpoint,
+};
+use crate::dispatch::value;
+use crate::engine::{Engine, Fields};
+use crate::error::{ErrorCode, RpcError, RpcResult};
+use crate::registry::MediaObject;
+use crate::values::complex;
+
+impl From<NegotiationError> for RpcError {
+    fn from(e: NegotiationError) -> Self {
+        let code = match e {
+            NegotiationError::Parse(_) => ErrorCode::SdpParse,
+            NegotiationError::ProcessOffer(_) => ErrorCode::ProcessOffer,
+            NegotiationError::ProcessAnswer(_) => ErrorCode::ProcessAnswer,
+            NegotiationError::GenerateOffer(_) => ErrorCode::GenerateOffer,
+            NegotiationError::AlreadyNegotiated => ErrorCode::AlreadyNegotiated,
+            NegotiationError::NotOfferGenerated => ErrorCode::NotOfferGenerated,
+            NegotiationError::AnswerAlreadyProcessed => ErrorCode::AnswerAlreadyProcessed,
+            NegotiationError::Gather(_) => ErrorCode::IceGather,
+            NegotiationError::BadCandidate(_) => ErrorCode::IceAddCandidate,
+        };
+        RpcError::new(code, e.to_string())
+    }
+}
+
+impl Engine {
+    /// Runs an SdpEndpoint/WebRtcEndpoint operation; `None` when the
+    /// operation is not one of theirs.
+    pub(crate) async fn webrtc_method(
+        &self,
+        endpoint: &Arc<dyn WebRtcEndpoint>,
+        operation: &str,
+        args: &Map<String, Value>,
+    ) -> Option<RpcResult<Fields>> {
+        let text = |name: &str| {
+            args.get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let result = match operation {
+            "processOffer" => endpoint
+                .process_offer(text("offer"))
+                .await
+                .map(|sdp| value(json!(sdp)))
+                .map_err(RpcError::from),
+            "generateOffer" => {
+                let option = |name: &str| {
+                    args.get("options")
+                        .and_then(|o| o.get(name))
+                        .and_then(Value::as_bool)
+                        .unwrap_or(true)
+                };
+                endpoint
+                    .generate_offer(option("offerToReceiveAudio"), option("offerToReceiveVideo"))
+                    .await
+                    .map(|sdp| value(json!(sdp)))
+                    .map_err(RpcError::from)
+            }
+            "processAnswer" => endpoint
+                .process_answer(text("answer"))
+                .await
+                .map(|sdp| value(json!(sdp)))
+                .map_err(RpcError::from),
+            "getLocalSessionDescriptor" => endpoint
+                .local_description()
+                .map(|sdp| value(json!(sdp)))
+                .ok_or_else(|| RpcError::new(ErrorCode::NoLocalSdp, "no local description yet")),
+            "getRemoteSessionDescriptor" => endpoint
+                .remote_description()
+                .map(|sdp| value(json!(sdp)))
+                .ok_or_else(|| RpcError::new(ErrorCode::NoRemoteSdp, "no remote description yet")),
+            "gatherCandidates" => endpoint
+                .gather_candidates()
+                .await
+                .map(|()| Fields::new())
+                .map_err(RpcError::from),
+            "addIceCandidate" => {
+                // The model check guarantees an IceCandidate object.
+                let c = args.get("candidate").cloned().unwrap_or(Value::Null);
+                let Some(candidate) = c.get("candidate").and_then(Value::as_str) else {
+                    return Some(Err(RpcError::new(
+                        ErrorCode::IceAddCandidate,
+                        "the IceCandidate has no 'candidate' string",
+                    )));
+                };
+                let mid = c.get("sdpMid").and_then(Value::as_str).map(str::to_owned);
+                let index = c
+                    .get("sdpMLineIndex")
+                    .and_then(Value::as_u64)
+                    .and_then(|i| u32::try_from(i).ok());
+                endpoint
+                    .add_ice_candidate(candidate.to_owned(), mid, index)
+                    .await
+                    .map(|()| Fields::new())
+                    .map_err(RpcError::from)
+            }
+            _ => return None,
+        };
+        Some(result)
+    }
+
+    /// The sink through which an endpoint's events reach its subscribers.
+    pub(crate) fn endpoint_event_sink(&self, object_id: Arc<str>) -> EventSink {
+        let engine: Weak<Engine> = self.me.clone();
+        Arc::new(move |event| {
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            let Some(object) = engine.registry.get(&object_id) else {
+                return;
+            };
+            raise(&engine, &object, event);
+        })
+    }
+}
+
+/// Raises one endpoint event on its object, remembering the states that
+/// getters (`getMediaState`, `isMediaFlowingIn`, ...) report.
+fn raise(engine: &Engine, object: &MediaObject, event: EndpointEvent) {
+    let mut f = Map::new();
+    let name = match event {
+        EndpointEvent::IceCandidateFound {
+            candidate,
+            sdp_mid,
+            sdp_mline_index,
+        } => {
+            let mut c = Map::new();
+            c.insert("candidate".into(), json!(candidate));
+            c.insert("sdpMid".into(), json!(sdp_mid));
+            c.insert("sdpMLineIndex".into(), json!(sdp_mline_index));
+            f.insert("candidate".into(), complex("IceCandidate", c));
+            "IceCandidateFound"
+        }
+        EndpointEvent::IceGatheringDone => "IceGatheringDone",
+        EndpointEvent::IceComponentStateChanged {
+            stream_id,
+            component_id,
+            state,
+        } => {
+            f.insert("streamId".into(), json!(stream_id));
+            f.insert("componentId".into(), json!(component_id));
+            f.insert("state".into(), json!(ice_state(state)));
+            remember(
+                object,
+                "IceConnectionState",
+                json!([{
+                    "__module__": "kurento", "__type__": "IceConnection",
+                    "streamId": stream_id.to_string(), "componentId": component_id,
+                    "state": ice_state(state),
+                }]),
+            );
+            "IceComponentStateChanged"
+        }
+        EndpointEvent::NewCandidatePairSelected {
+            stream_id,
+            component_id,
+            local_candidate,
+            remote_candidate,
+        } => {
+            let mut pair = Map::new();
+            pair.insert("streamId".into(), json!(stream_id));
+            pair.insert("componentId".into(), json!(component_id));
+            pair.insert("localCandidate".into(), json!(local_candidate));
+            pair.insert("remoteCandidate".into(), json!(remote_candidate));
+            let pair = complex("IceCandidatePair", pair);
+            remember(object, "ICECandidatePairs", json!([pair.clone()]));
+            f.insert("candidatePair".into(), pair);
+            "NewCandidatePairSelected"
+        }
+        EndpointEvent::DtlsConnectionStateChange {
+            stream_id,
+            component_id,
+            connection_id,
+            state,
+        } => {
+            f.insert("streamId".into(), json!(stream_id));
+            f.insert("componentId".into(), json!(component_id));
+            f.insert("connectionId".into(), json!(connection_id));
+            f.insert("state".into(), json!(dtls_state(state)));
+            "DtlsConnectionStateChange"
+        }
+        EndpointEvent::Connection(up) => {
+            let (old, new) = transition(object, "connectionState", up);
+            f.insert("oldState".into(), json!(old));
+            f.insert("newState".into(), json!(new));
+            "ConnectionStateChanged"
+        }
+        EndpointEvent::Media(up) => {
+            let (old, new) = transition(object, "mediaState", up);
+            f.insert("oldState".into(), json!(old));
+            f.insert("newState".into(), json!(new));
+            "MediaStateChanged"
+        }
+        EndpointEvent::MediaFlowIn { kind, flowing }
+        | EndpointEvent::MediaFlowOut { kind, flowing } => {
+            let inbound = matches!(event, EndpointEvent::MediaFlowIn { .. });
+            let key = format!(
+                "{}:{}",
+                if inbound { "flowIn" } else { "flowOut" },
+                kind.as_str()
+            );
+            remember(object, &key, json!(flowing));
+            f.insert(
+                "state".into(),
+                json!(if flowing { "FLOWING" } else { "NOT_FLOWING" }),
+            );
+            f.insert(
+                "padName".into(),
+                json!(rkms_media::graph::DEFAULT_DESCRIPTION),
+            );
+            f.insert("mediaType".into(), json!(kind.as_str()));
+            if inbound {
+                "MediaFlowInStateChanged"
+            } else {
+                "MediaFlowOutStateChanged"
+            }
+        }
+        EndpointEvent::MediaSessionStarted => "MediaSessionStarted",
+        EndpointEvent::MediaSessionTerminated => "MediaSessionTerminated",
+        EndpointEvent::DataChannelOpened(id) => {
+            f.insert("channelId".into(), json!(id));
+            "DataChannelOpened"
+        }
+        EndpointEvent::DataChannelClosed(id) => {
+            f.insert("channelId".into(), json!(id));
+            "DataChannelClosed"
+        }
+        EndpointEvent::Error {
+            kind,
+            description,
+            code,
+        } => {
+            tracing::warn!(object = %object.id, %kind, %description, "endpoint error");
+            f.insert("type".into(), json!(kind));
+            f.insert("description".into(), json!(description));
+            f.insert("errorCode".into(), json!(code));
+            "Error"
+        }
+    };
+    engine.events.emit(object, name, f);
+}
+
+/// Whether media of `kind` flows in (or out of) the element, as last reported.
+pub(crate) fn is_flowing(object: &MediaObject, inbound: bool, kind: &str) -> bool {
+    let key = format!("{}:{kind}", if inbound { "flowIn" } else { "flowOut" });
+    object
+        .state
+        .lock()
+        .properties
+        .get(&key)
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+fn remember(object: &MediaObject, key: &str, v: Value) {
+    object.state.lock().properties.insert(key.to_owned(), v);
+}
+
+/// Records a CONNECTED/DISCONNECTED state; returns (old, new).
+fn transition(object: &MediaObject, key: &str, up: bool) -> (&'static str, &'static str) {
+    let new = if up { "CONNECTED" } else { "DISCONNECTED" };
+    let mut state = object.state.lock();
+    let old = match state.properties.get(key).and_then(Value::as_str) {
+        Some("CONNECTED") => "CONNECTED",
+        _ => "DISCONNECTED",
+    };
+    state.properties.insert(key.to_owned(), json!(new));
+    (old, new)
+}
+
+fn ice_state(s: IceComponentState) -> &'static str {
+    match s {
+        IceComponentState::Disconnected => "DISCONNECTED",
+        IceComponentState::Gathering => "GATHERING",
+        IceComponentState::Connecting => "CONNECTING",
+        IceComponentState::Connected => "CONNECTED",
+        IceComponentState::Ready => "READY",
+        IceComponentState::Failed => "FAILED",
+    }
+}
+
+fn dtls_state(s: DtlsState) -> &'static str {
+    match s {
+        DtlsState::New => "NEW",
+        DtlsState::Closed => "CLOSED",
+        DtlsState::Failed => "FAILED",
+        DtlsState::Connecting => "CONNECTING",
+        DtlsState::Connected => "CONNECTED",
+    }
+}

@@ -1,0 +1,298 @@
+//! WebRtcEndpoint's Kurento surface over a fake media backend: SDP
+//! operations and their error codes, trickle ICE events, and the states
+//! the getters report.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+use rkms_media::{ElementId, MediaKind, Pipeline};
+use rkms_signaling::backend::{
+    BackendError, BoxFuture, EndpointEvent, EventSink, MediaBackend, NegotiationError,
+    WebRtcEndpoint, WebRtcOptions,
+};
+use rkms_signaling::{Connection, Engine, EngineConfig};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+#[derive(Default)]
+struct FakeEndpoint {
+    events: Mutex<Option<EventSink>>,
+    remote: Mutex<Option<String>>,
+    released: AtomicBool,
+}
+
+impl FakeEndpoint {
+    fn emit(&self, e: EndpointEvent) {
+        if let Some(sink) = self.events.lock().as_ref() {
+            sink(e);
+        }
+    }
+}
+
+impl WebRtcEndpoint for FakeEndpoint {
+    fn process_offer(&self, offer: String) -> BoxFuture<'_, Result<String, NegotiationError>> {
+        Box::pin(async move {
+            if !offer.starts_with("v=0") {
+                return Err(NegotiationError::Parse("no v= line".into()));
+            }
+            let mut remote = self.remote.lock();
+            if remote.is_some() {
+                return Err(NegotiationError::AlreadyNegotiated);
+            }
+            *remote = Some(offer);
+            Ok("v=0\r\nanswer".into())
+        })
+    }
+    fn generate_offer(
+        &self,
+        audio: bool,
+        video: bool,
+    ) -> BoxFuture<'_, Result<String, NegotiationError>> {
+        Box::pin(async move { Ok(format!("v=0\r\noffer audio={audio} video={video}")) })
+    }
+    fn process_answer(&self, _answer: String) -> BoxFuture<'_, Result<String, NegotiationError>> {
+        Box::pin(async { Err(NegotiationError::NotOfferGenerated) })
+    }
+    fn local_description(&self) -> Option<String> {
+        None
+    }
+    fn remote_description(&self) -> Option<String> {
+        self.remote.lock().clone()
+    }
+    fn gather_candidates(&self) -> BoxFuture<'_, Result<(), NegotiationError>> {
+        Box::pin(async move {
+            self.emit(EndpointEvent::IceCandidateFound {
+                candidate: "candidate:1 1 UDP 2015363327 127.0.0.1 40000 typ host".into(),
+                sdp_mid: "0".into(),
+                sdp_mline_index: 0,
+            });
+            self.emit(EndpointEvent::IceGatheringDone);
+            self.emit(EndpointEvent::Media(true));
+            self.emit(EndpointEvent::MediaFlowIn {
+                kind: MediaKind::Video,
+                flowing: true,
+            });
+            Ok(())
+        })
+    }
+    fn add_ice_candidate(
+        &self,
+        candidate: String,
+        _mid: Option<String>,
+        _index: Option<u32>,
+    ) -> BoxFuture<'_, Result<(), NegotiationError>> {
+        Box::pin(async move {
+            if candidate.starts_with("candidate:") {
+                Ok(())
+            } else {
+                Err(NegotiationError::BadCandidate(candidate))
+            }
+        })
+    }
+    fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+    }
+}
+
+#[derive(Default)]
+struct FakeBackend {
+    made: Mutex<Vec<(WebRtcOptions, Arc<FakeEndpoint>)>>,
+}
+
+impl MediaBackend for FakeBackend {
+    fn create_webrtc_endpoint(
+        &self,
+        _pipeline: &Arc<Pipeline>,
+        _element: ElementId,
+        options: WebRtcOptions,
+        events: EventSink,
+    ) -> Result<Arc<dyn WebRtcEndpoint>, BackendError> {
+        let endpoint = Arc::new(FakeEndpoint::default());
+        *endpoint.events.lock() = Some(events);
+        self.made.lock().push((options, endpoint.clone()));
+        Ok(endpoint)
+    }
+}
+
+struct Client {
+    conn: Connection,
+    rx: mpsc::Receiver<String>,
+    id: u64,
+}
+
+impl Client {
+    async fn send(&mut self, method: &str, params: Value) -> Value {
+        self.id += 1;
+        let frame = json!({"jsonrpc": "2.0", "id": self.id, "method": method, "params": params});
+        serde_json::from_str(&self.conn.handle_text(&frame.to_string()).await.unwrap()).unwrap()
+    }
+    async fn ok(&mut self, method: &str, params: Value) -> Value {
+        let a = self.send(method, params).await;
+        assert!(a.get("error").is_none(), "{a}");
+        a["result"]["value"].clone()
+    }
+    async fn code(&mut self, method: &str, params: Value) -> i64 {
+        self.send(method, params).await["error"]["code"]
+            .as_i64()
+            .unwrap_or(0)
+    }
+    fn events(&mut self) -> Vec<Value> {
+        std::iter::from_fn(|| self.rx.try_recv().ok())
+            .map(|t| serde_json::from_str::<Value>(&t).unwrap()["params"]["value"].clone())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn webrtc_endpoint_over_a_backend() {
+    let backend = Arc::new(FakeBackend::default());
+    let engine = Engine::with_backend(EngineConfig::default(), Some(backend.clone()));
+    let (tx, rx) = mpsc::channel(256);
+    let mut c = Client {
+        conn: engine.connect(tx),
+        rx,
+        id: 0,
+    };
+
+    let p = c.ok("create", json!({"type": "MediaPipeline"})).await;
+    let e = c
+        .ok(
+            "create",
+            json!({"type": "WebRtcEndpoint",
+                             "constructorParams": {"mediaPipeline": p, "useDataChannels": true}}),
+        )
+        .await;
+    assert!(e.as_str().unwrap().ends_with("_kurento.WebRtcEndpoint"));
+    assert!(backend.made.lock()[0].0.use_data_channels);
+    for ev in ["IceCandidateFound", "IceGatheringDone", "MediaStateChanged"] {
+        c.ok("subscribe", json!({"object": e, "type": ev})).await;
+    }
+
+    let invoke =
+        |op: &str, args: Value| json!({"object": e, "operation": op, "operationParams": args});
+    assert_eq!(
+        c.code(
+            "invoke",
+            invoke("processOffer", json!({"offer": "garbage"}))
+        )
+        .await,
+        40201
+    );
+    assert_eq!(
+        c.code("invoke", invoke("getRemoteSessionDescriptor", json!({})))
+            .await,
+        40203
+    );
+    assert_eq!(
+        c.code("invoke", invoke("getLocalSessionDescriptor", json!({})))
+            .await,
+        40202
+    );
+    let answer = c
+        .ok(
+            "invoke",
+            invoke("processOffer", json!({"offer": "v=0\r\noffer"})),
+        )
+        .await;
+    assert_eq!(answer, "v=0\r\nanswer");
+    assert_eq!(
+        c.code(
+            "invoke",
+            invoke("processOffer", json!({"offer": "v=0\r\nagain"}))
+        )
+        .await,
+        40208
+    );
+    assert_eq!(
+        c.code("invoke", invoke("processAnswer", json!({"answer": "v=0"})))
+            .await,
+        40209
+    );
+    let offer = c
+        .ok(
+            "invoke",
+            invoke(
+                "generateOffer",
+                json!({"options": {"offerToReceiveAudio": false}}),
+            ),
+        )
+        .await;
+    assert_eq!(offer, "v=0\r\noffer audio=false video=true");
+
+    let bad = json!({"candidate": {"__module__": "kurento", "__type__": "IceCandidate",
+                                   "candidate": "nonsense", "sdpMid": "0", "sdpMLineIndex": 0}});
+    assert_eq!(
+        c.code("invoke", invoke("addIceCandidate", bad)).await,
+        40401
+    );
+    assert_eq!(
+        c.code("invoke", invoke("addIceCandidate", json!({"candidate": 5})))
+            .await,
+        40107
+    );
+    let good = json!({"candidate": {"candidate": "candidate:1 1 udp 1 127.0.0.1 5 typ host",
+                                    "sdpMid": "0", "sdpMLineIndex": 0}});
+    c.ok("invoke", invoke("addIceCandidate", good)).await;
+
+    assert_eq!(
+        c.ok("invoke", invoke("getMediaState", json!({}))).await,
+        "DISCONNECTED"
+    );
+    c.ok("invoke", invoke("gatherCandidates", json!({}))).await;
+    let events = c.events();
+    let names: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["IceCandidateFound", "IceGatheringDone", "MediaStateChanged"]
+    );
+    let cand = &events[0]["data"]["candidate"];
+    assert_eq!(cand["__type__"], "IceCandidate");
+    assert_eq!(cand["sdpMid"], "0");
+    assert_eq!(cand["sdpMLineIndex"], 0);
+    assert_eq!(events[2]["data"]["oldState"], "DISCONNECTED");
+    assert_eq!(events[2]["data"]["newState"], "CONNECTED");
+    assert_eq!(
+        c.ok("invoke", invoke("getMediaState", json!({}))).await,
+        "CONNECTED"
+    );
+    assert_eq!(
+        c.ok(
+            "invoke",
+            invoke("isMediaFlowingIn", json!({"mediaType": "VIDEO"}))
+        )
+        .await,
+        true
+    );
+    assert_eq!(
+        c.ok(
+            "invoke",
+            invoke("isMediaFlowingIn", json!({"mediaType": "AUDIO"}))
+        )
+        .await,
+        false
+    );
+
+    c.ok("release", json!({"object": p})).await;
+    assert!(backend.made.lock()[0].1.released.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn without_a_backend_webrtc_is_not_implemented() {
+    let engine = Engine::new(EngineConfig::default());
+    let (tx, rx) = mpsc::channel(16);
+    let mut c = Client {
+        conn: engine.connect(tx),
+        rx,
+        id: 0,
+    };
+    let p = c.ok("create", json!({"type": "MediaPipeline"})).await;
+    let code = c
+        .code(
+            "create",
+            json!({"type": "WebRtcEndpoint", "constructorParams": {"mediaPipeline": p}}),
+        )
+        .await;
+    assert_eq!(code, 40006);
+}
