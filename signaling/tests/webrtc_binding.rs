@@ -126,7 +126,8 @@ impl Client {
     async fn send(&mut self, method: &str, params: Value) -> Value {
         self.id += 1;
         let frame = json!({"jsonrpc": "2.0", "id": self.id, "method": method, "params": params});
-        serde_json::from_str(&self.conn.handle_text(&frame.to_string()).await.unwrap()).unwrap()
+        let answer = self.conn.handle_text(&frame.to_string()).await;
+        serde_json::from_str(&answer.expect("requests get answers")).expect("answers are JSON")
     }
     async fn ok(&mut self, method: &str, params: Value) -> Value {
         let a = self.send(method, params).await;
@@ -140,7 +141,10 @@ impl Client {
     }
     fn events(&mut self) -> Vec<Value> {
         std::iter::from_fn(|| self.rx.try_recv().ok())
-            .map(|t| serde_json::from_str::<Value>(&t).unwrap()["params"]["value"].clone())
+            .map(|t| {
+                serde_json::from_str::<Value>(&t).expect("events are JSON")["params"]["value"]
+                    .clone()
+            })
             .collect()
     }
 }
