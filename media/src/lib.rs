@@ -7,6 +7,7 @@
 
 pub mod graph;
 pub mod pipeline;
+pub mod routing;
 pub mod webrtc;
 
 pub use graph::{Connection, ElementId, Graph, MediaKind};
