@@ -45,6 +45,41 @@
 //! never enters the crate's send path: it goes through the routing core's per-sink rewriter
 //! and the in-place SRTP fast path, and leaves in `sendmmsg` batches.
 //!
+//! # Design of the peer layer
+//!
+//! **Threads.** A [`WebRtcHost`] binds one UDP socket per bind address (a port from the
+//! configured range) and runs one socket-loop thread (`rkms-webrtc`) that owns every endpoint's
+//! `rtc::RTCPeerConnection`, the [`crate::routing::Router`] and the send batches. Nothing on that
+//! thread is shared, so nothing is locked. Signaling (tokio tasks) talks to it through
+//! [`WebRtcHost`] and [`Endpoint`]: each call is a command on a channel plus a `mio::Waker` poke,
+//! answered on a `tokio::sync::oneshot` (await it; no worker thread is blocked). Events go back on
+//! one unbounded `tokio::sync::mpsc` channel per endpoint (the loop never waits on a consumer).
+//! The expensive part of creating an endpoint (DTLS certificate key generation) runs in the
+//! caller's thread before the peer is handed to the loop.
+//!
+//! **Where a packet travels.** `recv_from` on the shared socket → the endpoint is found by remote
+//! address, or for a new address by the local ufrag in the STUN USERNAME → `handle_read` on its
+//! peer connection (ICE, DTLS, SRTP decrypt, interceptors: NACK generation, receiver reports,
+//! TWCC feedback) → `poll_read` yields the RTP packet (header + `Bytes` payload) → the router
+//! walks the source pad's sinks; for each, the sink's rewriter gives sequence number and
+//! timestamp, and the sink peer writes header (its SSRC and payload type for the codec) and
+//! payload straight into a `sendmmsg` slot and protects it in place → the batch leaves when full
+//! or at the end of the loop pass. One memcpy of the payload per sink (into the datagram it is
+//! encrypted in), no allocation, no lock, no channel per forwarded packet.
+//!
+//! **Feedback.** A sink's PLI/FIR for rkms's SSRC becomes a keyframe request, merged and
+//! rate-limited per source by the router, sent to the publisher as a PLI through its receiver; a
+//! new video sink triggers one. A sink's NACK is answered from the source's history (last 512
+//! packets), renumbered for that sink. RTCP rkms sends (PLI, receiver reports, TWCC feedback) goes
+//! through the crate.
+//!
+//! **Not yet:** sharding peers over several loop threads (one thread holds ~1000 viewers of a
+//! 1.5 Mbps stream, see above); header extensions on forwarded packets (they are dropped, sinks
+//! demultiplex by the SSRC their SDP announces; `mid`/`abs-send-time` rewriting per sink and a
+//! TWCC sequence of our own are next); sender reports for forwarded streams (A/V sync);
+//! RTX on the send side; STUN/TURN candidate gathering and ICE-TCP (host candidates with the
+//! configured external addresses only); REMB/TWCC-driven bitrate.
+//!
 //! # Safety of the fast path's keys
 //!
 //! The fast path protects only the SSRCs rkms forwards on; the crate's own context protects what
@@ -53,6 +88,17 @@
 //! The client side decrypts the fast path's packets (the spike's last line counts them), and a
 //! unit test compares [`srtp_out::SrtpOut`] byte for byte with the crate's SRTP context.
 
+pub mod codecs;
+mod error;
+mod events;
+mod host;
+mod peer;
+mod settings;
 pub mod srtp_out;
 pub mod srtp_tap;
 pub mod udp;
+
+pub use error::WebRtcError;
+pub use events::{ConnectionState, DtlsState, EndpointEvent, FlowState, IceComponentState};
+pub use host::{Endpoint, WebRtcHost};
+pub use settings::{EndpointOptions, NetworkSettings};

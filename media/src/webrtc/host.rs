@@ -1,0 +1,633 @@
+//! The WebRTC host: the socket loop thread that owns every endpoint's peer connection and the
+//! routing table, and the cheap handles ([`WebRtcHost`], [`Endpoint`]) the signaling layer uses.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
+};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::sync::{mpsc, oneshot};
+
+use super::codecs::CodecId;
+use super::error::WebRtcError;
+use super::events::EndpointEvent;
+use super::peer::{Inbound, Peer};
+use super::settings::{EndpointOptions, NetworkSettings};
+use super::udp::{SLOT_LEN, SendBatch, stun_local_ufrag};
+use crate::graph::{ElementId, MediaKind};
+use crate::routing::{Rewritten, Router, RtpPacket};
+
+const WAKER: Token = Token(usize::MAX);
+/// The longest the loop sleeps, so flow timeouts and deferred keyframe requests run.
+const MAX_SLEEP: Duration = Duration::from_millis(20);
+/// Datagrams read per socket per pass before timers run again.
+const READ_BUDGET: usize = 256;
+
+type Reply<T> = oneshot::Sender<Result<T, WebRtcError>>;
+
+enum Command {
+    Add(ElementId, Box<Peer>, Reply<()>),
+    Release(ElementId),
+    ProcessOffer(ElementId, String, Reply<String>),
+    GenerateOffer(ElementId, Reply<String>),
+    ProcessAnswer(ElementId, String, Reply<()>),
+    LocalDescription(ElementId, Reply<Option<String>>),
+    RemoteDescription(ElementId, Reply<Option<String>>),
+    AddIceCandidate(ElementId, RTCIceCandidateInit, Reply<()>),
+    GatherCandidates(ElementId, Reply<()>),
+    Connect(ElementId, ElementId, MediaKind),
+    Disconnect(ElementId, ElementId, MediaKind),
+    Shutdown,
+}
+
+/// Handle to the loop: sends commands and wakes it.
+#[derive(Clone)]
+struct LoopHandle {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl LoopHandle {
+    fn send(&self, command: Command) -> Result<(), WebRtcError> {
+        self.commands
+            .send(command)
+            .map_err(|_| WebRtcError::HostStopped)?;
+        self.waker.wake().map_err(WebRtcError::Io)
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, WebRtcError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await.map_err(|_| WebRtcError::HostStopped)?
+    }
+}
+
+/// The WebRTC host: one socket loop thread serving every endpoint on shared UDP ports.
+pub struct WebRtcHost {
+    handle: LoopHandle,
+    settings: NetworkSettings,
+    local_candidates: Vec<RTCIceCandidateInit>,
+    local_addrs: Vec<SocketAddr>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WebRtcHost {
+    /// Binds the sockets and starts the loop thread.
+    pub fn start(settings: NetworkSettings) -> Result<Self, WebRtcError> {
+        if settings.ice_tcp {
+            tracing::warn!("ICE-TCP is not implemented yet; only UDP candidates are offered");
+        }
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut sockets = Vec::new();
+        let mut local_candidates = Vec::new();
+        for &ip in &settings.bind_addresses {
+            let std_socket = bind_in_range(ip, settings.port_min, settings.port_max)?;
+            std_socket.set_nonblocking(true)?;
+            let local = std_socket.local_addr()?;
+            let advertised = advertised_ip(ip, &settings);
+            local_candidates.push(host_candidate(SocketAddr::new(advertised, local.port()))?);
+            let mut socket = UdpSocket::from_std(std_socket);
+            poll.registry()
+                .register(&mut socket, Token(sockets.len()), Interest::READABLE)?;
+            sockets.push((socket, local));
+        }
+        let local_addrs = sockets.iter().map(|(_, a)| *a).collect();
+        let (commands, command_rx) = channel();
+        let event_loop = EventLoop::new(poll, sockets, command_rx);
+        let thread = std::thread::Builder::new()
+            .name("rkms-webrtc".into())
+            .spawn(move || event_loop.run())?;
+        Ok(WebRtcHost {
+            handle: LoopHandle { commands, waker },
+            settings,
+            local_candidates,
+            local_addrs,
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound socket addresses.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Creates a WebRTC endpoint with the element id the control plane uses for it. Its
+    /// events arrive on the returned receiver.
+    pub async fn create_endpoint(
+        &self,
+        id: ElementId,
+        options: EndpointOptions,
+    ) -> Result<(Endpoint, mpsc::UnboundedReceiver<EndpointEvent>), WebRtcError> {
+        let (events, event_rx) = mpsc::unbounded_channel();
+        // Key generation for the DTLS certificate happens here, off the socket loop.
+        let peer = Peer::new(
+            &self.settings,
+            options,
+            self.local_candidates.clone(),
+            events,
+        )?;
+        self.handle
+            .call(|reply| Command::Add(id, Box::new(peer), reply))
+            .await?;
+        Ok((
+            Endpoint {
+                id,
+                handle: self.handle.clone(),
+            },
+            event_rx,
+        ))
+    }
+
+    /// Feeds `sink`'s `kind` media from `source` (replacing its previous source).
+    pub fn connect(
+        &self,
+        source: ElementId,
+        sink: ElementId,
+        kind: MediaKind,
+    ) -> Result<(), WebRtcError> {
+        self.handle.send(Command::Connect(source, sink, kind))
+    }
+
+    /// Stops feeding `sink`'s `kind` media from `source`.
+    pub fn disconnect(
+        &self,
+        source: ElementId,
+        sink: ElementId,
+        kind: MediaKind,
+    ) -> Result<(), WebRtcError> {
+        self.handle.send(Command::Disconnect(source, sink, kind))
+    }
+}
+
+impl Drop for WebRtcHost {
+    fn drop(&mut self) {
+        let _ = self.handle.send(Command::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A WebRTC endpoint (Kurento's WebRtcEndpoint transport). Dropping it releases it.
+pub struct Endpoint {
+    id: ElementId,
+    handle: LoopHandle,
+}
+
+impl Endpoint {
+    /// The element id.
+    pub fn id(&self) -> ElementId {
+        self.id
+    }
+
+    /// Applies a remote offer; returns the answer (offerer's payload types kept).
+    pub async fn process_offer(&self, sdp: String) -> Result<String, WebRtcError> {
+        self.handle
+            .call(|r| Command::ProcessOffer(self.id, sdp, r))
+            .await
+    }
+
+    /// Creates an offer (audio + video, data if enabled).
+    pub async fn generate_offer(&self) -> Result<String, WebRtcError> {
+        self.handle
+            .call(|r| Command::GenerateOffer(self.id, r))
+            .await
+    }
+
+    /// Applies the remote answer to [`Endpoint::generate_offer`]'s offer.
+    pub async fn process_answer(&self, sdp: String) -> Result<(), WebRtcError> {
+        self.handle
+            .call(|r| Command::ProcessAnswer(self.id, sdp, r))
+            .await
+    }
+
+    /// The local SDP, once negotiated.
+    pub async fn local_description(&self) -> Result<Option<String>, WebRtcError> {
+        self.handle
+            .call(|r| Command::LocalDescription(self.id, r))
+            .await
+    }
+
+    /// The remote SDP, once received.
+    pub async fn remote_description(&self) -> Result<Option<String>, WebRtcError> {
+        self.handle
+            .call(|r| Command::RemoteDescription(self.id, r))
+            .await
+    }
+
+    /// Adds a remote ICE candidate (kept if the remote description has not arrived yet).
+    pub async fn add_ice_candidate(
+        &self,
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_mline_index: Option<u16>,
+    ) -> Result<(), WebRtcError> {
+        let init = RTCIceCandidateInit {
+            candidate,
+            sdp_mid,
+            sdp_mline_index,
+            ..Default::default()
+        };
+        self.handle
+            .call(|r| Command::AddIceCandidate(self.id, init, r))
+            .await
+    }
+
+    /// Announces the local candidates as `IceCandidateFound` events, then `IceGatheringDone`.
+    pub async fn gather_candidates(&self) -> Result<(), WebRtcError> {
+        self.handle
+            .call(|r| Command::GatherCandidates(self.id, r))
+            .await
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = self.handle.send(Command::Release(self.id));
+    }
+}
+
+fn bind_in_range(ip: IpAddr, min: u16, max: u16) -> Result<StdUdpSocket, WebRtcError> {
+    if min == 0 && max == 0 {
+        return Ok(StdUdpSocket::bind(SocketAddr::new(ip, 0))?);
+    }
+    (min..=max)
+        .find_map(|port| StdUdpSocket::bind(SocketAddr::new(ip, port)).ok())
+        .ok_or(WebRtcError::NoPort {
+            address: ip,
+            min,
+            max,
+        })
+}
+
+/// The address put in candidates for a socket bound on `ip`.
+fn advertised_ip(ip: IpAddr, settings: &NetworkSettings) -> IpAddr {
+    let external = match ip {
+        IpAddr::V4(_) => settings.external_ipv4.map(IpAddr::V4),
+        IpAddr::V6(_) => settings.external_ipv6.map(IpAddr::V6),
+    };
+    external.unwrap_or_else(|| {
+        if ip.is_unspecified() {
+            default_route_ip(ip).unwrap_or(ip)
+        } else {
+            ip
+        }
+    })
+}
+
+/// The local address the kernel would use to reach the Internet (no packet is sent).
+fn default_route_ip(family: IpAddr) -> Option<IpAddr> {
+    let (bind, probe): (SocketAddr, SocketAddr) = match family {
+        IpAddr::V4(_) => ("0.0.0.0:0".parse().ok()?, "192.0.2.1:9".parse().ok()?),
+        IpAddr::V6(_) => ("[::]:0".parse().ok()?, "[2001:db8::1]:9".parse().ok()?),
+    };
+    let socket = StdUdpSocket::bind(bind).ok()?;
+    socket.connect(probe).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
+fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, WebRtcError> {
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .map_err(|e| WebRtcError::Peer(e.to_string()))?;
+    RTCIceCandidate::from(&candidate)
+        .to_json()
+        .map_err(|e| WebRtcError::Peer(e.to_string()))
+}
+
+/// The loop thread's state. Everything here is touched by that thread only.
+struct EventLoop {
+    poll: Poll,
+    sockets: Vec<(UdpSocket, SocketAddr)>,
+    batches: Vec<SendBatch>,
+    commands: Receiver<Command>,
+    peers: HashMap<ElementId, Peer>,
+    by_addr: HashMap<SocketAddr, ElementId>,
+    by_ufrag: HashMap<Vec<u8>, ElementId>,
+    router: Router,
+    inbound: Vec<Inbound>,
+}
+
+impl EventLoop {
+    fn new(poll: Poll, sockets: Vec<(UdpSocket, SocketAddr)>, commands: Receiver<Command>) -> Self {
+        let batches = sockets.iter().map(|_| SendBatch::new(64)).collect();
+        EventLoop {
+            poll,
+            sockets,
+            batches,
+            commands,
+            peers: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            router: Router::new(),
+            inbound: Vec::with_capacity(64),
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(64);
+        let mut buf = vec![0u8; 2048];
+        let mut next_housekeeping = Instant::now();
+        loop {
+            let now = Instant::now();
+            let next = self
+                .peers
+                .values()
+                .map(|p| p.deadline)
+                .min()
+                .unwrap_or(now + MAX_SLEEP);
+            let sleep = next.saturating_duration_since(now).min(MAX_SLEEP);
+            if let Err(e) = self.poll.poll(&mut events, Some(sleep))
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                tracing::error!("socket loop poll failed: {e}");
+                return;
+            }
+            while let Ok(command) = self.commands.try_recv() {
+                if matches!(command, Command::Shutdown) {
+                    return;
+                }
+                self.on_command(command);
+            }
+            for index in 0..self.sockets.len() {
+                self.read_socket(index, &mut buf);
+            }
+            let now = Instant::now();
+            let due: Vec<ElementId> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in due {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    let _ = peer.pc.handle_timeout(now);
+                }
+                self.service(id, now);
+            }
+            if now >= next_housekeeping {
+                next_housekeeping = now + Duration::from_millis(100);
+                let mut due_keyframes = Vec::new();
+                self.router
+                    .due_keyframe_requests(now, |source, kind| due_keyframes.push((source, kind)));
+                for (source, kind) in due_keyframes {
+                    self.send_keyframe_request(source, kind, now);
+                }
+                for peer in self.peers.values_mut() {
+                    peer.check_flows(now);
+                }
+            }
+            self.flush();
+        }
+    }
+
+    fn read_socket(&mut self, index: usize, buf: &mut [u8]) {
+        for _ in 0..READ_BUDGET {
+            let (len, from) = match self.sockets[index].0.recv_from(buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // ICMP errors surface here on Linux; they concern one remote, not the socket.
+                    tracing::trace!("recv_from: {e}");
+                    continue;
+                }
+            };
+            let datagram = &buf[..len];
+            let id = match self.by_addr.get(&from) {
+                Some(id) => *id,
+                None => match stun_local_ufrag(datagram).and_then(|u| self.by_ufrag.get(u)) {
+                    Some(&id) => {
+                        self.by_addr.insert(from, id);
+                        id
+                    }
+                    None => continue,
+                },
+            };
+            let now = Instant::now();
+            let local_addr = self.sockets[index].1;
+            if let Some(peer) = self.peers.get_mut(&id)
+                && let Err(e) = peer.pc.handle_read(TaggedBytesMut {
+                    now,
+                    transport: TransportContext {
+                        local_addr,
+                        peer_addr: from,
+                        ecn: None,
+                        transport_protocol: TransportProtocol::UDP,
+                    },
+                    message: BytesMut::from(datagram),
+                })
+            {
+                tracing::debug!("endpoint {}: dropped a datagram: {e}", id.0);
+            }
+            self.service(id, now);
+        }
+    }
+
+    /// Drains one peer and acts on what it received: routes media, answers feedback.
+    fn service(&mut self, id: ElementId, now: Instant) {
+        let mut inbound = std::mem::take(&mut self.inbound);
+        if let Some(peer) = self.peers.get_mut(&id) {
+            let sockets = &self.sockets;
+            peer.service(
+                now,
+                |local, to, datagram| {
+                    if let Some((socket, _)) = sockets.iter().find(|(_, a)| *a == local) {
+                        let _ = socket.send_to(datagram, to);
+                    }
+                },
+                &mut inbound,
+            );
+        }
+        for item in inbound.drain(..) {
+            match item {
+                Inbound::Rtp(kind, codec, packet) => self.forward(id, kind, codec, &packet, now),
+                Inbound::KeyframeRequest(kind) => {
+                    if let Some(source) = self.router.keyframe_requested(id, kind, now) {
+                        self.send_keyframe_request(source, kind, now);
+                    }
+                }
+                Inbound::Nack(kind, lost) => self.answer_nack(id, kind, lost, now),
+            }
+        }
+        self.inbound = inbound;
+    }
+
+    fn forward(
+        &mut self,
+        source: ElementId,
+        kind: MediaKind,
+        codec: CodecId,
+        packet: &RtpPacket,
+        now: Instant,
+    ) {
+        let peers = &mut self.peers;
+        let batches = &mut self.batches;
+        let sockets = &self.sockets;
+        self.router
+            .route(source, kind, packet, now, |sink, rewritten| {
+                send_to_sink(
+                    peers, sockets, batches, sink, kind, codec, packet, rewritten, now,
+                );
+            });
+    }
+
+    fn answer_nack(&mut self, sink: ElementId, kind: MediaKind, lost: Vec<u16>, now: Instant) {
+        let Some(source) = self.router.source_of(sink, kind) else {
+            return;
+        };
+        let peers = &mut self.peers;
+        let batches = &mut self.batches;
+        let sockets = &self.sockets;
+        self.router.nack(sink, kind, lost, |packet, rewritten| {
+            // A resent packet goes out with the codec it was forwarded with.
+            let codec = peers
+                .get(&source)
+                .and_then(|p| p.codec_of(kind, packet.header.payload_type));
+            if let Some(codec) = codec {
+                send_to_sink(
+                    peers, sockets, batches, sink, kind, codec, packet, rewritten, now,
+                );
+            }
+        });
+    }
+
+    fn send_keyframe_request(&mut self, source: ElementId, kind: MediaKind, now: Instant) {
+        if let Some(peer) = self.peers.get_mut(&source) {
+            peer.request_keyframe(kind, now);
+        }
+        self.service(source, now);
+    }
+
+    fn flush(&mut self) {
+        for (batch, (socket, _)) in self.batches.iter_mut().zip(&self.sockets) {
+            if !batch.is_empty() {
+                batch.flush(socket);
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Add(id, peer, reply) => {
+                let result = if self.peers.contains_key(&id) {
+                    Err(WebRtcError::Duplicate(id.0))
+                } else {
+                    self.by_ufrag.insert(peer.ufrag.clone().into_bytes(), id);
+                    self.peers.insert(id, *peer);
+                    Ok(())
+                };
+                let _ = reply.send(result);
+            }
+            Command::Release(id) => {
+                if let Some(mut peer) = self.peers.remove(&id) {
+                    peer.close();
+                    self.by_ufrag.remove(peer.ufrag.as_bytes());
+                    self.by_addr.retain(|_, v| *v != id);
+                }
+                self.router.remove_element(id);
+            }
+            Command::ProcessOffer(id, sdp, reply) => {
+                let _ = reply.send(self.with_peer(id, |p| p.process_offer(sdp, now)));
+                self.service(id, now);
+            }
+            Command::GenerateOffer(id, reply) => {
+                let _ = reply.send(self.with_peer(id, |p| p.generate_offer(now)));
+                self.service(id, now);
+            }
+            Command::ProcessAnswer(id, sdp, reply) => {
+                let _ = reply.send(self.with_peer(id, |p| p.process_answer(sdp, now)));
+                self.service(id, now);
+            }
+            Command::LocalDescription(id, reply) => {
+                let _ = reply.send(self.with_peer(id, |p| Ok(p.local_description())));
+            }
+            Command::RemoteDescription(id, reply) => {
+                let _ = reply.send(self.with_peer(id, |p| Ok(p.remote_description())));
+            }
+            Command::AddIceCandidate(id, candidate, reply) => {
+                let _ = reply.send(self.with_peer(id, |p| p.add_ice_candidate(candidate)));
+                self.service(id, now);
+            }
+            Command::GatherCandidates(id, reply) => {
+                let _ = reply.send(self.with_peer(id, |p| {
+                    p.gather_candidates();
+                    Ok(())
+                }));
+            }
+            Command::Connect(source, sink, kind) => {
+                if kind != MediaKind::Data && self.router.connect(source, sink, kind, now) {
+                    self.send_keyframe_request(source, kind, now);
+                }
+            }
+            Command::Disconnect(source, sink, kind) => self.router.disconnect(source, sink, kind),
+            Command::Shutdown => {}
+        }
+    }
+
+    fn with_peer<T>(
+        &mut self,
+        id: ElementId,
+        f: impl FnOnce(&mut Peer) -> Result<T, WebRtcError>,
+    ) -> Result<T, WebRtcError> {
+        let peer = self
+            .peers
+            .get_mut(&id)
+            .ok_or(WebRtcError::UnknownEndpoint(id.0))?;
+        f(peer)
+    }
+}
+
+/// Writes one forwarded packet for `sink` into its socket's batch.
+#[allow(clippy::too_many_arguments)]
+fn send_to_sink(
+    peers: &mut HashMap<ElementId, Peer>,
+    sockets: &[(UdpSocket, SocketAddr)],
+    batches: &mut [SendBatch],
+    sink: ElementId,
+    kind: MediaKind,
+    codec: CodecId,
+    packet: &RtpPacket,
+    rewritten: Rewritten,
+    now: Instant,
+) {
+    let Some(peer) = peers.get_mut(&sink) else {
+        return;
+    };
+    let Some((to, local)) = peer.remote else {
+        return;
+    };
+    let Some(index) = sockets.iter().position(|(_, a)| *a == local) else {
+        return;
+    };
+    let batch = &mut batches[index];
+    if batch.is_full() {
+        batch.flush(&sockets[index].0);
+    }
+    if let Some(slot) = batch.slot(to) {
+        let slot: &mut [u8; SLOT_LEN] = slot;
+        if let Some(len) = peer.write_forwarded(kind, codec, packet, rewritten, slot, now) {
+            batch.commit(len);
+        }
+    }
+}

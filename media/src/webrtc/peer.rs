@@ -1,0 +1,653 @@
+//! One endpoint's state inside the socket loop: its `rtc` peer connection, its negotiated send
+//! streams and the fast path that writes forwarded packets for it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
+use rtc::peer_connection::transport::{RTCIceCandidateInit, RTCIceServer};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::sansio::Protocol;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::codecs::{CodecId, first_offered_codec, media_kind, media_setup, rtp_kind};
+use super::error::WebRtcError;
+use super::events::{ConnectionState, DtlsState, EndpointEvent, FlowState, IceComponentState};
+use super::settings::{EndpointOptions, NetworkSettings};
+use super::srtp_out::{RolloverCounter, SrtpOut};
+use super::srtp_tap::{SUPPORTED_PROFILES, SrtpKeyTap};
+use crate::graph::MediaKind;
+use crate::routing::{Rewritten, RtpPacket};
+
+/// How long without packets before a flow is reported as stopped.
+const FLOW_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A stream rkms sends on this peer (one per media kind).
+struct SendStream {
+    ssrc: u32,
+    sender: RTCRtpSenderId,
+    /// Negotiated payload type per codec, filled once the session is negotiated.
+    payload_types: Vec<(CodecId, u8)>,
+    roc: RolloverCounter,
+}
+
+/// A stream rkms receives on this peer.
+struct RecvStream {
+    track_id: String,
+    kind: MediaKind,
+    receiver: RTCRtpReceiverId,
+    /// Codec of each payload type.
+    codecs: Vec<(u8, CodecId)>,
+}
+
+/// What the loop must do after servicing a peer.
+pub(crate) enum Inbound {
+    /// A media packet to route.
+    Rtp(MediaKind, CodecId, RtpPacket),
+    /// The remote asked for a keyframe on the stream of `kind` rkms sends it.
+    KeyframeRequest(MediaKind),
+    /// The remote lost these packets (its numbering) of the stream of `kind`.
+    Nack(MediaKind, Vec<u16>),
+}
+
+/// Per-direction flow bookkeeping of one media kind.
+#[derive(Default, Clone, Copy)]
+struct Flow {
+    last: Option<Instant>,
+    flowing: bool,
+}
+
+pub(crate) struct Peer {
+    pub(crate) pc: RTCPeerConnection,
+    tap: Arc<SrtpKeyTap>,
+    events: UnboundedSender<EndpointEvent>,
+    pub(crate) ufrag: String,
+    options: EndpointOptions,
+    local_candidates: Vec<RTCIceCandidateInit>,
+    early_remote_candidates: Vec<RTCIceCandidateInit>,
+    send: [Option<SendStream>; 2],
+    recv: Vec<RecvStream>,
+    out: Option<SrtpOut>,
+    /// Where media goes: the remote address and local socket of the selected pair.
+    pub(crate) remote: Option<(SocketAddr, SocketAddr)>,
+    pub(crate) deadline: Instant,
+    flow_in: [Flow; 2],
+    flow_out: [Flow; 2],
+}
+
+fn kind_index(kind: MediaKind) -> usize {
+    match kind {
+        MediaKind::Audio => 0,
+        _ => 1,
+    }
+}
+
+fn peer_error(e: impl std::fmt::Display) -> WebRtcError {
+    WebRtcError::Peer(e.to_string())
+}
+
+impl Peer {
+    /// Builds the peer connection (certificate generation included) in the caller's thread.
+    pub(crate) fn new(
+        settings: &NetworkSettings,
+        options: EndpointOptions,
+        local_candidates: Vec<RTCIceCandidateInit>,
+        events: UnboundedSender<EndpointEvent>,
+    ) -> Result<Self, WebRtcError> {
+        let tap = SrtpKeyTap::new().map_err(peer_error)?;
+        let ufrag = random_token(16);
+        let (engine, registry) = media_setup().map_err(peer_error)?;
+        let setting_engine = SettingEngineBuilder::new()
+            .with_crypto_provider(tap.clone())
+            .with_srtp_protection_profiles(SUPPORTED_PROFILES.to_vec())
+            .with_ice_credentials(ufrag.clone(), random_token(32))
+            .with_receive_mtu(settings.mtu.max(1200))
+            .build();
+        let ice_servers = settings
+            .stun_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: vec![format!("stun:{s}")],
+                ..Default::default()
+            })
+            .collect();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(
+                RTCConfigurationBuilder::new()
+                    .with_ice_servers(ice_servers)
+                    .build(),
+            )
+            .with_setting_engine(setting_engine)
+            .with_media_engine(engine)
+            .with_interceptor_registry(registry)
+            .build(Instant::now())
+            .map_err(peer_error)?;
+        for candidate in &local_candidates {
+            pc.add_local_candidate(candidate.clone())
+                .map_err(peer_error)?;
+        }
+        Ok(Peer {
+            pc,
+            tap,
+            events,
+            ufrag,
+            options,
+            local_candidates,
+            early_remote_candidates: Vec::new(),
+            send: [None, None],
+            recv: Vec::new(),
+            out: None,
+            remote: None,
+            deadline: Instant::now(),
+            flow_in: [Flow::default(); 2],
+            flow_out: [Flow::default(); 2],
+        })
+    }
+
+    fn emit(&self, event: EndpointEvent) {
+        // The receiver is gone when the endpoint was dropped; nothing to tell then.
+        let _ = self.events.send(event);
+    }
+
+    /// Declares the track rkms sends for `kind`, declared with `codec`.
+    fn add_send_stream(
+        &mut self,
+        kind: MediaKind,
+        codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
+    ) -> Result<(), WebRtcError> {
+        if self.send[kind_index(kind)].is_some() {
+            return Ok(());
+        }
+        let ssrc = random_u32();
+        let label = format!("rkms-{}", kind.as_str().to_ascii_lowercase());
+        let track = MediaStreamTrack::new(
+            format!("rkms-{}", self.ufrag),
+            label.clone(),
+            label,
+            rtp_kind(kind),
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        );
+        let sender = self
+            .pc
+            .add_track(track)
+            .map_err(|e| WebRtcError::Negotiation(e.to_string()))?;
+        self.send[kind_index(kind)] = Some(SendStream {
+            ssrc,
+            sender,
+            payload_types: Vec::new(),
+            roc: RolloverCounter::default(),
+        });
+        Ok(())
+    }
+
+    /// Applies a remote offer and returns the answer.
+    pub(crate) fn process_offer(
+        &mut self,
+        sdp: String,
+        now: Instant,
+    ) -> Result<String, WebRtcError> {
+        let offer = RTCSessionDescription::offer(sdp)
+            .map_err(|e| WebRtcError::InvalidSdp(e.to_string()))?;
+        let offered: Vec<_> = [MediaKind::Audio, MediaKind::Video]
+            .into_iter()
+            .filter_map(|kind| first_offered_codec(&offer.sdp, kind).map(|c| (kind, c)))
+            .collect();
+        self.pc
+            .set_remote_description(now, offer)
+            .map_err(|e| WebRtcError::Negotiation(e.to_string()))?;
+        self.apply_early_candidates();
+        for (kind, codec) in offered {
+            self.add_send_stream(kind, codec.rtp_codec)?;
+        }
+        let answer = self
+            .pc
+            .create_answer(None)
+            .map_err(|e| WebRtcError::Negotiation(e.to_string()))?;
+        self.pc
+            .set_local_description(now, answer)
+            .map_err(|e| WebRtcError::Negotiation(e.to_string()))?;
+        self.learn_payload_types();
+        self.local_description()
+            .ok_or_else(|| WebRtcError::Negotiation("no local description".into()))
+    }
+
+    /// Creates an offer sending and receiving audio and video (and data, if enabled).
+    pub(crate) fn generate_offer(&mut self, now: Instant) -> Result<String, WebRtcError> {
+        for (kind, codec) in [
+            (MediaKind::Audio, default_codec(RtpCodecKind::Audio)),
+            (MediaKind::Video, default_codec(RtpCodecKind::Video)),
+        ] {
+            self.add_send_stream(kind, codec)?;
+        }
+        if self.options.use_data_channels {
+            self.pc
+                .create_data_channel("rkms", None)
+                .map_err(|e| WebRtcError::Negotiation(e.to_string()))?;
+        }
+        let offer = self
+            .pc
+            .create_offer(None)
+            .map_err(|e| WebRtcError::Negotiation(e.to_string()))?;
+        self.pc
+            .set_local_description(now, offer)
+            .map_err(|e| WebRtcError::Negotiation(e.to_string()))?;
+        self.local_description()
+            .ok_or_else(|| WebRtcError::Negotiation("no local description".into()))
+    }
+
+    /// Applies the remote answer to an offer rkms generated.
+    pub(crate) fn process_answer(&mut self, sdp: String, now: Instant) -> Result<(), WebRtcError> {
+        let answer = RTCSessionDescription::answer(sdp)
+            .map_err(|e| WebRtcError::InvalidSdp(e.to_string()))?;
+        self.pc
+            .set_remote_description(now, answer)
+            .map_err(|e| WebRtcError::Negotiation(e.to_string()))?;
+        self.apply_early_candidates();
+        self.learn_payload_types();
+        Ok(())
+    }
+
+    pub(crate) fn local_description(&self) -> Option<String> {
+        self.pc.local_description().map(|d| d.sdp)
+    }
+
+    pub(crate) fn remote_description(&self) -> Option<String> {
+        self.pc.remote_description().map(|d| d.sdp.clone())
+    }
+
+    /// Adds a remote candidate now, or keeps it until the remote description arrives.
+    pub(crate) fn add_ice_candidate(
+        &mut self,
+        candidate: RTCIceCandidateInit,
+    ) -> Result<(), WebRtcError> {
+        if candidate.candidate.trim().is_empty() {
+            return Ok(()); // end-of-candidates
+        }
+        if self.pc.remote_description().is_none() {
+            self.early_remote_candidates.push(candidate);
+            return Ok(());
+        }
+        self.pc
+            .add_remote_candidate(candidate)
+            .map_err(|e| WebRtcError::InvalidCandidate(e.to_string()))
+    }
+
+    fn apply_early_candidates(&mut self) {
+        for candidate in std::mem::take(&mut self.early_remote_candidates) {
+            if let Err(e) = self.pc.add_remote_candidate(candidate) {
+                self.emit(EndpointEvent::Error(format!(
+                    "early ICE candidate rejected: {e}"
+                )));
+            }
+        }
+    }
+
+    /// Announces the local candidates (all host candidates are known up front).
+    pub(crate) fn gather_candidates(&mut self) {
+        let mid = self
+            .local_description()
+            .and_then(|sdp| {
+                sdp.lines()
+                    .find_map(|l| l.strip_prefix("a=mid:").map(|m| m.trim().to_owned()))
+            })
+            .unwrap_or_else(|| "0".to_owned());
+        self.emit(EndpointEvent::IceComponentStateChanged(
+            IceComponentState::Gathering,
+        ));
+        for candidate in &self.local_candidates {
+            self.emit(EndpointEvent::IceCandidateFound {
+                candidate: candidate.candidate.clone(),
+                sdp_mid: mid.clone(),
+                sdp_mline_index: 0,
+            });
+        }
+        self.emit(EndpointEvent::IceGatheringDone);
+    }
+
+    /// Records the payload types the session negotiated for rkms's send streams.
+    fn learn_payload_types(&mut self) {
+        for slot in self.send.iter_mut().flatten() {
+            if let Some(mut sender) = self.pc.rtp_sender(slot.sender) {
+                slot.payload_types = sender
+                    .get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .iter()
+                    .filter_map(|c| CodecId::of(&c.rtp_codec).map(|id| (id, c.payload_type)))
+                    .collect();
+            }
+        }
+    }
+
+    /// Drains the peer connection's outputs: datagrams go to `send`, events are translated,
+    /// media and feedback are appended to `inbound`.
+    pub(crate) fn service(
+        &mut self,
+        now: Instant,
+        mut send: impl FnMut(SocketAddr, SocketAddr, &[u8]),
+        inbound: &mut Vec<Inbound>,
+    ) {
+        while let Some(msg) = self.pc.poll_write() {
+            send(
+                msg.transport.local_addr,
+                msg.transport.peer_addr,
+                &msg.message,
+            );
+            self.remote = Some((msg.transport.peer_addr, msg.transport.local_addr));
+        }
+        while let Some(event) = self.pc.poll_event() {
+            self.on_event(event);
+        }
+        while let Some(msg) = self.pc.poll_read() {
+            match msg.message {
+                RTCMessage::RtpPacket(track_id, packet) => {
+                    let Some(stream) = self.recv.iter().find(|s| s.track_id == track_id) else {
+                        continue;
+                    };
+                    let pt = packet.header.payload_type;
+                    let Some(&(_, codec)) = stream.codecs.iter().find(|(p, _)| *p == pt) else {
+                        continue;
+                    };
+                    let kind = stream.kind;
+                    let flow = &mut self.flow_in[kind_index(kind)];
+                    flow.last = Some(now);
+                    if !flow.flowing {
+                        flow.flowing = true;
+                        self.emit(EndpointEvent::MediaFlowInStateChanged(
+                            kind,
+                            FlowState::Flowing,
+                        ));
+                    }
+                    inbound.push(Inbound::Rtp(kind, codec, packet));
+                }
+                RTCMessage::RtcpPacket(_, packets) => self.on_rtcp(&packets, inbound),
+                _ => {}
+            }
+        }
+        self.deadline = self
+            .pc
+            .poll_timeout()
+            .unwrap_or(now + Duration::from_secs(1));
+    }
+
+    fn send_kind_of_ssrc(&self, ssrc: u32) -> Option<MediaKind> {
+        [MediaKind::Audio, MediaKind::Video].into_iter().find(|k| {
+            self.send[kind_index(*k)]
+                .as_ref()
+                .is_some_and(|s| s.ssrc == ssrc)
+        })
+    }
+
+    fn on_rtcp(&mut self, packets: &[Box<dyn rtc::rtcp::Packet>], inbound: &mut Vec<Inbound>) {
+        for packet in packets {
+            let any = packet.as_any();
+            if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+                if let Some(kind) = self.send_kind_of_ssrc(pli.media_ssrc) {
+                    inbound.push(Inbound::KeyframeRequest(kind));
+                }
+            } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+                let ssrc = fir.fir.first().map_or(fir.media_ssrc, |e| e.ssrc);
+                if let Some(kind) = self.send_kind_of_ssrc(ssrc) {
+                    inbound.push(Inbound::KeyframeRequest(kind));
+                }
+            } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>()
+                && let Some(kind) = self.send_kind_of_ssrc(nack.media_ssrc)
+            {
+                let lost = nack
+                    .nacks
+                    .iter()
+                    .flat_map(|pair| pair.packet_list())
+                    .collect();
+                inbound.push(Inbound::Nack(kind, lost));
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: RTCPeerConnectionEvent) {
+        match event {
+            RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
+                let state = match state {
+                    RTCIceConnectionState::Checking => IceComponentState::Connecting,
+                    RTCIceConnectionState::Connected => IceComponentState::Connected,
+                    RTCIceConnectionState::Completed => IceComponentState::Ready,
+                    RTCIceConnectionState::Failed => IceComponentState::Failed,
+                    _ => IceComponentState::Disconnected,
+                };
+                self.emit(EndpointEvent::IceComponentStateChanged(state));
+            }
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => match state {
+                RTCPeerConnectionState::Connecting => {
+                    self.emit(EndpointEvent::DtlsConnectionStateChange(
+                        DtlsState::Connecting,
+                    ));
+                }
+                RTCPeerConnectionState::Connected => {
+                    if self.out.is_none() {
+                        match self
+                            .tap
+                            .local_key()
+                            .map(|k| SrtpOut::new(&k, self.tap.inner_crypto()))
+                        {
+                            Some(Ok(out)) => self.out = Some(out),
+                            Some(Err(e)) => self.emit(EndpointEvent::Error(format!("SRTP: {e}"))),
+                            None => {
+                                self.emit(EndpointEvent::Error("SRTP key not negotiated".into()))
+                            }
+                        }
+                    }
+                    if let Some((remote, local)) = self.remote {
+                        self.emit(EndpointEvent::NewCandidatePairSelected {
+                            local: local.to_string(),
+                            remote: remote.to_string(),
+                        });
+                    }
+                    self.emit(EndpointEvent::DtlsConnectionStateChange(
+                        DtlsState::Connected,
+                    ));
+                    self.emit(EndpointEvent::ConnectionStateChanged(
+                        ConnectionState::Connected,
+                    ));
+                    self.emit(EndpointEvent::MediaStateChanged(ConnectionState::Connected));
+                }
+                RTCPeerConnectionState::Disconnected
+                | RTCPeerConnectionState::Failed
+                | RTCPeerConnectionState::Closed => {
+                    self.emit(EndpointEvent::DtlsConnectionStateChange(DtlsState::Closed));
+                    self.emit(EndpointEvent::ConnectionStateChanged(
+                        ConnectionState::Disconnected,
+                    ));
+                    self.emit(EndpointEvent::MediaStateChanged(
+                        ConnectionState::Disconnected,
+                    ));
+                }
+                _ => {}
+            },
+            RTCPeerConnectionEvent::OnDataChannel(event) => match event {
+                RTCDataChannelEvent::OnOpen(id) => {
+                    self.emit(EndpointEvent::DataChannelOpened(id as u16));
+                }
+                RTCDataChannelEvent::OnClose(id) => {
+                    self.emit(EndpointEvent::DataChannelClosed(id as u16));
+                }
+                _ => {}
+            },
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                if let Some(mut receiver) = self.pc.rtp_receiver(init.receiver_id) {
+                    let Some(kind) = media_kind(receiver.track().kind()) else {
+                        return;
+                    };
+                    let codecs = receiver
+                        .get_parameters()
+                        .rtp_parameters
+                        .codecs
+                        .iter()
+                        .filter_map(|c| CodecId::of(&c.rtp_codec).map(|id| (c.payload_type, id)))
+                        .collect();
+                    self.recv.push(RecvStream {
+                        track_id: init.track_id,
+                        kind,
+                        receiver: init.receiver_id,
+                        codecs,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The codec of payload type `pt` on the stream of `kind` this peer sends rkms.
+    pub(crate) fn codec_of(&self, kind: MediaKind, pt: u8) -> Option<CodecId> {
+        let stream = self.recv.iter().find(|s| s.kind == kind)?;
+        stream
+            .codecs
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, c)| *c)
+    }
+
+    /// Asks the remote sender of `kind` for a keyframe.
+    pub(crate) fn request_keyframe(&mut self, kind: MediaKind, now: Instant) {
+        let Some(stream) = self.recv.iter().find(|s| s.kind == kind) else {
+            return;
+        };
+        let receiver = stream.receiver;
+        if let Some(mut receiver) = self.pc.rtp_receiver(receiver) {
+            let Some(media_ssrc) = receiver.track().ssrcs().next() else {
+                return;
+            };
+            let pli = PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc,
+            };
+            if let Err(e) = receiver.write_rtcp(now, vec![Box::new(pli)]) {
+                tracing::debug!("PLI not sent: {e}");
+            }
+        }
+    }
+
+    /// Writes a forwarded packet for this peer into `buf` (header rewritten to this peer's
+    /// stream, payload, SRTP tag). Returns the datagram length, or `None` when this peer cannot
+    /// take it (not connected, codec not negotiated).
+    pub(crate) fn write_forwarded(
+        &mut self,
+        kind: MediaKind,
+        codec: CodecId,
+        packet: &RtpPacket,
+        rewritten: Rewritten,
+        buf: &mut [u8],
+        now: Instant,
+    ) -> Option<usize> {
+        let out = self.out.as_mut()?;
+        let stream = self.send[kind_index(kind)].as_mut()?;
+        let &(_, pt) = stream.payload_types.iter().find(|(c, _)| *c == codec)?;
+        let len = 12 + packet.payload.len();
+        if len + super::srtp_out::MAX_SRTP_OVERHEAD > buf.len() {
+            return None;
+        }
+        buf[0] = 0x80;
+        buf[1] = pt | if packet.header.marker { 0x80 } else { 0 };
+        buf[2..4].copy_from_slice(&rewritten.seq.to_be_bytes());
+        buf[4..8].copy_from_slice(&rewritten.timestamp.to_be_bytes());
+        buf[8..12].copy_from_slice(&stream.ssrc.to_be_bytes());
+        buf[12..len].copy_from_slice(&packet.payload);
+        let roc = stream.roc.next(rewritten.seq);
+        let n = out
+            .protect(buf, 12, len, stream.ssrc, rewritten.seq, roc)
+            .ok()?;
+        let flow = &mut self.flow_out[kind_index(kind)];
+        flow.last = Some(now);
+        if !flow.flowing {
+            flow.flowing = true;
+            self.emit(EndpointEvent::MediaFlowOutStateChanged(
+                kind,
+                FlowState::Flowing,
+            ));
+        }
+        Some(n)
+    }
+
+    /// Reports flows that stopped.
+    pub(crate) fn check_flows(&mut self, now: Instant) {
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            let i = kind_index(kind);
+            for (flow, incoming) in [(&mut self.flow_in[i], true), (&mut self.flow_out[i], false)] {
+                if flow.flowing
+                    && flow
+                        .last
+                        .is_some_and(|t| now.saturating_duration_since(t) > FLOW_TIMEOUT)
+                {
+                    flow.flowing = false;
+                    let event = if incoming {
+                        EndpointEvent::MediaFlowInStateChanged(kind, FlowState::NotFlowing)
+                    } else {
+                        EndpointEvent::MediaFlowOutStateChanged(kind, FlowState::NotFlowing)
+                    };
+                    let _ = self.events.send(event);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn close(&mut self) {
+        let _ = self.pc.close();
+    }
+}
+
+/// The codec a generated offer's track is declared with.
+fn default_codec(kind: RtpCodecKind) -> rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
+    use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+    let (mime, rate, channels, fmtp) = match kind {
+        RtpCodecKind::Audio => (MIME_TYPE_OPUS, 48_000, 2, "minptime=10;useinbandfec=1"),
+        _ => (MIME_TYPE_VP8, 90_000, 0, ""),
+    };
+    rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
+        mime_type: mime.to_owned(),
+        clock_rate: rate,
+        channels,
+        sdp_fmtp_line: fmtp.to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    if let Ok(provider) = rtc::crypto::default_provider() {
+        let _ = provider.random().fill(&mut bytes);
+    }
+    bytes
+}
+
+fn random_u32() -> u32 {
+    u32::from_be_bytes(random_bytes::<4>()).max(1)
+}
+
+/// A random ICE token of `len` characters from the ICE alphabet.
+fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/";
+    random_bytes::<32>()
+        .iter()
+        .take(len)
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}

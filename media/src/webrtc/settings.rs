@@ -1,0 +1,51 @@
+//! Network settings of the WebRTC host.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Where the host listens and what it advertises.
+#[derive(Debug, Clone)]
+pub struct NetworkSettings {
+    /// Addresses to bind one UDP socket each on (all endpoints share them). An unspecified
+    /// address (0.0.0.0) is advertised as the external address if one is set, else as the
+    /// address of the default route.
+    pub bind_addresses: Vec<IpAddr>,
+    /// Lowest UDP port to use (0 with `port_max` 0: any free port).
+    pub port_min: u16,
+    /// Highest UDP port to use.
+    pub port_max: u16,
+    /// Public IPv4 address to advertise in candidates (server behind 1:1 NAT).
+    pub external_ipv4: Option<Ipv4Addr>,
+    /// Public IPv6 address to advertise in candidates.
+    pub external_ipv6: Option<Ipv6Addr>,
+    /// STUN servers (`host:port`), passed to peers' configuration.
+    pub stun_servers: Vec<String>,
+    /// TURN servers (`turn:user:password@host:port`), passed to peers' configuration.
+    pub turn_servers: Vec<String>,
+    /// Largest datagram sent.
+    pub mtu: usize,
+    /// Whether ICE-TCP candidates are wanted (not implemented yet: ignored with a warning).
+    pub ice_tcp: bool,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            bind_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            port_min: 0,
+            port_max: 0,
+            external_ipv4: None,
+            external_ipv6: None,
+            stun_servers: Vec::new(),
+            turn_servers: Vec::new(),
+            mtu: 1200,
+            ice_tcp: false,
+        }
+    }
+}
+
+/// Options of one endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointOptions {
+    /// Negotiate an SCTP association for data channels.
+    pub use_data_channels: bool,
+}

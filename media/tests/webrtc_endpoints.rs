@@ -1,0 +1,425 @@
+//! WebRTC endpoints against real client `rtc` peers over loopback UDP: offer/answer, ICE + DTLS,
+//! loopback media, one-to-many fan-out, typed errors for bad input.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rkms_media::graph::{ElementId, MediaKind};
+use rkms_media::webrtc::{
+    ConnectionState, EndpointEvent, EndpointOptions, NetworkSettings, WebRtcError, WebRtcHost,
+};
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_VP8, MediaEngine};
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A client peer on its own socket, driven by hand.
+struct Client {
+    pc: RTCPeerConnection,
+    socket: UdpSocket,
+    local: SocketAddr,
+    connected: bool,
+    sender: Option<RTCRtpSenderId>,
+    ssrc: u32,
+    received: Vec<rtc::rtp::Packet>,
+}
+
+impl Client {
+    fn new() -> Result<Self, Box<dyn std::error::Error>> {
+        let mut engine = MediaEngine::default();
+        engine.register_default_codecs()?;
+        let registry = register_default_interceptors(Registry::new(), &mut engine)?;
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_media_engine(engine)
+            .with_interceptor_registry(registry)
+            .build(Instant::now())?;
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?;
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: local.ip().to_string(),
+                port: local.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()?;
+        pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
+        Ok(Client {
+            pc,
+            socket,
+            local,
+            connected: false,
+            sender: None,
+            ssrc: 0,
+            received: Vec::new(),
+        })
+    }
+
+    /// A client that sends VP8 video (and receives video on the same m-line).
+    fn publisher(ssrc: u32) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut c = Client::new()?;
+        let track = MediaStreamTrack::new(
+            "client-stream".into(),
+            "client-video".into(),
+            "client-video".into(),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: RTCRtpCodec {
+                    mime_type: MIME_TYPE_VP8.to_owned(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: String::new(),
+                    rtcp_feedback: vec![],
+                },
+                ..Default::default()
+            }],
+        );
+        c.sender = Some(c.pc.add_track(track)?);
+        c.ssrc = ssrc;
+        Ok(c)
+    }
+
+    /// A client that only receives video.
+    fn viewer() -> Result<Self, Box<dyn std::error::Error>> {
+        let mut c = Client::new()?;
+        c.pc.add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )?;
+        Ok(c)
+    }
+
+    fn offer(&mut self) -> Result<String, Box<dyn std::error::Error>> {
+        let offer = self.pc.create_offer(None)?;
+        self.pc
+            .set_local_description(Instant::now(), offer.clone())?;
+        Ok(offer.sdp)
+    }
+
+    fn accept(&mut self, answer: String) -> TestResult {
+        self.pc
+            .set_remote_description(Instant::now(), RTCSessionDescription::answer(answer)?)?;
+        Ok(())
+    }
+
+    /// One pass: read what arrived, fire timers, send what is due.
+    fn pump(&mut self) -> TestResult {
+        let mut buf = [0u8; 2048];
+        while let Ok((len, from)) = self.socket.recv_from(&mut buf) {
+            let _ = self.pc.handle_read(TaggedBytesMut {
+                now: Instant::now(),
+                transport: TransportContext {
+                    local_addr: self.local,
+                    peer_addr: from,
+                    ecn: None,
+                    transport_protocol: TransportProtocol::UDP,
+                },
+                message: BytesMut::from(&buf[..len]),
+            });
+        }
+        let now = Instant::now();
+        if self.pc.poll_timeout().is_some_and(|t| t <= now) {
+            let _ = self.pc.handle_timeout(now);
+        }
+        while let Some(msg) = self.pc.poll_write() {
+            let _ = self.socket.send_to(&msg.message, msg.transport.peer_addr);
+        }
+        while let Some(event) = self.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
+                self.connected = state == RTCPeerConnectionState::Connected;
+            }
+        }
+        while let Some(msg) = self.pc.poll_read() {
+            if let RTCMessage::RtpPacket(_, packet) = msg.message {
+                self.received.push(packet);
+            }
+        }
+        Ok(())
+    }
+
+    fn send_video(&mut self, seq: u16, payload: Bytes) -> TestResult {
+        let mut packet = rtc::rtp::Packet::default();
+        packet.header.version = 2;
+        packet.header.payload_type = 96;
+        packet.header.sequence_number = seq;
+        packet.header.timestamp = u32::from(seq) * 3000;
+        packet.header.ssrc = self.ssrc;
+        packet.payload = payload;
+        let sender = self.sender.ok_or("not a publisher")?;
+        self.pc
+            .rtp_sender(sender)
+            .ok_or("no sender")?
+            .write_rtp(Instant::now(), packet)?;
+        self.pump()
+    }
+}
+
+/// Pumps every client until `done` holds or the deadline passes.
+async fn pump_until(
+    clients: &mut [&mut Client],
+    secs: u64,
+    done: impl Fn(&[&mut Client]) -> bool,
+) -> TestResult {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done(clients) {
+        if Instant::now() > deadline {
+            return Err("timed out".into());
+        }
+        for c in clients.iter_mut() {
+            c.pump()?;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+fn host() -> Result<WebRtcHost, WebRtcError> {
+    WebRtcHost::start(NetworkSettings::default())
+}
+
+fn payload(i: u16) -> Bytes {
+    let mut p = vec![0u8; 1000];
+    p[..2].copy_from_slice(&i.to_be_bytes());
+    p[2..]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(j, b)| *b = (j as u16 ^ i) as u8);
+    Bytes::from(p)
+}
+
+fn drain(events: &mut UnboundedReceiver<EndpointEvent>) -> Vec<EndpointEvent> {
+    let mut out = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        out.push(e);
+    }
+    out
+}
+
+#[tokio::test]
+async fn loopback_returns_the_media_the_client_sent() -> TestResult {
+    let host = host()?;
+    let (endpoint, mut events) = host
+        .create_endpoint(ElementId(1), EndpointOptions::default())
+        .await?;
+    host.connect(ElementId(1), ElementId(1), MediaKind::Video)?;
+
+    let mut client = Client::publisher(0x1234)?;
+    let answer = endpoint.process_offer(client.offer()?).await?;
+    assert!(
+        answer.contains("a=rtpmap:96 VP8/90000"),
+        "answer keeps the offer's VP8 type:\n{answer}"
+    );
+    client.accept(answer)?;
+    pump_until(&mut [&mut client], 10, |c| c[0].connected).await?;
+    endpoint.gather_candidates().await?;
+
+    let sent: Vec<Bytes> = (0..60).map(payload).collect();
+    for (i, p) in sent.iter().enumerate() {
+        client.send_video(i as u16, p.clone())?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pump_until(&mut [&mut client], 5, |c| c[0].received.len() >= 55).await?;
+
+    let sent: HashSet<&[u8]> = sent.iter().map(|p| p.as_ref()).collect();
+    assert!(
+        client
+            .received
+            .iter()
+            .all(|p| sent.contains(p.payload.as_ref())),
+        "payloads come back intact"
+    );
+    assert!(
+        client.received.iter().all(|p| p.header.ssrc != 0x1234),
+        "rkms sends on its own SSRC"
+    );
+
+    let events = drain(&mut events);
+    for expected in [
+        EndpointEvent::ConnectionStateChanged(ConnectionState::Connected),
+        EndpointEvent::MediaFlowInStateChanged(
+            MediaKind::Video,
+            rkms_media::webrtc::FlowState::Flowing,
+        ),
+        EndpointEvent::MediaFlowOutStateChanged(
+            MediaKind::Video,
+            rkms_media::webrtc::FlowState::Flowing,
+        ),
+        EndpointEvent::IceGatheringDone,
+    ] {
+        assert!(
+            events.contains(&expected),
+            "missing {expected:?} in {events:?}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, EndpointEvent::IceCandidateFound { .. }))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_publisher_fans_out_to_every_subscriber() -> TestResult {
+    let host = host()?;
+    let (publisher, _pe) = host
+        .create_endpoint(ElementId(10), EndpointOptions::default())
+        .await?;
+    let mut pub_client = Client::publisher(0x7777)?;
+    let offer = pub_client.offer()?;
+    pub_client.accept(publisher.process_offer(offer).await?)?;
+
+    let mut subs = Vec::new();
+    let mut viewers = Vec::new();
+    for i in 0..3u32 {
+        let id = ElementId(20 + i);
+        let (endpoint, _events) = host.create_endpoint(id, EndpointOptions::default()).await?;
+        host.connect(ElementId(10), id, MediaKind::Video)?;
+        let mut viewer = Client::viewer()?;
+        let offer = viewer.offer()?;
+        viewer.accept(endpoint.process_offer(offer).await?)?;
+        subs.push(endpoint);
+        viewers.push(viewer);
+    }
+    {
+        let mut all: Vec<&mut Client> = viewers.iter_mut().collect();
+        all.push(&mut pub_client);
+        pump_until(&mut all, 10, |c| c.iter().all(|c| c.connected)).await?;
+    }
+    let sent: Vec<Bytes> = (0..60).map(payload).collect();
+    for (i, p) in sent.iter().enumerate() {
+        pub_client.send_video(i as u16, p.clone())?;
+        for v in viewers.iter_mut() {
+            v.pump()?;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut all: Vec<&mut Client> = viewers.iter_mut().collect();
+    pump_until(&mut all, 5, |c| c.iter().all(|c| c.received.len() >= 55)).await?;
+    let sent: HashSet<&[u8]> = sent.iter().map(|p| p.as_ref()).collect();
+    for v in &viewers {
+        assert!(v.received.iter().all(|p| sent.contains(p.payload.as_ref())));
+        let seqs: HashSet<u16> = v
+            .received
+            .iter()
+            .map(|p| p.header.sequence_number)
+            .collect();
+        assert_eq!(seqs.len(), v.received.len(), "no duplicates");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_input_gets_typed_errors() -> TestResult {
+    let host = host()?;
+    let (endpoint, _events) = host
+        .create_endpoint(ElementId(1), EndpointOptions::default())
+        .await?;
+    assert!(matches!(
+        endpoint.process_offer("this is not sdp".into()).await,
+        Err(WebRtcError::InvalidSdp(_))
+    ));
+    assert!(endpoint.process_answer("v=0\r\n".into()).await.is_err());
+    // Candidates before the remote description are kept, not rejected.
+    endpoint
+        .add_ice_candidate(
+            "candidate:1 1 udp 1 127.0.0.1 9 typ host".into(),
+            Some("0".into()),
+            Some(0),
+        )
+        .await?;
+    assert!(matches!(
+        host.create_endpoint(ElementId(1), EndpointOptions::default())
+            .await,
+        Err(WebRtcError::Duplicate(1))
+    ));
+    // The endpoint still works after all that.
+    let mut client = Client::publisher(1)?;
+    let offer = client.offer()?;
+    client.accept(endpoint.process_offer(offer).await?)?;
+    pump_until(&mut [&mut client], 10, |c| c[0].connected).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn answers_keep_offered_payload_types_and_codec_choice() -> TestResult {
+    let host = host()?;
+    let (endpoint, _events) = host
+        .create_endpoint(ElementId(1), EndpointOptions::default())
+        .await?;
+    let mut client = Client::viewer()?;
+    let offer = client.offer()?;
+    // Keep only H264 in the video m-line: the answer must be H264 and keep the offer's types.
+    let h264: Vec<&str> = offer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=rtpmap:"))
+        .filter(|l| l.contains("H264/90000"))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(!h264.is_empty(), "the client offers H264");
+    let keep: HashSet<&str> = h264.iter().copied().collect();
+    let filtered: String = offer
+        .lines()
+        .filter_map(|l| {
+            if l.starts_with("m=video") {
+                let mut parts: Vec<&str> = l.split(' ').take(3).collect();
+                parts.extend(h264.iter());
+                return Some(parts.join(" "));
+            }
+            for prefix in ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"] {
+                if let Some(rest) = l.strip_prefix(prefix) {
+                    let pt = rest.split(' ').next().unwrap_or("");
+                    if !keep.contains(pt) {
+                        return None;
+                    }
+                }
+            }
+            Some(l.to_owned())
+        })
+        .map(|l| l + "\r\n")
+        .collect();
+    let answer = endpoint.process_offer(filtered).await?;
+    let video = answer.split("m=video").nth(1).ok_or("no video in answer")?;
+    assert!(
+        video.contains("H264/90000") && !video.contains("VP8"),
+        "H264 answer:\n{answer}"
+    );
+    let first_pt = video
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(3))
+        .ok_or("no pt")?;
+    assert!(
+        keep.contains(first_pt),
+        "answer uses the offer's H264 type {first_pt}"
+    );
+    Ok(())
+}
