@@ -4,8 +4,8 @@
 # Prints relayed packets per second, each server's CPU seconds, loss, and
 # the ratio of CPU per relayed packet (rkms / coturn; below 1 is better).
 #
-#   scripts/bench-turn.sh [CLIENTS] [MESSAGES] [BYTES] [INTERVAL_MS]
-#   (defaults 100 clients x 1000 messages x 1000 bytes, every 5 ms)
+#   scripts/bench-turn.sh [CLIENTS] [MESSAGES] [BYTES] [INTERVAL_MS] [udp|tcp]
+#   (defaults 100 clients x 1000 messages x 1000 bytes, every 2 ms, UDP)
 #
 # RKMS_BIN=path/to/rkms uses that binary's `turn` subcommand; otherwise the
 # relay's example binary is built in release mode and used.
@@ -15,7 +15,10 @@ cd "$(dirname "$0")/.."
 CLIENTS=${1:-100}
 MESSAGES=${2:-1000}
 BYTES=${3:-1000}
-INTERVAL=${4:-5}
+INTERVAL=${4:-2}
+TRANSPORT=${5:-udp}
+CLIENT_TRANSPORT=()
+[ "$TRANSPORT" = tcp ] && CLIENT_TRANSPORT=(-t)
 
 for p in turnserver turnutils_uclient turnutils_peer; do
     command -v "$p" >/dev/null || { echo "missing $p: apt-get install coturn" >&2; exit 1; }
@@ -51,7 +54,7 @@ run_one() { # name, command...
     local cpu0; cpu0=$(cpu_seconds "$pid")
     local t0; t0=$(date +%s.%N)
     local out
-    out=$(turnutils_uclient -c -u user -w pass -p "$port" -e 127.0.0.1 -r "$PEER_PORT" -X \
+    out=$(turnutils_uclient "${CLIENT_TRANSPORT[@]}" -c -u user -w pass -p "$port" -e 127.0.0.1 -r "$PEER_PORT" -X \
         -m "$CLIENTS" -n "$MESSAGES" -l "$BYTES" -z "$INTERVAL" 127.0.0.1 2>&1)
     local t1; t1=$(date +%s.%N)
     local cpu1; cpu1=$(cpu_seconds "$pid")
@@ -69,7 +72,7 @@ run_one() { # name, command...
 }
 
 RESULTS=$(mktemp)
-echo "load: $CLIENTS clients x $MESSAGES messages x $BYTES bytes every $INTERVAL ms (UDP, channels)"
+echo "load: $CLIENTS clients x $MESSAGES messages x $BYTES bytes every $INTERVAL ms ($TRANSPORT, channels)"
 run_one coturn turnserver
 run_one rkms "${RKMS[@]}"
 awk '{ relayed[$1] = $2 + $3; cpu[$1] = $4 }

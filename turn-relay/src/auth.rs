@@ -172,7 +172,6 @@ fn parse_hex_key(s: &str) -> Option<Key> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

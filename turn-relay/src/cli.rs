@@ -123,12 +123,12 @@ pub struct TurnArgs {
 }
 
 impl TurnArgs {
-    /// Fills what the command line left unset from `file`; list options add up.
+    /// Fills what the command line left unset from `file`.
     fn merged_with(mut self, file: TurnArgs) -> TurnArgs {
         macro_rules! take {
             (opt: $($f:ident),*; list: $($l:ident),*; flag: $($b:ident),*) => {
                 $( if self.$f.is_none() { self.$f = file.$f; } )*
-                $( let mut v = file.$l; v.append(&mut self.$l); self.$l = v; )*
+                $( if self.$l.is_empty() { self.$l = file.$l; } )*
                 $( self.$b |= file.$b; )*
             };
         }
@@ -294,7 +294,6 @@ async fn shutdown_signal() -> Result<(), Error> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use clap::Parser as _;
@@ -386,7 +385,7 @@ mod tests {
         assert_eq!(c.listening_port, 3480);
         assert_eq!(c.realm, "cli.realm");
         assert_eq!(c.max_port, 60000);
-        assert_eq!(c.users, vec!["a:b".to_owned(), "c:d".to_owned()]);
+        assert_eq!(c.users, vec!["c:d".to_owned()]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

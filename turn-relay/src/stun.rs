@@ -468,7 +468,6 @@ pub mod channel_data {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -9,130 +9,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{LOOPBACK, config, start};
+use common::client::{Client, echo_socket};
+use common::{config, start};
 use rkms_turn::TurnConfig;
 use rkms_turn::auth::long_term_key;
 use rkms_turn::stun::{Class, Message, Writer, attr, method};
-use tokio::net::UdpSocket;
-
-/// A hand-driven TURN client over UDP.
-struct Client {
-    sock: UdpSocket,
-    server: SocketAddr,
-    realm: String,
-    nonce: String,
-    buf: Vec<u8>,
-}
-
-struct Response {
-    class: Class,
-    code: Option<u16>,
-    raw: Vec<u8>,
-}
-
-impl Response {
-    fn msg(&self) -> Message<'_> {
-        Message::parse(&self.raw).unwrap()
-    }
-}
-
-impl Client {
-    async fn new(server: SocketAddr) -> Client {
-        let sock = UdpSocket::bind((LOOPBACK, 0)).await.unwrap();
-        Client {
-            sock,
-            server,
-            realm: String::new(),
-            nonce: String::new(),
-            buf: Vec::new(),
-        }
-    }
-
-    async fn send_raw(&self, bytes: &[u8]) {
-        self.sock.send_to(bytes, self.server).await.unwrap();
-    }
-
-    async fn recv(&self, wait: Duration) -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; 65536];
-        let (n, _) = tokio::time::timeout(wait, self.sock.recv_from(&mut buf))
-            .await
-            .ok()?
-            .unwrap();
-        buf.truncate(n);
-        Some(buf)
-    }
-
-    /// Sends a request built by `fill`, signed with `user`/`pass` when given
-    /// (after learning realm and nonce), and returns the response.
-    async fn request(
-        &mut self,
-        m: u16,
-        auth: Option<(&str, &str)>,
-        fill: impl Fn(&mut Writer<'_>),
-    ) -> Response {
-        if auth.is_some() && self.nonce.is_empty() {
-            let challenge = self.exchange(m, None, &fill).await;
-            let msg = challenge.msg();
-            self.realm = msg.get_str(attr::REALM).unwrap().to_owned();
-            self.nonce = msg.get_str(attr::NONCE).unwrap().to_owned();
-        }
-        self.exchange(m, auth, &fill).await
-    }
-
-    async fn exchange(
-        &mut self,
-        m: u16,
-        auth: Option<(&str, &str)>,
-        fill: &impl Fn(&mut Writer<'_>),
-    ) -> Response {
-        let tid: [u8; 12] = rand_tid();
-        let mut w = Writer::new(&mut self.buf, m, Class::Request, tid);
-        fill(&mut w);
-        if let Some((user, pass)) = auth {
-            let key = long_term_key(user, &self.realm, pass);
-            w.attr(attr::USERNAME, user.as_bytes())
-                .attr(attr::REALM, self.realm.as_bytes())
-                .attr(attr::NONCE, self.nonce.as_bytes())
-                .integrity(&key)
-                .fingerprint();
-        }
-        let bytes = self.buf.clone();
-        self.send_raw(&bytes).await;
-        loop {
-            let raw = self
-                .recv(Duration::from_secs(2))
-                .await
-                .expect("no response");
-            let msg = Message::parse(&raw).unwrap();
-            if msg.transaction_id != tid {
-                continue;
-            }
-            let code = msg
-                .get(attr::ERROR_CODE)
-                .map(|v| u16::from(v[2]) * 100 + u16::from(v[3]));
-            return Response {
-                class: msg.class,
-                code,
-                raw,
-            };
-        }
-    }
-
-    async fn allocate(&mut self, user: &str, pass: &str) -> Response {
-        self.request(method::ALLOCATE, Some((user, pass)), |w| {
-            w.attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
-        })
-        .await
-    }
-}
-
-fn rand_tid() -> [u8; 12] {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(1);
-    let mut t = [0u8; 12];
-    t[4..].copy_from_slice(&N.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-    t
-}
 
 /// An allocation with a channel to a local echo socket, to prove it still
 /// relays after each attack.
@@ -142,14 +23,7 @@ struct LiveChannel {
 }
 
 async fn live_channel(server: SocketAddr) -> LiveChannel {
-    let echo = UdpSocket::bind((LOOPBACK, 0)).await.unwrap();
-    let echo_addr = echo.local_addr().unwrap();
-    let echo_task = tokio::spawn(async move {
-        let mut buf = vec![0u8; 2048];
-        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
-            let _ = echo.send_to(&buf[..n], from).await;
-        }
-    });
+    let (echo_addr, echo_task) = echo_socket().await;
     let mut client = Client::new(server).await;
     assert_eq!(client.allocate("user", "pass").await.class, Class::Success);
     let bound = client

@@ -226,3 +226,30 @@ async fn allowed_peer_range_opens_loopback_without_the_global_switch() {
     .await;
     assert_all_echoed(&run);
 }
+
+#[tokio::test]
+async fn uclient_over_tls_relays_every_message() {
+    let dir = std::env::temp_dir().join(format!("rkms-turn-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let peer = echo_peer().await;
+    let relay = start(TurnConfig {
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        tls_listening_port: 0,
+        ..loopback_allowed()
+    })
+    .await;
+    let run = uclient(
+        relay.tls_addrs()[0],
+        peer.port,
+        &[&LOAD[..], &["-t", "-S", "-u", "user", "-w", "pass"]].concat(),
+    )
+    .await;
+    assert_all_echoed(&run);
+    assert!(relay.metrics().packets_to_client >= 20);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,143 @@
+//! A hand-driven TURN client over UDP, for protocol-level tests.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rkms_turn::auth::long_term_key;
+use rkms_turn::stun::{Class, Message, Writer, attr, method};
+use tokio::net::UdpSocket;
+
+use super::LOOPBACK;
+
+/// A hand-driven TURN client over UDP.
+pub struct Client {
+    pub sock: UdpSocket,
+    pub server: SocketAddr,
+    pub realm: String,
+    pub nonce: String,
+    buf: Vec<u8>,
+}
+
+pub struct Response {
+    pub class: Class,
+    pub code: Option<u16>,
+    pub raw: Vec<u8>,
+}
+
+impl Response {
+    pub fn msg(&self) -> Message<'_> {
+        Message::parse(&self.raw).unwrap()
+    }
+}
+
+impl Client {
+    pub async fn new(server: SocketAddr) -> Client {
+        let sock = UdpSocket::bind((LOOPBACK, 0)).await.unwrap();
+        Client {
+            sock,
+            server,
+            realm: String::new(),
+            nonce: String::new(),
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send_raw(&self, bytes: &[u8]) {
+        self.sock.send_to(bytes, self.server).await.unwrap();
+    }
+
+    pub async fn recv(&self, wait: Duration) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = tokio::time::timeout(wait, self.sock.recv_from(&mut buf))
+            .await
+            .ok()?
+            .unwrap();
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    /// Sends a request built by `fill`, signed with `user`/`pass` when given
+    /// (after learning realm and nonce), and returns the response.
+    pub async fn request(
+        &mut self,
+        m: u16,
+        auth: Option<(&str, &str)>,
+        fill: impl Fn(&mut Writer<'_>),
+    ) -> Response {
+        if auth.is_some() && self.nonce.is_empty() {
+            let challenge = self.exchange(m, None, &fill).await;
+            let msg = challenge.msg();
+            self.realm = msg.get_str(attr::REALM).unwrap().to_owned();
+            self.nonce = msg.get_str(attr::NONCE).unwrap().to_owned();
+        }
+        self.exchange(m, auth, &fill).await
+    }
+
+    pub async fn exchange(
+        &mut self,
+        m: u16,
+        auth: Option<(&str, &str)>,
+        fill: &impl Fn(&mut Writer<'_>),
+    ) -> Response {
+        let tid: [u8; 12] = rand_tid();
+        let mut w = Writer::new(&mut self.buf, m, Class::Request, tid);
+        fill(&mut w);
+        if let Some((user, pass)) = auth {
+            let key = long_term_key(user, &self.realm, pass);
+            w.attr(attr::USERNAME, user.as_bytes())
+                .attr(attr::REALM, self.realm.as_bytes())
+                .attr(attr::NONCE, self.nonce.as_bytes())
+                .integrity(&key)
+                .fingerprint();
+        }
+        let bytes = self.buf.clone();
+        self.send_raw(&bytes).await;
+        loop {
+            let raw = self
+                .recv(Duration::from_secs(2))
+                .await
+                .expect("no response");
+            let msg = Message::parse(&raw).unwrap();
+            if msg.transaction_id != tid {
+                continue;
+            }
+            let code = msg
+                .get(attr::ERROR_CODE)
+                .map(|v| u16::from(v[2]) * 100 + u16::from(v[3]));
+            return Response {
+                class: msg.class,
+                code,
+                raw,
+            };
+        }
+    }
+
+    pub async fn allocate(&mut self, user: &str, pass: &str) -> Response {
+        self.request(method::ALLOCATE, Some((user, pass)), |w| {
+            w.attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+        })
+        .await
+    }
+}
+
+fn rand_tid() -> [u8; 12] {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    let mut t = [0u8; 12];
+    t[4..].copy_from_slice(&N.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    t
+}
+
+/// A UDP socket on loopback that sends every datagram back; stops when the
+/// task is aborted.
+pub async fn echo_socket() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let echo = UdpSocket::bind((LOOPBACK, 0)).await.unwrap();
+    let addr = echo.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+            let _ = echo.send_to(&buf[..n], from).await;
+        }
+    });
+    (addr, task)
+}
