@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use parking_lot::Mutex;
 
@@ -26,9 +27,12 @@ struct ElementInfo {
     label: String,
 }
 
+/// Element ids are unique across pipelines: the routing core and the
+/// WebRTC host serve every pipeline with one table.
+static NEXT_ELEMENT_ID: AtomicU32 = AtomicU32::new(1);
+
 #[derive(Debug, Default)]
 struct State {
-    next_id: u32,
     elements: BTreeMap<ElementId, ElementInfo>,
     graph: Graph,
 }
@@ -46,10 +50,8 @@ impl Pipeline {
 
     /// Adds an element; `label` is how connections name it to the outside.
     pub fn add_element(&self, type_name: &str, label: &str) -> ElementId {
-        let mut state = self.state.lock();
-        state.next_id += 1;
-        let id = ElementId(state.next_id);
-        state.elements.insert(
+        let id = ElementId(NEXT_ELEMENT_ID.fetch_add(1, Ordering::Relaxed));
+        self.state.lock().elements.insert(
             id,
             ElementInfo {
                 type_name: type_name.to_owned(),
@@ -176,6 +178,15 @@ mod tests {
         assert!(dot.starts_with("digraph \"p\" {"));
         assert!(dot.contains("PassThrough\\np/a"));
         assert!(dot.contains(&format!("e{} -> e{} [label=\"VIDEO", a.0, b.0)));
+    }
+
+    #[test]
+    fn element_ids_are_unique_across_pipelines() {
+        let (p, q) = (Pipeline::new(), Pipeline::new());
+        assert_ne!(
+            p.add_element("PassThrough", "a"),
+            q.add_element("PassThrough", "b")
+        );
     }
 
     #[test]

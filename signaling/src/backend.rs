@@ -131,8 +131,8 @@ pub trait WebRtcEndpoint: Send + Sync {
     ) -> BoxFuture<'_, Result<String, NegotiationError>>;
     /// Applies the answer to our offer; returns the local description.
     fn process_answer(&self, answer: String) -> BoxFuture<'_, Result<String, NegotiationError>>;
-    fn local_description(&self) -> Option<String>;
-    fn remote_description(&self) -> Option<String>;
+    fn local_description(&self) -> BoxFuture<'_, Option<String>>;
+    fn remote_description(&self) -> BoxFuture<'_, Option<String>>;
     /// Starts trickling local candidates as `IceCandidateFound` events.
     fn gather_candidates(&self) -> BoxFuture<'_, Result<(), NegotiationError>>;
     /// Adds a remote candidate; before the remote description it is kept.
@@ -146,13 +146,20 @@ pub trait WebRtcEndpoint: Send + Sync {
     fn release(&self);
 }
 
-/// Creates the media core's endpoints.
+/// Creates the media core's endpoints and routes media between elements.
 pub trait MediaBackend: Send + Sync {
-    fn create_webrtc_endpoint(
-        &self,
-        pipeline: &Arc<Pipeline>,
+    fn create_webrtc_endpoint<'a>(
+        &'a self,
+        pipeline: &'a Arc<Pipeline>,
         element: ElementId,
         options: WebRtcOptions,
         events: EventSink,
-    ) -> Result<Arc<dyn WebRtcEndpoint>, BackendError>;
+    ) -> BoxFuture<'a, Result<Arc<dyn WebRtcEndpoint>, BackendError>>;
+
+    /// `sink`'s `kind` media now comes from `source` (the graph already
+    /// records it; this makes the media follow).
+    fn connect(&self, source: ElementId, sink: ElementId, kind: MediaKind);
+
+    /// `sink` no longer takes `kind` media from `source`.
+    fn disconnect(&self, source: ElementId, sink: ElementId, kind: MediaKind);
 }

@@ -36,7 +36,7 @@ impl Engine {
                 ("ping", _) => Ok(value(json!("pong"))),
                 (_, None) => Err(RpcError::new(ErrorCode::InvalidSession, "no session")),
                 ("connect" | "keepAlive", Some(_)) => Ok(Fields::new()),
-                ("create", Some(s)) => self.create(params, s),
+                ("create", Some(s)) => self.create(params, s).await,
                 ("invoke", Some(_)) => self.invoke(params).await,
                 ("subscribe", Some(s)) => self.subscribe(params, s),
                 ("unsubscribe", Some(_)) => self.unsubscribe(params),
@@ -73,7 +73,11 @@ impl Engine {
         })
     }
 
-    fn create(&self, params: &Map<String, Value>, session: &Arc<Session>) -> RpcResult<Fields> {
+    async fn create(
+        &self,
+        params: &Map<String, Value>,
+        session: &Arc<Session>,
+    ) -> RpcResult<Fields> {
         let type_name = str_param(params, "type")?;
         let class = self
             .model
@@ -149,7 +153,10 @@ impl Engine {
                         sendonly: flag("sendonly"),
                     };
                     let sink = self.endpoint_event_sink(id.clone());
-                    match backend.create_webrtc_endpoint(media, element, options, sink) {
+                    match backend
+                        .create_webrtc_endpoint(media, element, options, sink)
+                        .await
+                    {
                         Ok(endpoint) => Some(endpoint),
                         Err(e) => {
                             media.remove_element(element);
@@ -318,12 +325,7 @@ impl Engine {
         discard(object);
         if let Kind::Element { media, element, .. } = &object.kind {
             for c in media.remove_element(*element) {
-                self.raise_connection_event(
-                    media,
-                    &c,
-                    "ElementDisconnected",
-                    Some((*element, object)),
-                );
+                self.connection_changed(media, &c, false, Some((*element, object)));
             }
         }
         if let Some(parent) = object.parent.as_ref().and_then(|p| self.registry.get(p)) {

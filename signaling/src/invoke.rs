@@ -191,31 +191,45 @@ impl Engine {
                 .connect(source_element, *sink_element, &kinds, src_desc, sink_desc)
                 .map_err(unknown)?;
             for c in &outcome.replaced {
-                self.raise_connection_event(media, c, "ElementDisconnected", None);
+                self.connection_changed(media, c, false, None);
             }
             for c in &outcome.added {
-                self.emit_connection_event(source, "ElementConnected", media, c, None);
+                self.connection_changed(media, c, true, None);
             }
         } else {
             let removed = media
                 .disconnect(source_element, *sink_element, &kinds, src_desc, sink_desc)
                 .map_err(unknown)?;
             for c in &removed {
-                self.emit_connection_event(source, "ElementDisconnected", media, c, None);
+                self.connection_changed(media, c, false, None);
             }
         }
         Ok(Fields::new())
     }
 
-    /// Raises a connection event on the connection's source element, found
-    /// by its label. `gone` names an element already removed from `media`.
-    pub(crate) fn raise_connection_event(
+    /// A connection was made (or removed): media follows it through the
+    /// backend, and its source element raises `ElementConnected` (or
+    /// `ElementDisconnected`). `gone` names an element already removed from
+    /// `media`, whose label can no longer be looked up there.
+    pub(crate) fn connection_changed(
         &self,
         media: &Pipeline,
         c: &Connection,
-        event: &str,
+        made: bool,
         gone: Option<(ElementId, &MediaObject)>,
     ) {
+        if let Some(backend) = &self.backend {
+            if made {
+                backend.connect(c.source, c.sink, c.kind);
+            } else {
+                backend.disconnect(c.source, c.sink, c.kind);
+            }
+        }
+        let event = if made {
+            "ElementConnected"
+        } else {
+            "ElementDisconnected"
+        };
         let source = match gone {
             Some((id, object)) if id == c.source => self.registry.get(&object.id),
             _ => media.label(c.source).and_then(|l| self.registry.get(&l)),

@@ -74,10 +74,12 @@ impl Engine {
                 .map_err(RpcError::from),
             "getLocalSessionDescriptor" => endpoint
                 .local_description()
+                .await
                 .map(|sdp| value(json!(sdp)))
                 .ok_or_else(|| RpcError::new(ErrorCode::NoLocalSdp, "no local description yet")),
             "getRemoteSessionDescriptor" => endpoint
                 .remote_description()
+                .await
                 .map(|sdp| value(json!(sdp)))
                 .ok_or_else(|| RpcError::new(ErrorCode::NoRemoteSdp, "no remote description yet")),
             "gatherCandidates" => endpoint

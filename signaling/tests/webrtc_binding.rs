@@ -55,11 +55,11 @@ impl WebRtcEndpoint for FakeEndpoint {
     fn process_answer(&self, _answer: String) -> BoxFuture<'_, Result<String, NegotiationError>> {
         Box::pin(async { Err(NegotiationError::NotOfferGenerated) })
     }
-    fn local_description(&self) -> Option<String> {
-        None
+    fn local_description(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async { None })
     }
-    fn remote_description(&self) -> Option<String> {
-        self.remote.lock().clone()
+    fn remote_description(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async move { self.remote.lock().clone() })
     }
     fn gather_candidates(&self) -> BoxFuture<'_, Result<(), NegotiationError>> {
         Box::pin(async move {
@@ -99,20 +99,30 @@ impl WebRtcEndpoint for FakeEndpoint {
 #[derive(Default)]
 struct FakeBackend {
     made: Mutex<Vec<(WebRtcOptions, Arc<FakeEndpoint>)>>,
+    /// Routing calls: (connected?, source, sink, kind).
+    routes: Mutex<Vec<(bool, ElementId, ElementId, MediaKind)>>,
 }
 
 impl MediaBackend for FakeBackend {
-    fn create_webrtc_endpoint(
-        &self,
-        _pipeline: &Arc<Pipeline>,
+    fn create_webrtc_endpoint<'a>(
+        &'a self,
+        _pipeline: &'a Arc<Pipeline>,
         _element: ElementId,
         options: WebRtcOptions,
         events: EventSink,
-    ) -> Result<Arc<dyn WebRtcEndpoint>, BackendError> {
-        let endpoint = Arc::new(FakeEndpoint::default());
-        *endpoint.events.lock() = Some(events);
-        self.made.lock().push((options, endpoint.clone()));
-        Ok(endpoint)
+    ) -> BoxFuture<'a, Result<Arc<dyn WebRtcEndpoint>, BackendError>> {
+        Box::pin(async move {
+            let endpoint = Arc::new(FakeEndpoint::default());
+            *endpoint.events.lock() = Some(events);
+            self.made.lock().push((options, endpoint.clone()));
+            Ok(endpoint as Arc<dyn WebRtcEndpoint>)
+        })
+    }
+    fn connect(&self, source: ElementId, sink: ElementId, kind: MediaKind) {
+        self.routes.lock().push((true, source, sink, kind));
+    }
+    fn disconnect(&self, source: ElementId, sink: ElementId, kind: MediaKind) {
+        self.routes.lock().push((false, source, sink, kind));
     }
 }
 
@@ -278,8 +288,22 @@ async fn webrtc_endpoint_over_a_backend() {
         false
     );
 
+    // Loopback: media follows the graph through the backend, both ways.
+    c.ok(
+        "invoke",
+        invoke("connect", json!({"sink": e, "mediaType": "VIDEO"})),
+    )
+    .await;
+    {
+        let routes = backend.routes.lock();
+        assert_eq!(routes.len(), 1);
+        assert!(routes[0].0 && routes[0].1 == routes[0].2 && routes[0].3 == MediaKind::Video);
+    }
     c.ok("release", json!({"object": p})).await;
     assert!(backend.made.lock()[0].1.released.load(Ordering::SeqCst));
+    let routes = backend.routes.lock();
+    assert_eq!(routes.len(), 2);
+    assert!(!routes[1].0, "releasing tears the route down");
 }
 
 #[tokio::test]
