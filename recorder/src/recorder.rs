@@ -188,7 +188,7 @@ impl Recorder {
     pub fn resume(&mut self, now: Instant) {
         self.timeline.resume(now);
         for t in &mut self.tracks {
-            t.depacketizer.wait_for_keyframe();
+            t.depacketizer.wait_for_keyframe(true);
         }
     }
 
@@ -231,6 +231,8 @@ impl Recorder {
     fn enqueue(&mut self, i: usize, unit: AccessUnit, arrival: Instant) {
         let kind = self.tracks[i].kind;
         let Some(pts_us) = self.timeline.media_time(kind, unit.rtp_timestamp, arrival) else {
+            // Frames after a discarded one would not decode: restart at a keyframe.
+            self.tracks[i].depacketizer.wait_for_keyframe(false);
             return;
         };
         self.newest_us = self.newest_us.max(pts_us);

@@ -108,7 +108,8 @@ impl Timeline {
         self.ntp_offset = Some(offset);
     }
 
-    /// Media time of a frame, or `None` while paused.
+    /// Media time of a frame; `None` while paused or for a frame captured
+    /// before the recording's first frame.
     pub fn media_time(
         &mut self,
         kind: TrackKind,
@@ -132,7 +133,9 @@ impl Timeline {
         let origin = *self.origin.get_or_insert(local);
         let paused = self.paused_total;
         let track = self.track(kind);
-        let t = u64::try_from(local - origin - paused).unwrap_or(0);
+        // A frame captured before the recording's first frame (audio that
+        // arrived late, say) is dropped rather than squeezed in at zero.
+        let t = u64::try_from(local - origin - paused).ok()?;
         let t = match track.last_out {
             Some(last) if t <= last => last + 1,
             _ => t,

@@ -107,11 +107,13 @@ impl Depacketizer {
         std::mem::take(&mut self.keyframe_request)
     }
 
-    /// Asks for a fresh start at the next keyframe (recording resumed).
-    pub fn wait_for_keyframe(&mut self) {
+    /// Restarts video at the next keyframe (a frame was discarded, or the
+    /// recording resumed). A keyframe is requested when the wait begins, or
+    /// always with `force_request`.
+    pub fn wait_for_keyframe(&mut self, force_request: bool) {
         if self.codec.kind() == TrackKind::Video {
+            self.keyframe_request |= force_request || !self.waiting_keyframe;
             self.waiting_keyframe = true;
-            self.keyframe_request = true;
         }
     }
 
