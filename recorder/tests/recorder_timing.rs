@@ -14,12 +14,7 @@ use rkms_recorder::{MediaProfile, Recorder, TrackKind};
 type Timed = (TrackKind, Vec<u8>, u64, u32);
 
 /// The packets of `input`.
-fn packets(
-    input: &std::path::Path,
-) -> (
-    Vec<rkms_recorder::Codec>,
-    Vec<(TrackKind, Vec<u8>, u64, u32)>,
-) {
+fn packets(input: &std::path::Path) -> (Vec<rkms_recorder::Codec>, Vec<Timed>) {
     let mut source = open(input.to_str().expect("path")).expect("open");
     let configs = source.tracks().to_vec();
     let mut packetizers: Vec<_> = configs
