@@ -2,6 +2,7 @@
 //! demand, seeking through Cues when the file has them or by scanning
 //! cluster timestamps when it does not.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, Read};
 
@@ -68,6 +69,8 @@ pub struct MkvReader {
     cluster_end: Option<u64>,
     in_cluster: bool,
     cluster_time: u64,
+    /// Frames of a laced block not handed out yet.
+    pending: VecDeque<SourceFrame>,
 }
 
 fn is_top_level(id: u32) -> bool {
@@ -127,6 +130,7 @@ impl MkvReader {
             cluster_end: None,
             in_cluster: false,
             cluster_time: 0,
+            pending: VecDeque::new(),
         };
         let mut raw_duration = None;
         let mut cues_pos = None;
@@ -293,39 +297,46 @@ impl MkvReader {
             / 1000
     }
 
-    /// Reads one block body into a frame, or `None` for an unknown track.
-    fn block(&self, data: &[u8], simple: bool, has_reference: bool) -> Result<Option<SourceFrame>> {
-        let (number, n) =
-            slice_vint(data).ok_or_else(|| Error::malformed(FORMAT, "bad block header"))?;
+    /// Queues the frames of one block (several when laced); blocks of
+    /// tracks not played are skipped.
+    fn block(&mut self, data: &[u8], simple: bool, has_reference: bool) -> Result<()> {
+        let bad = |r: &str| Error::malformed(FORMAT, r);
+        let (number, n) = slice_vint(data).ok_or_else(|| bad("bad block header"))?;
         let Some(track) = self.numbers.iter().position(|&t| t == number) else {
-            return Ok(None);
+            return Ok(());
         };
-        let head = data
-            .get(n..n + 3)
-            .ok_or_else(|| Error::malformed(FORMAT, "short block"))?;
+        let head = data.get(n..n + 3).ok_or_else(|| bad("short block"))?;
         let rel = i16::from_be_bytes([head[0], head[1]]);
         let flags = head[2];
-        if flags & 0x06 != 0 {
-            return Err(Error::unsupported(FORMAT, "laced blocks"));
-        }
         let keyframe = if simple {
             flags & 0x80 != 0
         } else {
             !has_reference
         };
-        let pts = self.to_us(self.cluster_time as i64 + i64::from(rel));
-        Ok(Some(SourceFrame {
-            track,
-            frame: Frame {
-                pts_us: pts,
-                keyframe,
-                data: data[n + 3..].to_vec(),
-            },
-        }))
+        let mut pts = self.to_us(self.cluster_time as i64 + i64::from(rel));
+        let opus = self.configs[track].codec == Codec::Opus;
+        for frame in split_lace(flags, &data[n + 3..]).ok_or_else(|| bad("bad lacing"))? {
+            self.pending.push_back(SourceFrame {
+                track,
+                frame: Frame {
+                    pts_us: pts,
+                    keyframe,
+                    data: frame.to_vec(),
+                },
+            });
+            // Laced Opus frames follow each other; their times come from their TOC.
+            if opus {
+                pts += u64::from(opus::packet_samples(frame).unwrap_or(960)) * 1_000_000 / 48_000;
+            }
+        }
+        Ok(())
     }
 
     fn read_next(&mut self) -> Result<Option<SourceFrame>> {
         loop {
+            if let Some(f) = self.pending.pop_front() {
+                return Ok(Some(f));
+            }
             if self.cursor.pos >= self.segment_end {
                 return Ok(None);
             }
@@ -356,17 +367,13 @@ impl MkvReader {
                 ids::TIMESTAMP => self.cluster_time = parse_uint(&self.cursor.body(&h)?),
                 ids::SIMPLE_BLOCK => {
                     let body = self.cursor.body(&h)?;
-                    if let Some(f) = self.block(&body, true, false)? {
-                        return Ok(Some(f));
-                    }
+                    self.block(&body, true, false)?;
                 }
                 ids::BLOCK_GROUP => {
                     let body = self.cursor.body(&h)?;
                     let has_ref = children(&body).any(|(id, _)| id == ids::REFERENCE_BLOCK);
-                    if let Some((_, block)) = children(&body).find(|(id, _)| *id == ids::BLOCK)
-                        && let Some(f) = self.block(block, false, has_ref)?
-                    {
-                        return Ok(Some(f));
+                    if let Some((_, block)) = children(&body).find(|(id, _)| *id == ids::BLOCK) {
+                        self.block(block, false, has_ref)?;
                     }
                 }
                 _ => {
@@ -409,6 +416,61 @@ impl MkvReader {
     }
 }
 
+/// The frames of a block body per its lacing (flags bits 1-2): none, Xiph,
+/// fixed-size or EBML (RFC 9559 §10.3).
+fn split_lace(flags: u8, data: &[u8]) -> Option<Vec<&[u8]>> {
+    let lacing = (flags >> 1) & 3;
+    if lacing == 0 {
+        return Some(vec![data]);
+    }
+    let count = usize::from(*data.first()?) + 1;
+    let mut at = 1;
+    let mut sizes = Vec::with_capacity(count);
+    match lacing {
+        1 => {
+            for _ in 1..count {
+                let mut size = 0usize;
+                loop {
+                    let b = *data.get(at)?;
+                    at += 1;
+                    size += usize::from(b);
+                    if b != 255 {
+                        break;
+                    }
+                }
+                sizes.push(size);
+            }
+        }
+        3 => {
+            let (first, used) = slice_vint(data.get(at..)?)?;
+            at += used;
+            let mut size = i64::try_from(first).ok()?;
+            sizes.push(usize::try_from(size).ok()?);
+            for _ in 2..count {
+                let (raw, used) = slice_vint(data.get(at..)?)?;
+                at += used;
+                let bias = (1i64 << (7 * used - 1)) - 1;
+                size += i64::try_from(raw).ok()? - bias;
+                sizes.push(usize::try_from(size).ok()?);
+            }
+        }
+        _ => {
+            let each = (data.len() - 1) / count;
+            if each * count != data.len() - 1 {
+                return None;
+            }
+            sizes.resize(count - 1, each);
+        }
+    }
+    let mut frames = Vec::with_capacity(count);
+    for size in sizes {
+        frames.push(data.get(at..at.checked_add(size)?)?);
+        at += size;
+    }
+    frames.push(data.get(at..)?);
+    Some(frames)
+}
+
 fn clamp16(v: u64) -> u16 {
     u16::try_from(v).unwrap_or(u16::MAX)
 }
@@ -443,6 +505,38 @@ impl Source for MkvReader {
         };
         self.cursor.seek_to(pos)?;
         self.in_cluster = false;
+        self.pending.clear();
         Ok(self.to_us(time as i64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_lace;
+
+    fn sizes(flags: u8, data: &[u8]) -> Option<Vec<usize>> {
+        split_lace(flags, data).map(|f| f.iter().map(|f| f.len()).collect())
+    }
+
+    #[test]
+    fn lacing() {
+        let body = |head: &[u8]| -> Vec<u8> {
+            head.iter()
+                .copied()
+                .chain(std::iter::repeat_n(7, 307))
+                .collect()
+        };
+        // Xiph: 300 = 255 + 45, then 2, the last frame takes the rest (5).
+        assert_eq!(sizes(0x02, &body(&[2, 255, 45, 2])), Some(vec![300, 2, 5]));
+        // EBML: 300 as a 2-byte VINT, then a signed difference of -298.
+        assert_eq!(
+            sizes(0x06, &body(&[2, 0x41, 0x2c, 0x5e, 0xd5])),
+            Some(vec![300, 2, 5])
+        );
+        // Fixed: the rest split evenly.
+        assert_eq!(sizes(0x04, &[1, 1, 2, 3, 4, 5, 6]), Some(vec![3, 3]));
+        assert_eq!(sizes(0x04, &[1, 1, 2, 3]), None);
+        assert_eq!(sizes(0x02, &[2, 255, 255]), None);
+        assert_eq!(sizes(0x00, &[9, 9]), Some(vec![2]));
     }
 }
