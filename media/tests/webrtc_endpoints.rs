@@ -39,6 +39,12 @@ struct Client {
     sender: Option<RTCRtpSenderId>,
     ssrc: u32,
     received: Vec<rtc::rtp::Packet>,
+    /// Picture loss indications received.
+    plis: usize,
+    /// Simulated loss: the first arrival of every RTP packet whose sequence number is a
+    /// multiple of this is dropped before the peer sees it.
+    lose_every: Option<u16>,
+    lost: HashSet<u16>,
 }
 
 impl Client {
@@ -73,6 +79,9 @@ impl Client {
             sender: None,
             ssrc: 0,
             received: Vec::new(),
+            plis: 0,
+            lose_every: None,
+            lost: HashSet::new(),
         })
     }
 
@@ -134,7 +143,20 @@ impl Client {
     fn pump(&mut self) -> TestResult {
         let mut buf = [0u8; 2048];
         while let Ok((len, from)) = self.socket.recv_from(&mut buf) {
-            let _ = self.pc.handle_read(TaggedBytesMut {
+            let is_rtp = len >= 12 && (128..192).contains(&buf[0]) && !(192..224).contains(&buf[1]);
+            // SRTCP leaves the first header in clear: count PLIs (PSFB, FMT 1) on the wire.
+            if len >= 12 && buf[1] == 206 && buf[0] & 0x1f == 1 {
+                self.plis += 1;
+            }
+            if let Some(every) = self.lose_every
+                && is_rtp
+            {
+                let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                if seq.is_multiple_of(every) && self.lost.insert(seq) {
+                    continue;
+                }
+            }
+            let r = self.pc.handle_read(TaggedBytesMut {
                 now: Instant::now(),
                 transport: TransportContext {
                     local_addr: self.local,
@@ -144,6 +166,9 @@ impl Client {
                 },
                 message: BytesMut::from(&buf[..len]),
             });
+            if let Err(e) = r {
+                return Err(format!("client could not read a datagram: {e}").into());
+            }
         }
         let now = Instant::now();
         if self.pc.poll_timeout().is_some_and(|t| t <= now) {
@@ -191,7 +216,11 @@ async fn pump_until(
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !done(clients) {
         if Instant::now() > deadline {
-            return Err("timed out".into());
+            let states: Vec<_> = clients
+                .iter()
+                .map(|c| (c.connected, c.received.len(), c.plis))
+                .collect();
+            return Err(format!("timed out; (connected, received, plis) = {states:?}").into());
         }
         for c in clients.iter_mut() {
             c.pump()?;
@@ -420,6 +449,62 @@ async fn answers_keep_offered_payload_types_and_codec_choice() -> TestResult {
     assert!(
         keep.contains(first_pt),
         "answer uses the offer's H264 type {first_pt}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn viewers_get_keyframe_requests_through_and_lost_packets_resent() -> TestResult {
+    let host = host()?;
+    let (publisher, _pe) = host
+        .create_endpoint(ElementId(1), EndpointOptions::default())
+        .await?;
+    let mut pub_client = Client::publisher(0x5151)?;
+    let offer = pub_client.offer()?;
+    pub_client.accept(publisher.process_offer(offer).await?)?;
+    pump_until(&mut [&mut pub_client], 10, |c| c[0].connected).await?;
+    // The publisher is sending before the viewer arrives, as in a live room.
+    pub_client.send_video(0, payload(0))?;
+    pump_until(&mut [&mut pub_client], 2, |_| true).await?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let (viewer_ep, _ve) = host
+        .create_endpoint(ElementId(2), EndpointOptions::default())
+        .await?;
+    host.connect(ElementId(1), ElementId(2), MediaKind::Video)?;
+    let mut viewer = Client::viewer()?;
+    viewer.lose_every = Some(7);
+    let offer = viewer.offer()?;
+    viewer.accept(viewer_ep.process_offer(offer).await?)?;
+    pump_until(&mut [&mut viewer, &mut pub_client], 10, |c| {
+        c[0].connected && c[1].plis > 0
+    })
+    .await?;
+
+    let sent: Vec<Bytes> = (1..=60).map(payload).collect();
+    for (i, p) in sent.iter().enumerate() {
+        pub_client.send_video(i as u16 + 1, p.clone())?;
+        viewer.pump()?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let wanted: HashSet<&[u8]> = sent.iter().map(|p| p.as_ref()).collect();
+    let all_arrived = pump_until(&mut [&mut viewer, &mut pub_client], 10, |c| {
+        let got: HashSet<&[u8]> = c[0].received.iter().map(|p| p.payload.as_ref()).collect();
+        wanted.is_subset(&got)
+    })
+    .await;
+    let got: HashSet<&[u8]> = viewer.received.iter().map(|p| p.payload.as_ref()).collect();
+    assert!(
+        all_arrived.is_ok(),
+        "{} of {} payloads arrived, {} lost on purpose",
+        wanted.intersection(&got).count(),
+        wanted.len(),
+        viewer.lost.len()
+    );
+    assert!(
+        viewer.lost.len() >= 8,
+        "the viewer really lost packets: {:?}",
+        viewer.lost
     );
     Ok(())
 }

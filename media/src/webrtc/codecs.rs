@@ -3,7 +3,7 @@
 //! Forwarding never transcodes here: a packet goes to a sink only if the sink negotiated the
 //! same codec ([`CodecId`]), under the sink's own payload type.
 
-use rtc::interceptor::Registry;
+use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -12,9 +12,8 @@ use rtc::rtp_transceiver::rtp_sender::{
 
 use crate::graph::MediaKind;
 
-/// RTP header extension URIs rkms negotiates besides those the crate's interceptors add
-/// (`mid`, `transport-wide-cc`).
-const ABS_SEND_TIME: &str = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time";
+use super::extensions::{ABS_SEND_TIME, AUDIO_LEVEL, VIDEO_ORIENTATION};
+use super::feedback::{FEEDBACK_TAP_SLOT, FeedbackTap};
 
 /// A codec as far as forwarding cares: same id, same bitstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,21 +79,30 @@ pub fn rtp_kind(kind: MediaKind) -> RtpCodecKind {
 
 /// A media engine with every codec rkms forwards (opus, PCMU, PCMA, VP8, VP9, H264 in both
 /// packetization modes, AV1, each video codec with rtx; video feedback nack, nack pli, ccm fir,
-/// goog-remb, transport-cc) and the header extensions mid, abs-send-time, transport-wide-cc;
-/// plus the interceptors: NACK generation, receiver reports, TWCC feedback.
+/// goog-remb, transport-cc) and the header extensions mid, abs-send-time, transport-wide-cc,
+/// ssrc-audio-level, video-orientation;
+/// plus the interceptors: NACK generation, receiver reports, TWCC feedback, and the
+/// [`FeedbackTap`] that lets keyframe requests and NACKs through to the socket loop.
 pub fn media_setup() -> Result<(MediaEngine, Registry), rtc::shared::error::Error> {
     let mut engine = MediaEngine::default();
     engine.register_default_codecs()?;
-    for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+    // Besides mid and transport-wide-cc, which the crate's interceptor set-up registers.
+    for (uri, kind) in [
+        (ABS_SEND_TIME, RtpCodecKind::Audio),
+        (ABS_SEND_TIME, RtpCodecKind::Video),
+        (AUDIO_LEVEL, RtpCodecKind::Audio),
+        (VIDEO_ORIENTATION, RtpCodecKind::Video),
+    ] {
         engine.register_header_extension(
             RTCRtpHeaderExtensionCapability {
-                uri: ABS_SEND_TIME.to_owned(),
+                uri: uri.to_owned(),
             },
             kind,
             None,
         )?;
     }
-    let registry = register_default_interceptors(Registry::new(), &mut engine)?;
+    let registry = register_default_interceptors(Registry::new(), &mut engine)?
+        .with(Slot::Custom(FEEDBACK_TAP_SLOT), FeedbackTap::default());
     Ok((engine, registry))
 }
 

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::codecs::CodecId;
 use super::error::WebRtcError;
 use super::events::EndpointEvent;
+use super::extensions::CarriedExtensions;
 use super::peer::{Inbound, Peer};
 use super::settings::{EndpointOptions, NetworkSettings};
 use super::udp::{SLOT_LEN, SendBatch, stun_local_ufrag};
@@ -48,6 +49,26 @@ enum Command {
     Connect(ElementId, ElementId, MediaKind),
     Disconnect(ElementId, ElementId, MediaKind),
     Shutdown,
+}
+
+impl Command {
+    /// The endpoint a command is about (the sink for connections).
+    fn endpoint(&self) -> ElementId {
+        match self {
+            Command::Add(id, ..)
+            | Command::Release(id)
+            | Command::ProcessOffer(id, ..)
+            | Command::GenerateOffer(id, ..)
+            | Command::ProcessAnswer(id, ..)
+            | Command::LocalDescription(id, ..)
+            | Command::RemoteDescription(id, ..)
+            | Command::AddIceCandidate(id, ..)
+            | Command::GatherCandidates(id, ..)
+            | Command::Connect(_, id, _)
+            | Command::Disconnect(_, id, _) => *id,
+            Command::Shutdown => ElementId(u32::MAX),
+        }
+    }
 }
 
 /// Handle to the loop: sends commands and wakes it.
@@ -367,7 +388,8 @@ impl EventLoop {
                 if matches!(command, Command::Shutdown) {
                     return;
                 }
-                self.on_command(command);
+                let id = command.endpoint();
+                self.guarded(id, |this| this.on_command(command));
             }
             for index in 0..self.sockets.len() {
                 self.read_socket(index, &mut buf);
@@ -425,22 +447,48 @@ impl EventLoop {
             };
             let now = Instant::now();
             let local_addr = self.sockets[index].1;
-            if let Some(peer) = self.peers.get_mut(&id)
-                && let Err(e) = peer.pc.handle_read(TaggedBytesMut {
-                    now,
-                    transport: TransportContext {
-                        local_addr,
-                        peer_addr: from,
-                        ecn: None,
-                        transport_protocol: TransportProtocol::UDP,
-                    },
-                    message: BytesMut::from(datagram),
-                })
-            {
-                tracing::debug!("endpoint {}: dropped a datagram: {e}", id.0);
-            }
-            self.service(id, now);
+            let message = BytesMut::from(datagram);
+            self.guarded(id, |this| {
+                if let Some(peer) = this.peers.get_mut(&id)
+                    && let Err(e) = peer.pc.handle_read(TaggedBytesMut {
+                        now,
+                        transport: TransportContext {
+                            local_addr,
+                            peer_addr: from,
+                            ecn: None,
+                            transport_protocol: TransportProtocol::UDP,
+                        },
+                        message,
+                    })
+                {
+                    tracing::debug!("endpoint {}: dropped a datagram: {e}", id.0);
+                }
+                this.service(id, now);
+            });
         }
+    }
+
+    /// Runs `f` for endpoint `id`; if it panics (a bug in the stack met input it did not
+    /// expect), that endpoint is closed and told, and every other session carries on.
+    fn guarded(&mut self, id: ElementId, f: impl FnOnce(&mut Self)) {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        if result.is_err() {
+            tracing::error!("endpoint {}: internal error; closing it", id.0);
+            self.inbound.clear();
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.fail("internal error while processing input; endpoint closed");
+            }
+            self.release(id);
+        }
+    }
+
+    fn release(&mut self, id: ElementId) {
+        if let Some(mut peer) = self.peers.remove(&id) {
+            peer.close();
+            self.by_ufrag.remove(peer.ufrag.as_bytes());
+            self.by_addr.retain(|_, v| *v != id);
+        }
+        self.router.remove_element(id);
     }
 
     /// Drains one peer and acts on what it received: routes media, answers feedback.
@@ -460,7 +508,9 @@ impl EventLoop {
         }
         for item in inbound.drain(..) {
             match item {
-                Inbound::Rtp(kind, codec, packet) => self.forward(id, kind, codec, &packet, now),
+                Inbound::Rtp(kind, codec, packet, carried) => {
+                    self.forward(id, kind, codec, &packet, &carried, now)
+                }
                 Inbound::KeyframeRequest(kind) => {
                     if let Some(source) = self.router.keyframe_requested(id, kind, now) {
                         self.send_keyframe_request(source, kind, now);
@@ -478,16 +528,21 @@ impl EventLoop {
         kind: MediaKind,
         codec: CodecId,
         packet: &RtpPacket,
+        carried: &CarriedExtensions,
         now: Instant,
     ) {
         let peers = &mut self.peers;
         let batches = &mut self.batches;
         let sockets = &self.sockets;
+        let leg = Leg {
+            kind,
+            codec,
+            packet,
+            carried,
+        };
         self.router
             .route(source, kind, packet, now, |sink, rewritten| {
-                send_to_sink(
-                    peers, sockets, batches, sink, kind, codec, packet, rewritten, now,
-                );
+                send_to_sink(peers, sockets, batches, sink, &leg, rewritten, now);
             });
     }
 
@@ -504,9 +559,14 @@ impl EventLoop {
                 .get(&source)
                 .and_then(|p| p.codec_of(kind, packet.header.payload_type));
             if let Some(codec) = codec {
-                send_to_sink(
-                    peers, sockets, batches, sink, kind, codec, packet, rewritten, now,
-                );
+                let carried = CarriedExtensions::default();
+                let leg = Leg {
+                    kind,
+                    codec,
+                    packet,
+                    carried: &carried,
+                };
+                send_to_sink(peers, sockets, batches, sink, &leg, rewritten, now);
             }
         });
     }
@@ -539,14 +599,7 @@ impl EventLoop {
                 };
                 let _ = reply.send(result);
             }
-            Command::Release(id) => {
-                if let Some(mut peer) = self.peers.remove(&id) {
-                    peer.close();
-                    self.by_ufrag.remove(peer.ufrag.as_bytes());
-                    self.by_addr.retain(|_, v| *v != id);
-                }
-                self.router.remove_element(id);
-            }
+            Command::Release(id) => self.release(id),
             Command::ProcessOffer(id, sdp, reply) => {
                 let _ = reply.send(self.with_peer(id, |p| p.process_offer(sdp, now)));
                 self.service(id, now);
@@ -598,16 +651,21 @@ impl EventLoop {
     }
 }
 
+/// What is forwarded: the same for every sink of a packet.
+struct Leg<'a> {
+    kind: MediaKind,
+    codec: CodecId,
+    packet: &'a RtpPacket,
+    carried: &'a CarriedExtensions,
+}
+
 /// Writes one forwarded packet for `sink` into its socket's batch.
-#[allow(clippy::too_many_arguments)]
 fn send_to_sink(
     peers: &mut HashMap<ElementId, Peer>,
     sockets: &[(UdpSocket, SocketAddr)],
     batches: &mut [SendBatch],
     sink: ElementId,
-    kind: MediaKind,
-    codec: CodecId,
-    packet: &RtpPacket,
+    leg: &Leg<'_>,
     rewritten: Rewritten,
     now: Instant,
 ) {
@@ -626,7 +684,15 @@ fn send_to_sink(
     }
     if let Some(slot) = batch.slot(to) {
         let slot: &mut [u8; SLOT_LEN] = slot;
-        if let Some(len) = peer.write_forwarded(kind, codec, packet, rewritten, slot, now) {
+        if let Some(len) = peer.write_forwarded(
+            leg.kind,
+            leg.codec,
+            leg.packet,
+            leg.carried,
+            rewritten,
+            slot,
+            now,
+        ) {
             batch.commit(len);
         }
     }

@@ -73,10 +73,13 @@
 //! packets), renumbered for that sink. RTCP rkms sends (PLI, receiver reports, TWCC feedback) goes
 //! through the crate.
 //!
+//! **Header extensions** on forwarded packets are written per sink under the sink's negotiated
+//! ids ([`extensions`]): its `mid`, a fresh `abs-send-time`, and the source's `ssrc-audio-level`
+//! and `video-orientation` values; transport-wide-cc, rid and the rest are not carried.
+//!
 //! **Not yet:** sharding peers over several loop threads (one thread holds ~1000 viewers of a
-//! 1.5 Mbps stream, see above); header extensions on forwarded packets (they are dropped, sinks
-//! demultiplex by the SSRC their SDP announces; `mid`/`abs-send-time` rewriting per sink and a
-//! TWCC sequence of our own are next); sender reports for forwarded streams (A/V sync);
+//! 1.5 Mbps stream, see above); a transport-wide-cc sequence of our own on forwarded packets;
+//! sender reports for forwarded streams (A/V sync);
 //! RTX on the send side; STUN/TURN candidate gathering and ICE-TCP (host candidates with the
 //! configured external addresses only); REMB/TWCC-driven bitrate.
 //!
@@ -91,6 +94,8 @@
 pub mod codecs;
 mod error;
 mod events;
+pub mod extensions;
+mod feedback;
 mod host;
 mod peer;
 mod settings;

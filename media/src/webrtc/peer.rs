@@ -27,6 +27,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::codecs::{CodecId, first_offered_codec, media_kind, media_setup, rtp_kind};
 use super::error::WebRtcError;
 use super::events::{ConnectionState, DtlsState, EndpointEvent, FlowState, IceComponentState};
+use super::extensions::{CarriedExtensions, SinkIds, SourceIds, abs_send_time};
 use super::settings::{EndpointOptions, NetworkSettings};
 use super::srtp_out::{RolloverCounter, SrtpOut};
 use super::srtp_tap::{SUPPORTED_PROFILES, SrtpKeyTap};
@@ -42,6 +43,7 @@ struct SendStream {
     sender: RTCRtpSenderId,
     /// Negotiated payload type per codec, filled once the session is negotiated.
     payload_types: Vec<(CodecId, u8)>,
+    extensions: SinkIds,
     roc: RolloverCounter,
 }
 
@@ -52,12 +54,13 @@ struct RecvStream {
     receiver: RTCRtpReceiverId,
     /// Codec of each payload type.
     codecs: Vec<(u8, CodecId)>,
+    extensions: SourceIds,
 }
 
 /// What the loop must do after servicing a peer.
 pub(crate) enum Inbound {
     /// A media packet to route.
-    Rtp(MediaKind, CodecId, RtpPacket),
+    Rtp(MediaKind, CodecId, RtpPacket, CarriedExtensions),
     /// The remote asked for a keyframe on the stream of `kind` rkms sends it.
     KeyframeRequest(MediaKind),
     /// The remote lost these packets (its numbering) of the stream of `kind`.
@@ -85,8 +88,12 @@ pub(crate) struct Peer {
     /// Where media goes: the remote address and local socket of the selected pair.
     pub(crate) remote: Option<(SocketAddr, SocketAddr)>,
     pub(crate) deadline: Instant,
+    /// Origin of the abs-send-time clock.
+    created: Instant,
     flow_in: [Flow; 2],
     flow_out: [Flow; 2],
+    /// Set when the transport comes up: the video it will be sent needs a keyframe.
+    wants_keyframe: bool,
 }
 
 fn kind_index(kind: MediaKind) -> usize {
@@ -153,8 +160,10 @@ impl Peer {
             out: None,
             remote: None,
             deadline: Instant::now(),
+            created: Instant::now(),
             flow_in: [Flow::default(); 2],
             flow_out: [Flow::default(); 2],
+            wants_keyframe: false,
         })
     }
 
@@ -196,6 +205,7 @@ impl Peer {
             ssrc,
             sender,
             payload_types: Vec::new(),
+            extensions: SinkIds::default(),
             roc: RolloverCounter::default(),
         });
         Ok(())
@@ -325,17 +335,22 @@ impl Peer {
         self.emit(EndpointEvent::IceGatheringDone);
     }
 
-    /// Records the payload types the session negotiated for rkms's send streams.
+    /// Records the payload types and header extensions the session negotiated for rkms's send
+    /// streams.
     fn learn_payload_types(&mut self) {
+        let local_sdp = self.local_description().unwrap_or_default();
         for slot in self.send.iter_mut().flatten() {
             if let Some(mut sender) = self.pc.rtp_sender(slot.sender) {
-                slot.payload_types = sender
-                    .get_parameters()
-                    .rtp_parameters
+                let parameters = &sender.get_parameters().rtp_parameters;
+                slot.payload_types = parameters
                     .codecs
                     .iter()
                     .filter_map(|c| CodecId::of(&c.rtp_codec).map(|id| (id, c.payload_type)))
                     .collect();
+                slot.extensions = SinkIds::from_negotiated(
+                    &parameters.header_extensions,
+                    mid_of_ssrc(&local_sdp, slot.ssrc),
+                );
             }
         }
     }
@@ -359,6 +374,9 @@ impl Peer {
         while let Some(event) = self.pc.poll_event() {
             self.on_event(event);
         }
+        if std::mem::take(&mut self.wants_keyframe) {
+            inbound.push(Inbound::KeyframeRequest(MediaKind::Video));
+        }
         while let Some(msg) = self.pc.poll_read() {
             match msg.message {
                 RTCMessage::RtpPacket(track_id, packet) => {
@@ -370,6 +388,7 @@ impl Peer {
                         continue;
                     };
                     let kind = stream.kind;
+                    let carried = stream.extensions.read(&packet);
                     let flow = &mut self.flow_in[kind_index(kind)];
                     flow.last = Some(now);
                     if !flow.flowing {
@@ -379,7 +398,7 @@ impl Peer {
                             FlowState::Flowing,
                         ));
                     }
-                    inbound.push(Inbound::Rtp(kind, codec, packet));
+                    inbound.push(Inbound::Rtp(kind, codec, packet, carried));
                 }
                 RTCMessage::RtcpPacket(_, packets) => self.on_rtcp(&packets, inbound),
                 _ => {}
@@ -462,6 +481,7 @@ impl Peer {
                             remote: remote.to_string(),
                         });
                     }
+                    self.wants_keyframe = true;
                     self.emit(EndpointEvent::DtlsConnectionStateChange(
                         DtlsState::Connected,
                     ));
@@ -497,18 +517,19 @@ impl Peer {
                     let Some(kind) = media_kind(receiver.track().kind()) else {
                         return;
                     };
-                    let codecs = receiver
-                        .get_parameters()
-                        .rtp_parameters
+                    let parameters = &receiver.get_parameters().rtp_parameters;
+                    let codecs = parameters
                         .codecs
                         .iter()
                         .filter_map(|c| CodecId::of(&c.rtp_codec).map(|id| (c.payload_type, id)))
                         .collect();
+                    let extensions = SourceIds::from_negotiated(&parameters.header_extensions);
                     self.recv.push(RecvStream {
                         track_id: init.track_id,
                         kind,
                         receiver: init.receiver_id,
                         codecs,
+                        extensions,
                     });
                 }
             }
@@ -549,11 +570,13 @@ impl Peer {
     /// Writes a forwarded packet for this peer into `buf` (header rewritten to this peer's
     /// stream, payload, SRTP tag). Returns the datagram length, or `None` when this peer cannot
     /// take it (not connected, codec not negotiated).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn write_forwarded(
         &mut self,
         kind: MediaKind,
         codec: CodecId,
         packet: &RtpPacket,
+        carried: &CarriedExtensions,
         rewritten: Rewritten,
         buf: &mut [u8],
         now: Instant,
@@ -561,19 +584,26 @@ impl Peer {
         let out = self.out.as_mut()?;
         let stream = self.send[kind_index(kind)].as_mut()?;
         let &(_, pt) = stream.payload_types.iter().find(|(c, _)| *c == codec)?;
-        let len = 12 + packet.payload.len();
-        if len + super::srtp_out::MAX_SRTP_OVERHEAD > buf.len() {
+        // Room for the header, the largest extension block, the payload and the tag.
+        if 12 + 40 + packet.payload.len() + super::srtp_out::MAX_SRTP_OVERHEAD > buf.len() {
             return None;
         }
-        buf[0] = 0x80;
+        let ext_len = stream.extensions.write(
+            carried,
+            abs_send_time(now.saturating_duration_since(self.created)),
+            buf,
+        );
+        let header_len = 12 + ext_len;
+        let len = header_len + packet.payload.len();
+        buf[0] = if ext_len > 0 { 0x90 } else { 0x80 };
         buf[1] = pt | if packet.header.marker { 0x80 } else { 0 };
         buf[2..4].copy_from_slice(&rewritten.seq.to_be_bytes());
         buf[4..8].copy_from_slice(&rewritten.timestamp.to_be_bytes());
         buf[8..12].copy_from_slice(&stream.ssrc.to_be_bytes());
-        buf[12..len].copy_from_slice(&packet.payload);
+        buf[header_len..len].copy_from_slice(&packet.payload);
         let roc = stream.roc.next(rewritten.seq);
         let n = out
-            .protect(buf, 12, len, stream.ssrc, rewritten.seq, roc)
+            .protect(buf, header_len, len, stream.ssrc, rewritten.seq, roc)
             .ok()?;
         let flow = &mut self.flow_out[kind_index(kind)];
         flow.last = Some(now);
@@ -609,9 +639,23 @@ impl Peer {
         }
     }
 
+    /// Reports a fatal error of this endpoint.
+    pub(crate) fn fail(&self, message: &str) {
+        self.emit(EndpointEvent::Error(message.to_owned()));
+    }
+
     pub(crate) fn close(&mut self) {
         let _ = self.pc.close();
     }
+}
+
+/// The mid of the m-section of `sdp` that announces `ssrc`.
+fn mid_of_ssrc(sdp: &str, ssrc: u32) -> Option<String> {
+    let needle = format!("a=ssrc:{ssrc} ");
+    sdp.split("\nm=")
+        .find(|section| section.contains(&needle))?
+        .lines()
+        .find_map(|l| l.strip_prefix("a=mid:").map(|m| m.trim().to_owned()))
 }
 
 /// The codec a generated offer's track is declared with.

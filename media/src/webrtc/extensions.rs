@@ -1,0 +1,171 @@
+//! RTP header extensions carried across a forward: read by URI on the source's side, written
+//! under each sink's negotiated ids.
+
+use rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionParameters;
+
+use super::super::routing::RtpPacket;
+
+/// Extension URIs rkms negotiates and what it does with them on forwarded packets.
+pub const MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+/// Written fresh per sink from the send time (feeds the receiver's bandwidth estimate).
+pub const ABS_SEND_TIME: &str = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time";
+/// Copied from the source.
+pub const AUDIO_LEVEL: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+/// Copied from the source (camera rotation of mobile senders).
+pub const VIDEO_ORIENTATION: &str = "urn:3gpp:video-orientation";
+
+/// The extension values a forwarded packet carries from its source, independent of ids.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CarriedExtensions {
+    /// ssrc-audio-level byte.
+    pub audio_level: Option<u8>,
+    /// video-orientation byte.
+    pub video_orientation: Option<u8>,
+}
+
+/// Ids of the carried extensions in a source's stream.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SourceIds {
+    audio_level: Option<u8>,
+    video_orientation: Option<u8>,
+}
+
+impl SourceIds {
+    /// From the receiver's negotiated extensions.
+    pub fn from_negotiated(exts: &[RTCRtpHeaderExtensionParameters]) -> Self {
+        let id = |uri: &str| {
+            exts.iter()
+                .find(|e| e.uri == uri)
+                .and_then(|e| u8::try_from(e.id).ok())
+        };
+        SourceIds {
+            audio_level: id(AUDIO_LEVEL),
+            video_orientation: id(VIDEO_ORIENTATION),
+        }
+    }
+
+    /// Reads the carried values of a packet.
+    pub fn read(&self, packet: &RtpPacket) -> CarriedExtensions {
+        let byte = |id: Option<u8>| {
+            let id = id?;
+            packet
+                .header
+                .extensions
+                .iter()
+                .find(|e| e.id == id)
+                .and_then(|e| e.payload.first().copied())
+        };
+        CarriedExtensions {
+            audio_level: byte(self.audio_level),
+            video_orientation: byte(self.video_orientation),
+        }
+    }
+}
+
+/// Ids of the extensions rkms writes in one sink stream, and that stream's mid.
+#[derive(Debug, Default, Clone)]
+pub struct SinkIds {
+    mid: Option<(u8, Vec<u8>)>,
+    abs_send_time: Option<u8>,
+    audio_level: Option<u8>,
+    video_orientation: Option<u8>,
+}
+
+impl SinkIds {
+    /// From the sender's negotiated extensions and the m-section's mid.
+    pub fn from_negotiated(exts: &[RTCRtpHeaderExtensionParameters], mid: Option<String>) -> Self {
+        // One-byte header form: ids 1-14 only.
+        let id = |uri: &str| {
+            exts.iter()
+                .find(|e| e.uri == uri)
+                .and_then(|e| u8::try_from(e.id).ok())
+                .filter(|id| (1..=14).contains(id))
+        };
+        SinkIds {
+            mid: id(MID).zip(
+                mid.filter(|m| !m.is_empty() && m.len() <= 16)
+                    .map(String::into_bytes),
+            ),
+            abs_send_time: id(ABS_SEND_TIME),
+            audio_level: id(AUDIO_LEVEL),
+            video_orientation: id(VIDEO_ORIENTATION),
+        }
+    }
+
+    /// Writes the one-byte-form extension block (RFC 8285) at `buf[12..]`; returns its length
+    /// (0 when there is nothing to write). `abs_send_time` is the 6.18 fixed-point send time.
+    pub fn write(&self, carried: &CarriedExtensions, abs_send_time: u32, buf: &mut [u8]) -> usize {
+        let mut at = 16;
+        let mut put = |id: u8, data: &[u8]| {
+            buf[at] = (id << 4) | (data.len() as u8 - 1);
+            buf[at + 1..at + 1 + data.len()].copy_from_slice(data);
+            at += 1 + data.len();
+        };
+        if let Some((id, mid)) = &self.mid {
+            put(*id, mid);
+        }
+        if let Some(id) = self.abs_send_time {
+            put(id, &abs_send_time.to_be_bytes()[1..]);
+        }
+        if let (Some(id), Some(v)) = (self.audio_level, carried.audio_level) {
+            put(id, &[v]);
+        }
+        if let (Some(id), Some(v)) = (self.video_orientation, carried.video_orientation) {
+            put(id, &[v]);
+        }
+        if at == 16 {
+            return 0;
+        }
+        while at % 4 != 0 {
+            buf[at] = 0;
+            at += 1;
+        }
+        buf[12..14].copy_from_slice(&[0xBE, 0xDE]);
+        buf[14..16].copy_from_slice(&(((at - 16) / 4) as u16).to_be_bytes());
+        at - 12
+    }
+}
+
+/// abs-send-time of `elapsed` since any fixed origin: 24-bit 6.18 fixed-point seconds.
+pub fn abs_send_time(elapsed: std::time::Duration) -> u32 {
+    ((elapsed.as_nanos() << 18) / 1_000_000_000) as u32 & 0x00FF_FFFF
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_padded_one_byte_block_that_the_crate_parses() {
+        let ext = |uri: &str, id| RTCRtpHeaderExtensionParameters {
+            uri: uri.into(),
+            id,
+            encrypted: false,
+        };
+        let sink = SinkIds::from_negotiated(
+            &[ext(MID, 4), ext(ABS_SEND_TIME, 2), ext(AUDIO_LEVEL, 1)],
+            Some("1".into()),
+        );
+        let mut buf = [0u8; 64];
+        buf[0] = 0x90;
+        buf[1] = 111;
+        let carried = CarriedExtensions {
+            audio_level: Some(0x85),
+            video_orientation: None,
+        };
+        let n = sink.write(&carried, 0x123456, &mut buf);
+        assert_eq!(n % 4, 0);
+        use rtc::shared::marshal::Unmarshal;
+        let header = rtc::rtp::Header::unmarshal(&mut &buf[..12 + n]).expect("parses");
+        let get = |id| {
+            header
+                .extensions
+                .iter()
+                .find(|e| e.id == id)
+                .map(|e| e.payload.to_vec())
+        };
+        assert_eq!(get(4), Some(b"1".to_vec()));
+        assert_eq!(get(2), Some(vec![0x12, 0x34, 0x56]));
+        assert_eq!(get(1), Some(vec![0x85]));
+    }
+}
