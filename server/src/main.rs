@@ -1,10 +1,14 @@
 //! `rkms`: the Kurento-compatible media server.
 
 mod config;
+mod endpoint_settings;
 mod http;
+mod webrtc_backend;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -12,6 +16,8 @@ use rkms_signaling::{Engine, EngineConfig};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
+use crate::endpoint_settings::EndpointSettings;
+use crate::webrtc_backend::WebRtcBackend;
 
 #[derive(Debug, Parser)]
 #[command(name = "rkms", version, about = "A Kurento-compatible media server")]
@@ -23,8 +29,12 @@ struct Cli {
     #[arg(long)]
     port: Option<u16>,
     /// A Kurento `kurento.conf.json`; the embedded defaults fill the rest.
-    #[arg(long, short = 'f')]
+    #[arg(long, short = 'f', alias = "conf-file")]
     config: Option<PathBuf>,
+    /// Folder of Kurento's module settings (`WebRtcEndpoint.conf.ini`, ...);
+    /// default: `modules/kurento` beside the configuration file.
+    #[arg(long)]
+    modules_config_path: Option<PathBuf>,
     /// Log filter in RUST_LOG syntax, e.g. `info` or `rkms_signaling=debug`.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -56,13 +66,25 @@ fn main() -> Result<()> {
             Some(Command::Loadtest(args)) => {
                 rkms_loadtest::cli::run(args).await.map_err(Into::into)
             }
-            None => serve(cli.bind, cli.port, cli.config).await,
+            None => serve(cli.bind, cli.port, cli.config, cli.modules_config_path).await,
         }
     })
 }
 
-async fn serve(bind: Option<String>, port: Option<u16>, file: Option<PathBuf>) -> Result<()> {
+async fn serve(
+    bind: Option<String>,
+    port: Option<u16>,
+    file: Option<PathBuf>,
+    modules_dir: Option<PathBuf>,
+) -> Result<()> {
     let mut config = Config::load(file.as_deref())?;
+    let modules_dir = modules_dir.or_else(|| {
+        let dir = file.as_deref()?.parent()?.join("modules/kurento");
+        dir.is_dir().then_some(dir)
+    });
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let endpoint_settings = EndpointSettings::load(modules_dir.as_deref(), &env)?;
+    let webrtc = WebRtcBackend::start(&endpoint_settings)?;
     if let Some(bind) = bind {
         config.address = bind;
     }
@@ -70,10 +92,13 @@ async fn serve(bind: Option<String>, port: Option<u16>, file: Option<PathBuf>) -
         config.port = port;
     }
     let turn = start_turn(config.turn.clone()).await;
-    let engine = Engine::new(EngineConfig {
-        gc_period: config.gc_period,
-        metadata: format!("rkms {}", env!("CARGO_PKG_VERSION")),
-    });
+    let engine = Engine::with_backend(
+        EngineConfig {
+            gc_period: config.gc_period,
+            metadata: format!("rkms {}", env!("CARGO_PKG_VERSION")),
+        },
+        Some(Arc::new(webrtc)),
+    );
     tokio::spawn(engine.clone().run_garbage_collector());
 
     let listener = tokio::net::TcpListener::bind((config.address.as_str(), config.port))

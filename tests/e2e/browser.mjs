@@ -26,14 +26,20 @@ window.peer = {
       v.srcObject.addTrack(e.track);
     };
     const stream = await navigator.mediaDevices.getUserMedia({ video, audio });
-    for (const track of stream.getTracks()) {
-      const t = pc.addTransceiver(track, { direction: 'sendrecv', streams: [stream] });
-      if (codec && track.kind === 'video') {
-        const prefs = RTCRtpReceiver.getCapabilities('video').codecs
-          .filter((c) => c.mimeType.toLowerCase() === 'video/' + codec.toLowerCase()
-                       || /rtx|red|ulpfec/i.test(c.mimeType));
-        t.setCodecPreferences(prefs);
-      }
+    // addTrack (not addTransceiver): its transceivers are reused when a
+    // remote offer arrives, so the page sends whichever side offers.
+    for (const track of stream.getTracks()) pc.addTrack(track, stream);
+    this.codec = codec;
+    this.preferCodec();
+  },
+  preferCodec() {
+    if (!this.codec) return;
+    for (const t of this.pc.getTransceivers()) {
+      if (t.receiver.track.kind !== 'video') continue;
+      const prefs = RTCRtpReceiver.getCapabilities('video').codecs
+        .filter((c) => c.mimeType.toLowerCase() === 'video/' + this.codec.toLowerCase()
+                     || /rtx|red|ulpfec/i.test(c.mimeType));
+      t.setCodecPreferences(prefs);
     }
   },
   async createOffer() {
@@ -44,6 +50,10 @@ window.peer = {
   async acceptAnswer(sdp) { await this.pc.setRemoteDescription({ type: 'answer', sdp }); },
   async acceptOffer(sdp) {
     await this.pc.setRemoteDescription({ type: 'offer', sdp });
+    for (const t of this.pc.getTransceivers()) {
+      if (t.sender.track) t.direction = 'sendrecv';
+    }
+    this.preferCodec();
     const answer = await this.pc.createAnswer();
     await this.pc.setLocalDescription(answer);
     return this.pc.localDescription.sdp;

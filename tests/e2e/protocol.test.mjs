@@ -229,7 +229,7 @@ test('every error code, and the socket stays usable after each', async () => {
     [['subscribe', { object: pt, type: 'IceCandidateFound' }], 40106],
     [['invoke', { object: pt, operation: 'getTag', operationParams: { key: 'absent' } }], 40110],
     [['release', { object: 'manager_ServerManager' }], 40111],
-    [['create', { type: 'WebRtcEndpoint', constructorParams: { mediaPipeline: pipeline } }], 40006],
+    [['create', { type: 'Composite', constructorParams: { mediaPipeline: pipeline } }], 40006],
     [['create', { type: 'kurento.RecorderEndpoint', constructorParams: { mediaPipeline: pipeline, uri: 'file:///tmp/x.webm' } }], 40006],
   ];
   for (const [[method, params], code] of cases) {
@@ -239,8 +239,8 @@ test('every error code, and the socket stays usable after each', async () => {
   }
   const missing = await raw.request('invoke', { object: pt, operation: 'addTag', operationParams: { key: 'k' } });
   assert.match(missing.error.message, /'value'/);
-  const notImplemented = await raw.request('create', { type: 'WebRtcEndpoint', constructorParams: { mediaPipeline: pipeline } });
-  assert.match(notImplemented.error.message, /WebRtcEndpoint/);
+  const notImplemented = await raw.request('create', { type: 'Composite', constructorParams: { mediaPipeline: pipeline } });
+  assert.match(notImplemented.error.message, /Composite/);
 
   assert.equal(await raw.call('invoke', { object: pt, operation: 'getName' }), pt);
   await raw.call('release', { object: pipeline });

@@ -1,0 +1,147 @@
+// Kurento's hello-world against rkms with a real browser: headless
+// Chromium sends its fake camera and microphone to a WebRtcEndpoint
+// connected to itself and must decode its own stream back.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { startRkms, RawClient, sleep } from './helpers.mjs';
+import { launchBrowser } from './browser.mjs';
+
+const require = createRequire(import.meta.url);
+const kurento = require('kurento-client');
+
+let server;
+let browser;
+before(async () => {
+  server = await startRkms({ env: { KMS_NETWORK_INTERFACES: 'lo' } });
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** Sends the browser's candidates to the endpoint until it is connected. */
+async function trickle(peer, endpoint, until) {
+  const IceCandidate = kurento.getComplexType('IceCandidate');
+  while (!until.done) {
+    for (const c of await peer.takeCandidates()) {
+      await endpoint.addIceCandidate(IceCandidate(c));
+    }
+    await sleep(100);
+  }
+}
+
+/** Waits for decoded video that keeps growing, and audio packets. */
+async function assertMediaFlows(peer, { width, height } = {}) {
+  const first = await peer.waitFor((s) => s.video?.framesDecoded > 30 && s.audio?.packetsReceived > 25);
+  await sleep(1000);
+  const later = await peer.stats();
+  assert.ok(later.video.framesDecoded > first.video.framesDecoded,
+    `framesDecoded stalled: ${JSON.stringify([first, later])}`);
+  assert.ok(later.audio.packetsReceived > first.audio.packetsReceived, 'audio stalled');
+  if (width) {
+    assert.equal(later.video.frameWidth, width);
+    assert.equal(later.video.frameHeight, height);
+  }
+  return later;
+}
+
+async function helloWorld({ codec } = {}) {
+  const client = await kurento(server.url, { failAfter: 3 });
+  const pipeline = await client.create('MediaPipeline');
+  const endpoint = await pipeline.create('WebRtcEndpoint');
+  const peer = await browser.newPeer({ codec });
+  endpoint.on('IceCandidateFound', (ev) => {
+    peer.addCandidate({ candidate: ev.candidate.candidate, sdpMid: ev.candidate.sdpMid,
+      sdpMLineIndex: ev.candidate.sdpMLineIndex }).catch(() => {});
+  });
+  const events = [];
+  for (const name of ['MediaStateChanged', 'ConnectionStateChanged', 'MediaFlowInStateChanged']) {
+    endpoint.on(name, (e) => events.push(e));
+  }
+  // hello-world sends candidates early: before processOffer.
+  const offer = await peer.createOffer();
+  const state = { done: false };
+  const trickling = trickle(peer, endpoint, state);
+  const answer = await endpoint.processOffer(offer);
+  assert.match(answer, /^v=0/);
+  await endpoint.gatherCandidates();
+  await endpoint.connect(endpoint);
+  await peer.acceptAnswer(answer);
+  try {
+    return { client, pipeline, endpoint, peer, events, answer };
+  } finally {
+    setTimeout(() => { state.done = true; }, 5000);
+    trickling.catch(() => {});
+  }
+}
+
+test('hello-world: the browser decodes its own camera through rkms', async () => {
+  const { client, pipeline, peer, events, endpoint } = await helloWorld();
+  const stats = await assertMediaFlows(peer, { width: 640, height: 480 });
+  assert.match(stats.video.codec, /VP8|VP9|H264|AV1/i);
+  assert.ok(events.some((e) => e.type === 'ConnectionStateChanged' || e.newState === 'CONNECTED'),
+    `events ${JSON.stringify(events)}`);
+  assert.match(await endpoint.getLocalSessionDescriptor(), /^v=0/);
+  assert.match(await endpoint.getRemoteSessionDescriptor(), /^v=0/);
+  await pipeline.release();
+  client.close();
+});
+
+test('a browser that offers H264 only gets H264 back', async () => {
+  const { client, pipeline, peer, answer } = await helloWorld({ codec: 'H264' });
+  assert.match(answer, /H264/);
+  assert.doesNotMatch(answer, /VP8\/90000/);
+  const stats = await assertMediaFlows(peer);
+  assert.match(stats.video.codec, /H264/i);
+  await pipeline.release();
+  client.close();
+});
+
+test('rkms offers, the browser answers, and media flows', async () => {
+  const client = await kurento(server.url, { failAfter: 3 });
+  const pipeline = await client.create('MediaPipeline');
+  const endpoint = await pipeline.create('WebRtcEndpoint');
+  const peer = await browser.newPeer();
+  endpoint.on('IceCandidateFound', (ev) => {
+    peer.addCandidate({ candidate: ev.candidate.candidate, sdpMid: ev.candidate.sdpMid,
+      sdpMLineIndex: ev.candidate.sdpMLineIndex }).catch(() => {});
+  });
+  await endpoint.connect(endpoint);
+  const offer = await endpoint.generateOffer();
+  const answer = await peer.acceptOffer(offer);
+  await endpoint.processAnswer(answer);
+  await endpoint.gatherCandidates();
+  const state = { done: false };
+  const trickling = trickle(peer, endpoint, state);
+  await assertMediaFlows(peer);
+  state.done = true;
+  await trickling;
+  await pipeline.release();
+  client.close();
+});
+
+test('bad SDP and candidates get Kurento error codes; the endpoint stays usable', async () => {
+  const raw = await RawClient.open(server.url);
+  const pipeline = await raw.call('create', { type: 'MediaPipeline' });
+  const endpoint = await raw.call('create', { type: 'WebRtcEndpoint', constructorParams: { mediaPipeline: pipeline } });
+  const invoke = (operation, operationParams) => raw.request('invoke', { object: endpoint, operation, operationParams });
+  for (const garbage of ['garbage', 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n', '\u0000'.repeat(10)]) {
+    const a = await invoke('processOffer', { offer: garbage });
+    assert.ok([40201, 40205].includes(a.error?.code), JSON.stringify(a));
+    assert.ok(a.error.message.length > 0);
+  }
+  const badCandidate = await invoke('addIceCandidate', {
+    candidate: { __module__: 'kurento', __type__: 'IceCandidate', candidate: 'candidate:nonsense', sdpMid: '0', sdpMLineIndex: 0 },
+  });
+  assert.equal(badCandidate.error?.code, 40401, JSON.stringify(badCandidate));
+
+  const peer = await browser.newPeer();
+  const answer = await invoke('processOffer', { offer: await peer.createOffer() });
+  assert.match(answer.result.value, /^v=0/);
+  const twice = await invoke('processOffer', { offer: await peer.createOffer() });
+  assert.equal(twice.error?.code, 40208);
+  await raw.call('release', { object: pipeline });
+  await raw.close();
+});
