@@ -318,10 +318,29 @@ async fn loopback_returns_the_media_the_client_sent() -> TestResult {
 
 #[tokio::test]
 async fn one_publisher_fans_out_to_every_subscriber() -> TestResult {
-    let host = host()?;
-    let (publisher, _pe) = host
-        .create_endpoint(ElementId(10), EndpointOptions::default())
+    // Two loop threads: the room (group 3) lives on one of them.
+    let host = WebRtcHost::start(NetworkSettings {
+        threads: 2,
+        ..Default::default()
+    })?;
+    let room = EndpointOptions {
+        group: Some(3),
+        ..Default::default()
+    };
+    let (publisher, _pe) = host.create_endpoint(ElementId(10), room.clone()).await?;
+    let (_elsewhere, _ee) = host
+        .create_endpoint(
+            ElementId(99),
+            EndpointOptions {
+                group: Some(4),
+                ..Default::default()
+            },
+        )
         .await?;
+    assert!(matches!(
+        host.connect(ElementId(10), ElementId(99), MediaKind::Video),
+        Err(WebRtcError::DifferentThreads(10, 99))
+    ));
     let mut pub_client = Client::publisher(0x7777)?;
     let offer = pub_client.offer()?;
     pub_client.accept(publisher.process_offer(offer).await?)?;
@@ -330,7 +349,7 @@ async fn one_publisher_fans_out_to_every_subscriber() -> TestResult {
     let mut viewers = Vec::new();
     for i in 0..3u32 {
         let id = ElementId(20 + i);
-        let (endpoint, _events) = host.create_endpoint(id, EndpointOptions::default()).await?;
+        let (endpoint, _events) = host.create_endpoint(id, room.clone()).await?;
         host.connect(ElementId(10), id, MediaKind::Video)?;
         let mut viewer = Client::viewer()?;
         let offer = viewer.offer()?;
@@ -505,6 +524,58 @@ async fn viewers_get_keyframe_requests_through_and_lost_packets_resent() -> Test
         viewer.lost.len() >= 8,
         "the viewer really lost packets: {:?}",
         viewer.lost
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn generated_offers_negotiate_and_carry_media() -> TestResult {
+    let host = host()?;
+    let (endpoint, _events) = host
+        .create_endpoint(
+            ElementId(1),
+            EndpointOptions {
+                use_data_channels: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+    host.connect(ElementId(1), ElementId(1), MediaKind::Video)?;
+    let offer = endpoint.generate_offer().await?;
+    assert!(
+        offer.contains("m=audio") && offer.contains("m=video"),
+        "{offer}"
+    );
+    assert!(
+        offer.contains("m=application"),
+        "data channels offered:\n{offer}"
+    );
+
+    let mut client = Client::publisher(0x4242)?;
+    client
+        .pc
+        .set_remote_description(Instant::now(), RTCSessionDescription::offer(offer)?)?;
+    let answer = client.pc.create_answer(None)?;
+    client
+        .pc
+        .set_local_description(Instant::now(), answer.clone())?;
+    endpoint.process_answer(answer.sdp).await?;
+    assert!(endpoint.remote_description().await?.is_some());
+    assert!(endpoint.local_description().await?.is_some());
+    pump_until(&mut [&mut client], 10, |c| c[0].connected).await?;
+
+    let sent: Vec<Bytes> = (0..40).map(payload).collect();
+    for (i, p) in sent.iter().enumerate() {
+        client.send_video(i as u16, p.clone())?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pump_until(&mut [&mut client], 5, |c| c[0].received.len() >= 36).await?;
+    let sent: HashSet<&[u8]> = sent.iter().map(|p| p.as_ref()).collect();
+    assert!(
+        client
+            .received
+            .iter()
+            .all(|p| sent.contains(p.payload.as_ref()))
     );
     Ok(())
 }

@@ -34,6 +34,9 @@ pub enum WebRtcError {
     /// The endpoint was released (or never existed).
     #[error("unknown or released endpoint {0}")]
     UnknownEndpoint(u32),
+    /// The two endpoints live on different loop threads (different groups).
+    #[error("endpoints {0} and {1} are on different media threads; connect endpoints of one group")]
+    DifferentThreads(u32, u32),
     /// The host's loop thread has stopped.
     #[error("the WebRTC host has stopped")]
     HostStopped,

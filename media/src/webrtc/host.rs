@@ -93,21 +93,16 @@ impl LoopHandle {
     }
 }
 
-/// The WebRTC host: one socket loop thread serving every endpoint on shared UDP ports.
-pub struct WebRtcHost {
+/// One socket loop thread and the sockets it owns.
+struct Shard {
     handle: LoopHandle,
-    settings: NetworkSettings,
     local_candidates: Vec<RTCIceCandidateInit>,
     local_addrs: Vec<SocketAddr>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl WebRtcHost {
-    /// Binds the sockets and starts the loop thread.
-    pub fn start(settings: NetworkSettings) -> Result<Self, WebRtcError> {
-        if settings.ice_tcp {
-            tracing::warn!("ICE-TCP is not implemented yet; only UDP candidates are offered");
-        }
+impl Shard {
+    fn start(settings: &NetworkSettings, index: usize) -> Result<Self, WebRtcError> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut sockets = Vec::new();
@@ -116,7 +111,7 @@ impl WebRtcHost {
             let std_socket = bind_in_range(ip, settings.port_min, settings.port_max)?;
             std_socket.set_nonblocking(true)?;
             let local = std_socket.local_addr()?;
-            let advertised = advertised_ip(ip, &settings);
+            let advertised = advertised_ip(ip, settings);
             local_candidates.push(host_candidate(SocketAddr::new(advertised, local.port()))?);
             let mut socket = UdpSocket::from_std(std_socket);
             poll.registry()
@@ -127,20 +122,54 @@ impl WebRtcHost {
         let (commands, command_rx) = channel();
         let event_loop = EventLoop::new(poll, sockets, command_rx);
         let thread = std::thread::Builder::new()
-            .name("rkms-webrtc".into())
+            .name(format!("rkms-webrtc-{index}"))
             .spawn(move || event_loop.run())?;
-        Ok(WebRtcHost {
+        Ok(Shard {
             handle: LoopHandle { commands, waker },
-            settings,
             local_candidates,
             local_addrs,
             thread: Some(thread),
         })
     }
+}
 
-    /// The bound socket addresses.
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.local_addrs
+/// Which loop thread each endpoint lives on (control plane only; the media path never reads it).
+type Placement = Arc<parking_lot::Mutex<HashMap<ElementId, usize>>>;
+
+/// The WebRTC host: socket loop threads serving every endpoint on shared UDP ports.
+///
+/// With `threads > 1` in [`NetworkSettings`], each thread owns its own sockets (one port per bind
+/// address) and its own routing table; endpoints created with the same
+/// [`EndpointOptions::group`] (a pipeline) land on the same thread, so media between them never
+/// crosses threads. Connecting endpoints of different threads is refused.
+pub struct WebRtcHost {
+    shards: Vec<Shard>,
+    settings: NetworkSettings,
+    placement: Placement,
+}
+
+impl WebRtcHost {
+    /// Binds the sockets and starts the loop thread(s).
+    pub fn start(settings: NetworkSettings) -> Result<Self, WebRtcError> {
+        if settings.ice_tcp {
+            tracing::warn!("ICE-TCP is not implemented yet; only UDP candidates are offered");
+        }
+        let shards = (0..settings.threads.max(1))
+            .map(|index| Shard::start(&settings, index))
+            .collect::<Result<_, _>>()?;
+        Ok(WebRtcHost {
+            shards,
+            settings,
+            placement: Placement::default(),
+        })
+    }
+
+    /// The bound socket addresses of every loop thread.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.local_addrs.iter().copied())
+            .collect()
     }
 
     /// Creates a WebRTC endpoint with the element id the control plane uses for it. Its
@@ -150,24 +179,45 @@ impl WebRtcHost {
         id: ElementId,
         options: EndpointOptions,
     ) -> Result<(Endpoint, mpsc::UnboundedReceiver<EndpointEvent>), WebRtcError> {
+        let index = options
+            .group
+            .map_or(0, |g| (g % self.shards.len() as u64) as usize);
+        let shard = &self.shards[index];
         let (events, event_rx) = mpsc::unbounded_channel();
         // Key generation for the DTLS certificate happens here, off the socket loop.
         let peer = Peer::new(
             &self.settings,
             options,
-            self.local_candidates.clone(),
+            shard.local_candidates.clone(),
             events,
         )?;
-        self.handle
+        shard
+            .handle
             .call(|reply| Command::Add(id, Box::new(peer), reply))
             .await?;
-        Ok((
-            Endpoint {
-                id,
-                handle: self.handle.clone(),
-            },
-            event_rx,
-        ))
+        self.placement.lock().insert(id, index);
+        let endpoint = Endpoint {
+            id,
+            handle: shard.handle.clone(),
+            placement: self.placement.clone(),
+        };
+        Ok((endpoint, event_rx))
+    }
+
+    /// The loop both elements live on.
+    fn shard_of(&self, source: ElementId, sink: ElementId) -> Result<&Shard, WebRtcError> {
+        let placement = self.placement.lock();
+        let on = |id: ElementId| {
+            placement
+                .get(&id)
+                .copied()
+                .ok_or(WebRtcError::UnknownEndpoint(id.0))
+        };
+        let (a, b) = (on(source)?, on(sink)?);
+        if a != b {
+            return Err(WebRtcError::DifferentThreads(source.0, sink.0));
+        }
+        Ok(&self.shards[a])
     }
 
     /// Feeds `sink`'s `kind` media from `source` (replacing its previous source).
@@ -177,7 +227,9 @@ impl WebRtcHost {
         sink: ElementId,
         kind: MediaKind,
     ) -> Result<(), WebRtcError> {
-        self.handle.send(Command::Connect(source, sink, kind))
+        self.shard_of(source, sink)?
+            .handle
+            .send(Command::Connect(source, sink, kind))
     }
 
     /// Stops feeding `sink`'s `kind` media from `source`.
@@ -187,15 +239,19 @@ impl WebRtcHost {
         sink: ElementId,
         kind: MediaKind,
     ) -> Result<(), WebRtcError> {
-        self.handle.send(Command::Disconnect(source, sink, kind))
+        self.shard_of(source, sink)?
+            .handle
+            .send(Command::Disconnect(source, sink, kind))
     }
 }
 
 impl Drop for WebRtcHost {
     fn drop(&mut self) {
-        let _ = self.handle.send(Command::Shutdown);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        for shard in &mut self.shards {
+            let _ = shard.handle.send(Command::Shutdown);
+            if let Some(thread) = shard.thread.take() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -204,6 +260,7 @@ impl Drop for WebRtcHost {
 pub struct Endpoint {
     id: ElementId,
     handle: LoopHandle,
+    placement: Placement,
 }
 
 impl Endpoint {
@@ -275,6 +332,7 @@ impl Endpoint {
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
+        self.placement.lock().remove(&self.id);
         let _ = self.handle.send(Command::Release(self.id));
     }
 }

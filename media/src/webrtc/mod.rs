@@ -47,10 +47,12 @@
 //!
 //! # Design of the peer layer
 //!
-//! **Threads.** A [`WebRtcHost`] binds one UDP socket per bind address (a port from the
-//! configured range) and runs one socket-loop thread (`rkms-webrtc`) that owns every endpoint's
-//! `rtc::RTCPeerConnection`, the [`crate::routing::Router`] and the send batches. Nothing on that
-//! thread is shared, so nothing is locked. Signaling (tokio tasks) talks to it through
+//! **Threads.** A [`WebRtcHost`] runs `threads` socket-loop threads (`rkms-webrtc-N`, default 1).
+//! Each binds its own UDP socket per bind address (a port from the configured range) and owns
+//! its endpoints' `rtc::RTCPeerConnection`s, its [`crate::routing::Router`] and its send batches.
+//! Nothing on a loop thread is shared, so nothing is locked. Endpoints are placed by
+//! [`EndpointOptions::group`] (the pipeline): a pipeline's media never leaves its thread, and
+//! connecting endpoints of different threads is refused. Signaling (tokio tasks) talks to it through
 //! [`WebRtcHost`] and [`Endpoint`]: each call is a command on a channel plus a `mio::Waker` poke,
 //! answered on a `tokio::sync::oneshot` (await it; no worker thread is blocked). Events go back on
 //! one unbounded `tokio::sync::mpsc` channel per endpoint (the loop never waits on a consumer).
@@ -77,8 +79,7 @@
 //! ids ([`extensions`]): its `mid`, a fresh `abs-send-time`, and the source's `ssrc-audio-level`
 //! and `video-orientation` values; transport-wide-cc, rid and the rest are not carried.
 //!
-//! **Not yet:** sharding peers over several loop threads (one thread holds ~1000 viewers of a
-//! 1.5 Mbps stream, see above); a transport-wide-cc sequence of our own on forwarded packets;
+//! **Not yet:** moving a pipeline between threads to balance load; a transport-wide-cc sequence of our own on forwarded packets;
 //! sender reports for forwarded streams (A/V sync);
 //! RTX on the send side; STUN/TURN candidate gathering and ICE-TCP (host candidates with the
 //! configured external addresses only); REMB/TWCC-driven bitrate.

@@ -25,6 +25,8 @@ pub struct NetworkSettings {
     pub mtu: usize,
     /// Whether ICE-TCP candidates are wanted (not implemented yet: ignored with a warning).
     pub ice_tcp: bool,
+    /// Socket loop threads (each with its own ports); endpoints are placed by group.
+    pub threads: usize,
 }
 
 impl Default for NetworkSettings {
@@ -39,6 +41,7 @@ impl Default for NetworkSettings {
             turn_servers: Vec::new(),
             mtu: 1200,
             ice_tcp: false,
+            threads: 1,
         }
     }
 }
@@ -48,4 +51,7 @@ impl Default for NetworkSettings {
 pub struct EndpointOptions {
     /// Negotiate an SCTP association for data channels.
     pub use_data_channels: bool,
+    /// Endpoints of one group (a pipeline) share a loop thread, so they can be connected;
+    /// `None` places the endpoint on the first thread.
+    pub group: Option<u64>,
 }
