@@ -1,6 +1,5 @@
 //! VP9 RTP payload format (RFC 9628).
 
-use crate::codec::vp9 as bitstream;
 use crate::error::{Error, Result};
 
 pub struct Vp9Payload<'a> {
@@ -67,8 +66,9 @@ pub fn parse(payload: &[u8]) -> Result<Vp9Payload<'_>> {
     })
 }
 
-/// Splits a frame into payloads (non-flexible mode, one layer). Keyframes
-/// carry a scalability structure with the picture size.
+/// Splits a frame into payloads (non-flexible mode, one layer). No
+/// scalability structure is sent: receivers read the size from the
+/// bitstream, and some (ffmpeg) refuse packets that carry one.
 pub fn packetize(
     frame: &[u8],
     keyframe: bool,
@@ -76,35 +76,22 @@ pub fn packetize(
     max: usize,
     out: &mut Vec<Vec<u8>>,
 ) {
-    let size = if keyframe {
-        bitstream::parse_header(frame).and_then(|h| h.size)
-    } else {
-        None
-    };
-    let chunk = max - 8;
+    let chunk = max - 3;
     let count = frame.len().div_ceil(chunk).max(1);
     for (n, part) in frame.chunks(chunk).enumerate() {
-        let mut p = Vec::with_capacity(part.len() + 8);
-        let mut b0 = 0x80; // I
+        let mut p = Vec::with_capacity(part.len() + 3);
+        let mut b0 = 0x80; // I: picture ID present
         if !keyframe {
-            b0 |= 0x40;
+            b0 |= 0x40; // P: inter-predicted
         }
         if n == 0 {
-            b0 |= 0x08;
+            b0 |= 0x08; // B: first packet of the frame
         }
         if n + 1 == count {
-            b0 |= 0x04;
-        }
-        if n == 0 && size.is_some() {
-            b0 |= 0x02;
+            b0 |= 0x04; // E: last packet of the frame
         }
         p.push(b0);
         p.extend_from_slice(&(0x8000 | (picture_id & 0x7fff)).to_be_bytes());
-        if let (0, Some((w, h))) = (n, size) {
-            p.push(0x10); // N_S = 0, Y = 1, G = 0
-            p.extend_from_slice(&w.to_be_bytes());
-            p.extend_from_slice(&h.to_be_bytes());
-        }
         p.extend_from_slice(part);
         out.push(p);
     }
