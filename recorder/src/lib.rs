@@ -25,7 +25,9 @@
 //! 2. at `record`: [`Recorder::new`]`(path, profile, &negotiated_codecs,
 //!    epoch)` (refuses codecs the container cannot hold, creates the file:
 //!    errors map to Kurento types with [`Error::kurento_type`]);
-//! 3. per decrypted RTP packet `push_rtp(kind, bytes, arrival)`; per RTCP SR
+//! 3. per decrypted RTP packet of the primary payload type (not RTX, RED or
+//!    FEC: unwrap or drop those first) `push_rtp(kind, bytes, arrival)`; the
+//!    last RTCP SR of each stream at start, then each new one,
 //!    `push_sender_report`; after each push, `take_keyframe_request()` →
 //!    send PLI. A `Malformed` error from `push_rtp` concerns that packet only;
 //!    an `Io` error ends the recording;

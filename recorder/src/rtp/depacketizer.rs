@@ -170,6 +170,10 @@ impl Depacketizer {
     }
 
     fn packet(&mut self, p: OwnedPacket, out: &mut Vec<AccessUnit>) {
+        // Padding-only packets (bandwidth probes) just fill their sequence number.
+        if p.payload.is_empty() {
+            return;
+        }
         if matches!(self.assembler, Assembler::Opus) {
             if !p.payload.is_empty() {
                 out.push(AccessUnit {
@@ -284,5 +288,59 @@ impl Depacketizer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::Frame;
+    use crate::rtp::Packetizer;
+
+    fn vp8_frame(i: u8, keyframe: bool) -> Frame {
+        let mut data = vec![i; 3000];
+        data[0] = u8::from(!keyframe);
+        Frame {
+            pts_us: u64::from(i) * 33_333,
+            keyframe,
+            data,
+        }
+    }
+
+    #[test]
+    fn padding_packets_between_frames_are_ignored() {
+        let cfg = CodecConfig::video(Codec::Vp8, 0, 0, Vec::new());
+        let mut packetizer = Packetizer::new(&cfg, 96, 1, 10, 0);
+        let mut depacketizer = Depacketizer::new(Codec::Vp8);
+        let mut out = Vec::new();
+        let mut sequence = 10u16;
+        for i in 0..5 {
+            for bytes in packetizer.packetize(&vp8_frame(i, i == 0)) {
+                let p = RtpPacket::parse(&bytes).expect("parse");
+                depacketizer.push(&RtpPacket { sequence, ..p }, &mut out);
+                sequence = sequence.wrapping_add(1);
+            }
+            // A padding-only packet takes the next sequence number.
+            let padding = RtpPacket {
+                payload_type: 96,
+                marker: false,
+                sequence,
+                timestamp: 0,
+                ssrc: 1,
+                payload: &[],
+            };
+            depacketizer.push(&padding, &mut out);
+            sequence = sequence.wrapping_add(1);
+        }
+        assert_eq!(out.len(), 5, "every frame survives the padding");
+        assert_eq!(depacketizer.dropped_frames(), 0);
+        assert!(
+            depacketizer.take_keyframe_request(),
+            "the start asks for a keyframe"
+        );
+        assert!(
+            !depacketizer.take_keyframe_request(),
+            "padding asks for nothing"
+        );
     }
 }
