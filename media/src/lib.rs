@@ -11,4 +11,4 @@ pub mod routing;
 pub mod webrtc;
 
 pub use graph::{Connection, ElementId, Graph, MediaKind};
-pub use pipeline::Pipeline;
+pub use pipeline::{Pipeline, Route, RouteChanges};

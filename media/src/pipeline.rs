@@ -4,9 +4,9 @@
 //! connect, release); a short lock per request is fine here. The per-packet
 //! path never takes this lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -35,17 +35,59 @@ static NEXT_ELEMENT_ID: AtomicU32 = AtomicU32::new(1);
 struct State {
     elements: BTreeMap<ElementId, ElementInfo>,
     graph: Graph,
+    /// The routes last handed to the media path (see [`Pipeline::sync_routes`]).
+    routes: BTreeSet<Route>,
 }
 
+/// Media of `kind` from the element that produces it to one that consumes
+/// it, with the transparent elements between them resolved away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route {
+    pub source: ElementId,
+    pub sink: ElementId,
+    pub kind: MediaKind,
+}
+
+/// How the routes changed since the last [`Pipeline::sync_routes`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RouteChanges {
+    pub added: Vec<Route>,
+    pub removed: Vec<Route>,
+}
+
+/// Elements that hand on what they receive untouched: the media path skips
+/// them and links their source to their sinks directly.
+fn is_transparent(type_name: &str) -> bool {
+    type_name == "PassThrough"
+}
+
+static NEXT_PIPELINE_ID: AtomicU64 = AtomicU64::new(1);
+
 /// One pipeline's elements and connections.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pipeline {
+    /// Unique in the process; the media path keeps a pipeline's elements
+    /// together (on one socket-loop thread) by it.
+    id: u64,
     state: Mutex<State>,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self {
+            id: NEXT_PIPELINE_ID.fetch_add(1, Ordering::Relaxed),
+            state: Mutex::default(),
+        }
+    }
 }
 
 impl Pipeline {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Adds an element; `label` is how connections name it to the outside.
@@ -118,6 +160,19 @@ impl Pipeline {
         self.state.lock().graph.sinks_of(element, filter)
     }
 
+    /// Recomputes the routes the graph implies and returns how they differ
+    /// from the previous call: what the media path must add and remove.
+    pub fn sync_routes(&self) -> RouteChanges {
+        let mut state = self.state.lock();
+        let now = state.resolve_routes();
+        let changes = RouteChanges {
+            added: now.difference(&state.routes).copied().collect(),
+            removed: state.routes.difference(&now).copied().collect(),
+        };
+        state.routes = now;
+        changes
+    }
+
     /// A Graphviz DOT picture of the pipeline's elements and connections.
     pub fn to_dot(&self, name: &str) -> String {
         let state = self.state.lock();
@@ -150,6 +205,47 @@ impl Pipeline {
 }
 
 impl State {
+    fn transparent(&self, id: ElementId) -> bool {
+        self.elements
+            .get(&id)
+            .is_some_and(|e| is_transparent(&e.type_name))
+    }
+
+    /// Every route from a producing element to a consuming one. A sink pad
+    /// has one source, so walking up from a consumer through transparent
+    /// elements is a chain; `seen` stops a loop of transparent elements.
+    fn resolve_routes(&self) -> BTreeSet<Route> {
+        let mut routes = BTreeSet::new();
+        for c in self.graph.connections() {
+            if self.transparent(c.sink) {
+                continue;
+            }
+            let mut source = c.source;
+            let mut seen = BTreeSet::new();
+            while self.transparent(source) && seen.insert(source) {
+                let upstream = self.graph.sources_of(
+                    source,
+                    PadFilter {
+                        kind: Some(c.kind),
+                        description: None,
+                    },
+                );
+                match upstream.first() {
+                    Some(up) => source = up.source,
+                    None => break,
+                }
+            }
+            if !self.transparent(source) {
+                routes.insert(Route {
+                    source,
+                    sink: c.sink,
+                    kind: c.kind,
+                });
+            }
+        }
+        routes
+    }
+
     fn check(&self, id: ElementId) -> Result<(), PipelineError> {
         if self.elements.contains_key(&id) {
             Ok(())
@@ -178,6 +274,52 @@ mod tests {
         assert!(dot.starts_with("digraph \"p\" {"));
         assert!(dot.contains("PassThrough\\np/a"));
         assert!(dot.contains(&format!("e{} -> e{} [label=\"VIDEO", a.0, b.0)));
+    }
+
+    #[test]
+    fn routes_skip_pass_throughs_and_follow_changes() {
+        let p = Pipeline::new();
+        let a = p.add_element("WebRtcEndpoint", "a");
+        let b = p.add_element("WebRtcEndpoint", "b");
+        let t1 = p.add_element("PassThrough", "t1");
+        let t2 = p.add_element("PassThrough", "t2");
+        let video = [MediaKind::Video];
+        p.connect(a, t1, &video, D, D).unwrap();
+        p.connect(t1, t2, &video, D, D).unwrap();
+        assert_eq!(p.sync_routes(), RouteChanges::default(), "no consumer yet");
+        p.connect(t2, b, &video, D, D).unwrap();
+        let route = Route {
+            source: a,
+            sink: b,
+            kind: MediaKind::Video,
+        };
+        assert_eq!(p.sync_routes().added, [route]);
+        // Replacing the chain's head re-routes b.
+        p.connect(b, t1, &video, D, D).unwrap();
+        let changes = p.sync_routes();
+        assert_eq!(changes.removed, [route]);
+        assert_eq!(
+            changes.added,
+            [Route {
+                source: b,
+                sink: b,
+                kind: MediaKind::Video
+            }]
+        );
+        p.remove_element(t2);
+        assert_eq!(p.sync_routes().removed.len(), 1);
+    }
+
+    #[test]
+    fn a_loop_of_pass_throughs_routes_nothing() {
+        let p = Pipeline::new();
+        let t1 = p.add_element("PassThrough", "t1");
+        let t2 = p.add_element("PassThrough", "t2");
+        let b = p.add_element("WebRtcEndpoint", "b");
+        p.connect(t1, t2, &MediaKind::ALL, D, D).unwrap();
+        p.connect(t2, t1, &MediaKind::ALL, D, D).unwrap();
+        p.connect(t1, b, &MediaKind::ALL, D, D).unwrap();
+        assert_eq!(p.sync_routes(), RouteChanges::default());
     }
 
     #[test]

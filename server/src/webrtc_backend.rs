@@ -97,7 +97,7 @@ fn interface_addresses(names: &[String]) -> Result<Vec<IpAddr>> {
 impl MediaBackend for WebRtcBackend {
     fn create_webrtc_endpoint<'a>(
         &'a self,
-        _pipeline: &'a Arc<Pipeline>,
+        pipeline: &'a Arc<Pipeline>,
         element: ElementId,
         options: WebRtcOptions,
         events: EventSink,
@@ -109,6 +109,7 @@ impl MediaBackend for WebRtcBackend {
                     element,
                     EndpointOptions {
                         use_data_channels: options.use_data_channels,
+                        group: Some(pipeline.id()),
                     },
                 )
                 .await

@@ -156,8 +156,8 @@ pub trait MediaBackend: Send + Sync {
         events: EventSink,
     ) -> BoxFuture<'a, Result<Arc<dyn WebRtcEndpoint>, BackendError>>;
 
-    /// `sink`'s `kind` media now comes from `source` (the graph already
-    /// records it; this makes the media follow).
+    /// `sink`'s `kind` media now comes from `source`: a route the graph
+    /// implies, with transparent elements (PassThrough) resolved away.
     fn connect(&self, source: ElementId, sink: ElementId, kind: MediaKind);
 
     /// `sink` no longer takes `kind` media from `source`.

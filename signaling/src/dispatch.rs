@@ -327,6 +327,7 @@ impl Engine {
             for c in media.remove_element(*element) {
                 self.connection_changed(media, &c, false, Some((*element, object)));
             }
+            self.sync_routes(media);
         }
         if let Some(parent) = object.parent.as_ref().and_then(|p| self.registry.get(p)) {
             parent.state.lock().children.retain(|c| *c != object.id);

@@ -204,12 +204,12 @@ impl Engine {
                 self.connection_changed(media, c, false, None);
             }
         }
+        self.sync_routes(media);
         Ok(Fields::new())
     }
 
-    /// A connection was made (or removed): media follows it through the
-    /// backend, and its source element raises `ElementConnected` (or
-    /// `ElementDisconnected`). `gone` names an element already removed from
+    /// A connection was made (or removed): its source element raises
+    /// `ElementConnected` (or `ElementDisconnected`). `gone` names an element already removed from
     /// `media`, whose label can no longer be looked up there.
     pub(crate) fn connection_changed(
         &self,
@@ -218,13 +218,6 @@ impl Engine {
         made: bool,
         gone: Option<(ElementId, &MediaObject)>,
     ) {
-        if let Some(backend) = &self.backend {
-            if made {
-                backend.connect(c.source, c.sink, c.kind);
-            } else {
-                backend.disconnect(c.source, c.sink, c.kind);
-            }
-        }
         let event = if made {
             "ElementConnected"
         } else {
@@ -236,6 +229,19 @@ impl Engine {
         };
         if let Some(source) = source {
             self.emit_connection_event(&source, event, media, c, gone);
+        }
+    }
+
+    /// Makes the media path follow the pipeline's graph.
+    pub(crate) fn sync_routes(&self, media: &Pipeline) {
+        let changes = media.sync_routes();
+        if let Some(backend) = &self.backend {
+            for r in changes.removed {
+                backend.disconnect(r.source, r.sink, r.kind);
+            }
+            for r in changes.added {
+                backend.connect(r.source, r.sink, r.kind);
+            }
         }
     }
 

@@ -1,0 +1,95 @@
+// Forwarding between browsers through rkms, as Kurento's one-to-one,
+// one-to-many and group-call tutorials wire it: every viewer must decode
+// the sender's video and receive its audio.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { startRkms, sleep } from './helpers.mjs';
+import { launchBrowser } from './browser.mjs';
+
+const require = createRequire(import.meta.url);
+const kurento = require('kurento-client');
+
+let server;
+let browser;
+let client;
+before(async () => {
+  server = await startRkms({ env: { KMS_NETWORK_INTERFACES: 'lo' } });
+  browser = await launchBrowser();
+  client = await kurento(server.url, { failAfter: 3 });
+});
+after(async () => {
+  client?.close();
+  await browser?.close();
+  await server?.stop();
+});
+
+/** A browser peer negotiated with a new WebRtcEndpoint of `pipeline`. */
+async function join(pipeline) {
+  const endpoint = await pipeline.create('WebRtcEndpoint');
+  const peer = await browser.newPeer();
+  endpoint.on('IceCandidateFound', (ev) => {
+    peer.addCandidate({ candidate: ev.candidate.candidate, sdpMid: ev.candidate.sdpMid,
+      sdpMLineIndex: ev.candidate.sdpMLineIndex }).catch(() => {});
+  });
+  const answer = await endpoint.processOffer(await peer.createOffer());
+  await peer.acceptAnswer(answer);
+  await endpoint.gatherCandidates();
+  const IceCandidate = kurento.getComplexType('IceCandidate');
+  const done = Date.now() + 5000;
+  while (Date.now() < done) {
+    for (const c of await peer.takeCandidates()) await endpoint.addIceCandidate(IceCandidate(c));
+    if ((await peer.stats()).connection === 'connected') break;
+    await sleep(100);
+  }
+  return { endpoint, peer };
+}
+
+async function decodes(peer, label) {
+  const first = await peer.waitFor((s) => s.video?.framesDecoded > 20 && s.audio?.packetsReceived > 10);
+  await sleep(700);
+  const later = await peer.stats();
+  assert.ok(later.video.framesDecoded > first.video.framesDecoded, `${label}: video stalled`);
+  assert.ok(later.audio.packetsReceived > first.audio.packetsReceived, `${label}: audio stalled`);
+  return later;
+}
+
+test('one-to-one: each browser receives the other', async () => {
+  const pipeline = await client.create('MediaPipeline');
+  const a = await join(pipeline);
+  const b = await join(pipeline);
+  await a.endpoint.connect(b.endpoint);
+  await b.endpoint.connect(a.endpoint);
+  await decodes(a.peer, 'a');
+  await decodes(b.peer, 'b');
+  await pipeline.release();
+});
+
+test('one-to-many: a presenter and three viewers; a late viewer gets a picture', async () => {
+  const pipeline = await client.create('MediaPipeline');
+  const presenter = await join(pipeline);
+  const viewers = [];
+  for (let i = 0; i < 2; i++) {
+    const v = await join(pipeline);
+    await presenter.endpoint.connect(v.endpoint);
+    viewers.push(v);
+  }
+  for (const [i, v] of viewers.entries()) await decodes(v.peer, `viewer ${i}`);
+  await sleep(2000);
+  const late = await join(pipeline);
+  await presenter.endpoint.connect(late.endpoint);
+  // The late viewer needs a keyframe from the presenter to show anything.
+  await decodes(late.peer, 'late viewer');
+  await pipeline.release();
+});
+
+test('a PassThrough between two endpoints forwards media', async () => {
+  const pipeline = await client.create('MediaPipeline');
+  const a = await join(pipeline);
+  const b = await join(pipeline);
+  const pass = await pipeline.create('PassThrough');
+  await a.endpoint.connect(pass);
+  await pass.connect(b.endpoint);
+  await decodes(b.peer, 'behind the PassThrough');
+  await pipeline.release();
+});
