@@ -80,7 +80,18 @@ fn play_to_ffmpeg(input: &Path, name: &str) -> (Probe, String, Vec<(Codec, usize
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn ffmpeg");
-    std::thread::sleep(Duration::from_millis(1500)); // ffmpeg opens its sockets
+    // Send only once ffmpeg holds its ports (a bind of ours then fails).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ports
+        .iter()
+        .any(|p| UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "ffmpeg never opened its RTP ports"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let mut packetizers: Vec<Packetizer> = configs
