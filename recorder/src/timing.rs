@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use crate::media::TrackKind;
 
-/// A track whose RTP clock drifts this far from arrival time is re-anchored
-/// (the sender restarted its timestamps).
+/// An RTP timestamp this far from the previous one of its track means the
+/// sender restarted its clock: the track is re-anchored on arrival time.
 const MAX_CLOCK_JUMP_US: i64 = 5_000_000;
 
 struct TrackClock {
@@ -116,20 +116,24 @@ impl Timeline {
         rtp_timestamp: u32,
         arrival: Instant,
     ) -> Option<u64> {
-        if self.paused_since.is_some() {
-            return None;
-        }
+        let paused = self.paused_since.is_some();
         let arrival_us = self.us(arrival);
         let track = self.track(kind);
         let ext = track.extend(rtp_timestamp);
+        // Only a jump of the RTP clock itself (the sender restarted its
+        // timestamps) re-anchors on arrival: frames that merely arrive late
+        // (a stall, then a burst) keep the times their timestamps give.
+        let jumped = track.last.is_some_and(|last| {
+            ((ext - last) * 1_000_000 / track.clock_rate).abs() > MAX_CLOCK_JUMP_US
+        });
         track.last = Some(ext);
-        let local = match track.local_us(ext) {
-            Some(l) if (l - arrival_us).abs() < MAX_CLOCK_JUMP_US => l,
-            _ => {
-                track.anchor = Some((ext, arrival_us));
-                arrival_us
-            }
-        };
+        if jumped || track.anchor.is_none() {
+            track.anchor = Some((ext, arrival_us));
+        }
+        if paused {
+            return None;
+        }
+        let local = track.local_us(ext)?;
         let origin = *self.origin.get_or_insert(local);
         let paused = self.paused_total;
         let track = self.track(kind);
@@ -195,6 +199,16 @@ mod tests {
             .media_time(TrackKind::Video, v0.wrapping_add(270_000), ms(3100))
             .expect("resumed");
         assert!((after as i64 - 1_000_000).abs() < 2_000, "{after}");
+        // A stall followed by a burst keeps the RTP times...
+        let stalled = tl
+            .media_time(TrackKind::Video, v0.wrapping_add(273_000), ms(9_000))
+            .expect("late");
+        assert!((stalled as i64 - 1_033_333).abs() < 2_000, "{stalled}");
+        // ...a restarted RTP clock follows arrival.
+        let restarted = tl
+            .media_time(TrackKind::Video, v0.wrapping_add(90_000 * 3600), ms(9_100))
+            .expect("restart");
+        assert!((restarted as i64 - 7_000_000).abs() < 2_000, "{restarted}");
         // Output never goes back.
         let back = tl
             .media_time(TrackKind::Video, v0.wrapping_add(269_000), ms(3101))
