@@ -44,6 +44,8 @@ fn network_settings(s: &EndpointSettings) -> Result<NetworkSettings> {
         port_min: s.min_port.unwrap_or(0),
         port_max: s.max_port.unwrap_or(0),
         ice_tcp: s.ice_tcp.unwrap_or(false),
+        // One socket loop per core; a pipeline stays on one of them.
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         ..NetworkSettings::default()
     };
     if let Some(mtu) = s.mtu {
