@@ -229,6 +229,9 @@ impl Recorder {
     }
 
     fn enqueue(&mut self, i: usize, unit: AccessUnit, arrival: Instant) {
+        if self.writer.is_some() && self.tracks[i].writer_index.is_none() {
+            return; // a track left out of the file
+        }
         let kind = self.tracks[i].kind;
         let Some(pts_us) = self.timeline.media_time(kind, unit.rtp_timestamp, arrival) else {
             // Frames after a discarded one would not decode: restart at a keyframe.

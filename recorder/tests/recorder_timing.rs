@@ -134,3 +134,24 @@ fn sender_reports_align_late_audio_with_video() {
         "with reports audio and video start together: {video} {audio}"
     );
 }
+
+/// A negotiated video track that never sends must not hold the audio back:
+/// after five seconds the file starts without it.
+#[test]
+fn audio_is_recorded_when_video_never_comes() {
+    let input = vp8_opus_webm(None);
+    let (codecs, packets) = packets(&input);
+    let out = scratch().join("no-video.webm");
+    let epoch = Instant::now();
+    let mut recorder = Recorder::new(&out, MediaProfile::Webm, &codecs, epoch).expect("recorder");
+    for (kind, p, pts, _) in packets.iter().filter(|p| p.0 == TrackKind::Audio) {
+        recorder
+            .push_rtp(*kind, p, epoch + Duration::from_micros(*pts))
+            .expect("push");
+    }
+    let stats = recorder.stop().expect("stop");
+    assert_eq!((stats.video_frames, stats.audio_frames), (0, 251));
+    let p = probe(&out);
+    assert_eq!(p.streams, vec![("opus".to_owned(), 251)]);
+    assert_close(p.duration, 5.0, "audio-only duration");
+}

@@ -134,11 +134,12 @@ impl Mp4Writer {
             .get_mut(track)
             .ok_or_else(|| Error::unsupported("MP4", format!("track index {track}")))?;
         let video_key = t.config.codec.kind() == TrackKind::Video && frame.keyframe;
-        let time = to_timescale(frame.pts_us, t.timescale);
+        let mut time = to_timescale(frame.pts_us, t.timescale);
         if let Some((prev_time, key, data)) = t.pending.take() {
             // Equal or decreasing times still get a 1-tick duration so decode times increase.
             let duration = u32::try_from(time.saturating_sub(prev_time).max(1)).unwrap_or(u32::MAX);
             t.last_duration = duration;
+            time = time.max(prev_time + u64::from(duration));
             t.samples.push(Sample {
                 decode_time: prev_time,
                 duration,
@@ -146,10 +147,6 @@ impl Mp4Writer {
                 data,
             });
         }
-        let time = t
-            .samples
-            .last()
-            .map_or(time, |s| time.max(s.decode_time + u64::from(s.duration)));
         t.pending = Some((
             time,
             frame.keyframe || t.config.codec.kind() == TrackKind::Audio,

@@ -23,11 +23,23 @@ pub fn require(tool: &str) {
     );
 }
 
-/// A per-process scratch directory.
+const SCRATCH_PREFIX: &str = "rkms-recorder-tests-";
+
+/// A per-process scratch directory; those of earlier, finished test
+/// processes are removed.
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("rkms-recorder-tests-{}", std::process::id()));
+        let tmp = std::env::temp_dir();
+        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix(SCRATCH_PREFIX)
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = tmp.join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("scratch dir");
         dir
     })
