@@ -128,7 +128,8 @@ impl Engine {
 }
 
 /// Raises one endpoint event on its object, remembering the states that
-/// getters (`getMediaState`, `isMediaFlowingIn`, ...) report.
+/// getters (`getMediaState`, `isMediaFlowingIn`, ...) report. A state
+/// "change" to the state already held is not raised.
 fn raise(engine: &Engine, object: &MediaObject, event: EndpointEvent) {
     let mut f = Map::new();
     let name = match event {
@@ -194,12 +195,18 @@ fn raise(engine: &Engine, object: &MediaObject, event: EndpointEvent) {
         }
         EndpointEvent::Connection(up) => {
             let (old, new) = transition(object, "connectionState", up);
+            if old == new {
+                return;
+            }
             f.insert("oldState".into(), json!(old));
             f.insert("newState".into(), json!(new));
             "ConnectionStateChanged"
         }
         EndpointEvent::Media(up) => {
             let (old, new) = transition(object, "mediaState", up);
+            if old == new {
+                return;
+            }
             f.insert("oldState".into(), json!(old));
             f.insert("newState".into(), json!(new));
             "MediaStateChanged"

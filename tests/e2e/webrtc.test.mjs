@@ -145,3 +145,19 @@ test('bad SDP and candidates get Kurento error codes; the endpoint stays usable'
   await raw.call('release', { object: pipeline });
   await raw.close();
 });
+
+test('a browser that vanishes is reported DISCONNECTED, and media stops flowing', async () => {
+  const { client, pipeline, peer, events } = await helloWorld();
+  await assertMediaFlows(peer);
+  await peer.page.close();
+  const deadline = Date.now() + 25000;
+  const seen = () => ({
+    disconnected: events.some((e) => e.type === 'ConnectionStateChanged' && e.newState === 'DISCONNECTED'),
+    media: events.some((e) => e.type === 'MediaStateChanged' && e.newState === 'DISCONNECTED'),
+    stopped: events.some((e) => e.type === 'MediaFlowInStateChanged' && e.state === 'NOT_FLOWING'),
+  });
+  while (Date.now() < deadline && !Object.values(seen()).every(Boolean)) await sleep(250);
+  assert.deepEqual(seen(), { disconnected: true, media: true, stopped: true }, JSON.stringify(events));
+  await pipeline.release();
+  client.close();
+});
