@@ -8,7 +8,9 @@
 #   (defaults 100 clients x 1000 messages x 1000 bytes, every 2 ms, UDP)
 #
 # RKMS_BIN=path/to/rkms uses that binary's `turn` subcommand; otherwise the
-# relay's example binary is built in release mode and used.
+# relay's example binary is built in release mode and used. ROUNDS=N (default
+# 3) alternates the two servers N times; the ratio is over the sums, which
+# evens out a machine shared with other work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,10 +75,15 @@ run_one() { # name, command...
 
 RESULTS=$(mktemp)
 echo "load: $CLIENTS clients x $MESSAGES messages x $BYTES bytes every $INTERVAL ms ($TRANSPORT, channels)"
-run_one coturn turnserver
-run_one rkms "${RKMS[@]}"
-awk '{ relayed[$1] = $2 + $3; cpu[$1] = $4 }
-     END { if (relayed["coturn"] && relayed["rkms"] && cpu["coturn"] > 0)
+for _ in $(seq "${ROUNDS:-3}"); do
+    run_one coturn turnserver
+    run_one rkms "${RKMS[@]}"
+done
+awk '{ sent[$1] += $2; relayed[$1] += $2 + $3; cpu[$1] += $4 }
+     END { for (n in relayed)
+             printf "total %-8s relayed %d packets, loss %.3f%%, CPU %.2f s, %.2f us/pkt\n", n, relayed[n],
+                 100 * (2 * sent[n] - relayed[n]) / (sent[n] ? sent[n] : 1), cpu[n], 1e6 * cpu[n] / relayed[n]
+           if (relayed["coturn"] && relayed["rkms"] && cpu["coturn"] > 0)
              printf "CPU per relayed packet, rkms / coturn: %.2f\n",
                  (cpu["rkms"] / relayed["rkms"]) / (cpu["coturn"] / relayed["coturn"]) }' "$RESULTS"
 rm -f "$RESULTS"

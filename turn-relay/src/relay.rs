@@ -70,9 +70,19 @@ impl Relay {
         for &ip in &config.listening_ips {
             let addr = SocketAddr::new(ip, config.listening_port);
             if config.udp {
-                let socket = Arc::new(bind_udp(addr)?);
-                handle.udp.push(local_addr(&socket.local_addr(), addr)?);
-                handle.tasks.spawn(udp::serve(socket, handle.core.clone()));
+                // One socket per core on the same port (SO_REUSEPORT): the
+                // kernel hashes each client to one of them, so every socket's
+                // task owns its clients' sessions and the cores share the load.
+                let first = bind_udp(addr)?;
+                let bound = local_addr(&first.local_addr(), addr)?;
+                handle.udp.push(bound);
+                let mut sockets = vec![first];
+                for _ in 1..udp_sockets_per_address() {
+                    sockets.push(bind_udp(bound)?);
+                }
+                for socket in sockets {
+                    handle.tasks.spawn(udp::serve(Arc::new(socket), handle.core.clone()));
+                }
             }
             if config.tcp {
                 // With port 0, TCP follows the port UDP got so one port serves both.
@@ -120,6 +130,10 @@ fn local_addr(r: &std::io::Result<SocketAddr>, addr: SocketAddr) -> Result<Socke
     })
 }
 
+fn udp_sockets_per_address() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+}
+
 fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, Error> {
     let bind_err = |source| Error::Bind { addr, source };
     let socket = socket2::Socket::new(
@@ -131,6 +145,7 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, Error> {
     // Best effort: the kernel caps these at its configured maximum.
     let _ = socket.set_recv_buffer_size(UDP_BUFFER);
     let _ = socket.set_send_buffer_size(UDP_BUFFER);
+    socket.set_reuse_port(true).map_err(bind_err)?;
     socket.bind(&addr.into()).map_err(bind_err)?;
     socket.set_nonblocking(true).map_err(bind_err)?;
     UdpSocket::from_std(socket.into()).map_err(bind_err)

@@ -16,8 +16,11 @@ use crate::core::{Core, MAX_HEADER};
 use crate::stun::{self, Class, Message, channel_data, method};
 
 const MAX_FRAME: usize = stun::HEADER_LEN + 65535 + 3;
-/// A connection that has not sent a complete frame for this long is closed.
+/// A connection without an allocation that sends no complete frame for
+/// this long is closed.
 const IDLE_WITHOUT_ALLOCATION: Duration = Duration::from_secs(60);
+/// A TLS client must finish its handshake within this time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How accepted connections are wrapped (plain TCP, or a TLS handshake).
 pub(crate) trait Acceptor: Send + Sync + 'static {
@@ -47,9 +50,10 @@ pub(crate) async fn serve<A: Acceptor>(listener: TcpListener, acceptor: Arc<A>, 
                 let _ = tcp.set_nodelay(true);
                 let (acceptor, core) = (acceptor.clone(), core.clone());
                 connections.spawn(async move {
-                    match acceptor.accept(tcp).await {
-                        Ok(stream) => connection(stream, client, core).await,
-                        Err(e) => tracing::debug!(%client, error = %e, "TURN TLS handshake failed"),
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => connection(stream, client, core).await,
+                        Ok(Err(e)) => tracing::debug!(%client, error = %e, "TURN TLS handshake failed"),
+                        Err(_) => tracing::debug!(%client, "TURN TLS handshake timed out"),
                     }
                 });
             }
@@ -89,7 +93,6 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     let mut relay_buf = vec![0u8; MAX_HEADER + 65536 + 4];
     let mut session: Option<Session> = None;
     let mut to_client: Option<Bucket> = None;
-    let far = Duration::from_secs(86400 * 365);
     let mut idle_deadline = Instant::now() + IDLE_WITHOUT_ALLOCATION;
     loop {
         let deadline = session.as_ref().map_or(idle_deadline, |s| s.expires);
@@ -149,7 +152,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                     core.metrics.relayed_to_client(n);
                 }
             }
-            _ = tokio::time::sleep_until(deadline.min(Instant::now() + far)) => {
+            _ = tokio::time::sleep_until(deadline) => {
                 if session.take().is_none() {
                     return;
                 }
