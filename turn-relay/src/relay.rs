@@ -81,7 +81,9 @@ impl Relay {
                     sockets.push(bind_udp(bound)?);
                 }
                 for socket in sockets {
-                    handle.tasks.spawn(udp::serve(Arc::new(socket), handle.core.clone()));
+                    handle
+                        .tasks
+                        .spawn(udp::serve(Arc::new(socket), handle.core.clone()));
                 }
             }
             if config.tcp {
@@ -131,7 +133,9 @@ fn local_addr(r: &std::io::Result<SocketAddr>, addr: SocketAddr) -> Result<Socke
 }
 
 fn udp_sockets_per_address() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
 }
 
 fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, Error> {
