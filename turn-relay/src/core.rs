@@ -57,6 +57,22 @@ type ReservationToken = [u8; 8];
 /// How long the second port of an EVEN-PORT pair stays reserved.
 const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 
+/// Kernel receive buffer of relay sockets: room for a few hundred
+/// milliseconds of a video call while the relay task waits for a core.
+const RELAY_SOCKET_BUFFER: usize = 1 << 20;
+
+fn bind_relay_port(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        None,
+    )?;
+    // Best effort: the kernel caps it at its configured maximum.
+    let _ = socket.set_recv_buffer_size(RELAY_SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 fn into_tokio(s: std::net::UdpSocket) -> std::io::Result<UdpSocket> {
     s.set_nonblocking(true)?;
     UdpSocket::from_std(s)
@@ -469,12 +485,9 @@ impl Core {
             if reserve && port >= hi as u32 {
                 continue;
             }
-            let bound = std::net::UdpSocket::bind(SocketAddr::new(ip, port as u16)).and_then(|s| {
+            let bound = bind_relay_port(SocketAddr::new(ip, port as u16)).and_then(|s| {
                 let next = match reserve {
-                    true => Some(std::net::UdpSocket::bind(SocketAddr::new(
-                        ip,
-                        port as u16 + 1,
-                    ))?),
+                    true => Some(bind_relay_port(SocketAddr::new(ip, port as u16 + 1))?),
                     false => None,
                 };
                 Ok((s, next))
