@@ -41,6 +41,8 @@ struct Client {
     received: Vec<rtc::rtp::Packet>,
     /// Picture loss indications received.
     plis: usize,
+    /// Sender reports received (compound packets starting with an SR).
+    srs: usize,
     /// Simulated loss: the first arrival of every RTP packet whose sequence number is a
     /// multiple of this is dropped before the peer sees it.
     lose_every: Option<u16>,
@@ -80,6 +82,7 @@ impl Client {
             ssrc: 0,
             received: Vec::new(),
             plis: 0,
+            srs: 0,
             lose_every: None,
             lost: HashSet::new(),
         })
@@ -147,6 +150,9 @@ impl Client {
             // SRTCP leaves the first header in clear: count PLIs (PSFB, FMT 1) on the wire.
             if len >= 12 && buf[1] == 206 && buf[0] & 0x1f == 1 {
                 self.plis += 1;
+            }
+            if len >= 28 && buf[1] == 200 {
+                self.srs += 1;
             }
             if let Some(every) = self.lose_every
                 && is_rtp
@@ -276,6 +282,9 @@ async fn loopback_returns_the_media_the_client_sent() -> TestResult {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     pump_until(&mut [&mut client], 5, |c| c[0].received.len() >= 55).await?;
+    pump_until(&mut [&mut client], 3, |c| c[0].srs > 0)
+        .await
+        .map_err(|_| "no sender report for the forwarded stream")?;
 
     let sent: HashSet<&[u8]> = sent.iter().map(|p| p.as_ref()).collect();
     assert!(

@@ -54,6 +54,15 @@ impl CodecId {
         })
     }
 
+    /// The RTP clock rate.
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            CodecId::Opus => 48_000,
+            CodecId::Pcmu | CodecId::Pcma => 8_000,
+            _ => 90_000,
+        }
+    }
+
     /// The codec of negotiated parameters.
     pub fn of(codec: &RTCRtpCodec) -> Option<CodecId> {
         CodecId::from_name(&codec.mime_type, &codec.sdp_fmtp_line)

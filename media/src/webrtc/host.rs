@@ -31,6 +31,8 @@ use crate::routing::{Rewritten, Router, RtpPacket};
 const WAKER: Token = Token(usize::MAX);
 /// The longest the loop sleeps, so flow timeouts and deferred keyframe requests run.
 const MAX_SLEEP: Duration = Duration::from_millis(20);
+/// How often forwarded streams get a sender report.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// Datagrams read per socket per pass before timers run again.
 const READ_BUDGET: usize = 256;
 
@@ -427,6 +429,7 @@ impl EventLoop {
         let mut events = Events::with_capacity(64);
         let mut buf = vec![0u8; 2048];
         let mut next_housekeeping = Instant::now();
+        let mut next_report = Instant::now() + REPORT_INTERVAL;
         loop {
             let now = Instant::now();
             let next = self
@@ -475,6 +478,16 @@ impl EventLoop {
                 }
                 for peer in self.peers.values_mut() {
                     peer.check_flows(now);
+                }
+                if now >= next_report {
+                    next_report = now + REPORT_INTERVAL;
+                    let ids: Vec<ElementId> = self.peers.keys().copied().collect();
+                    for id in ids {
+                        if let Some(peer) = self.peers.get_mut(&id) {
+                            peer.send_reports(now);
+                        }
+                        self.service(id, now);
+                    }
                 }
             }
             self.flush();

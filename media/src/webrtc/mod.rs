@@ -93,15 +93,17 @@
 //! rate-limited per source by the router, sent to the publisher as a PLI through its receiver; a
 //! new video sink triggers one. A sink's NACK is answered from the source's history (last 512
 //! packets), renumbered for that sink. RTCP rkms sends (PLI, receiver reports, TWCC feedback) goes
-//! through the crate.
+//! through the crate, and so do the sender reports rkms writes once a second for each stream it
+//! forwards (the crate's report interceptor never sees fast-path packets).
 //!
 //! **Header extensions** on forwarded packets are written per sink under the sink's negotiated
 //! ids ([`extensions`]): its `mid`, a fresh `abs-send-time`, and the source's `ssrc-audio-level`
 //! and `video-orientation` values; transport-wide-cc, rid and the rest are not carried.
 //!
 //! **Not yet:** moving a pipeline between threads to balance load; a transport-wide-cc
-//! sequence of our own on forwarded packets; sender reports for forwarded streams (A/V sync);
-//! RTX on the send side; STUN/TURN candidate gathering and ICE-TCP (host candidates with the
+//! sequence of our own on forwarded packets; sender reports that carry the publisher's own
+//! RTP/NTP mapping (ours map the last forwarded timestamp to the wall clock at forwarding time,
+//! so audio/video sync is as good as the arrival jitter); RTX on the send side; STUN/TURN candidate gathering and ICE-TCP (host candidates with the
 //! configured external addresses only); REMB/TWCC-driven bitrate.
 //!
 //! # Safety of the fast path's keys

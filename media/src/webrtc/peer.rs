@@ -16,6 +16,7 @@ use rtc::peer_connection::transport::{RTCIceCandidateInit, RTCIceServer};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -45,6 +46,10 @@ struct SendStream {
     payload_types: Vec<(CodecId, u8)>,
     extensions: SinkIds,
     roc: RolloverCounter,
+    /// For sender reports: the last timestamp sent, when, and at what clock rate; counters.
+    last_sent: Option<(u32, Instant, u32)>,
+    packets: u32,
+    octets: u32,
 }
 
 /// A stream rkms receives on this peer.
@@ -207,6 +212,9 @@ impl Peer {
             payload_types: Vec::new(),
             extensions: SinkIds::default(),
             roc: RolloverCounter::default(),
+            last_sent: None,
+            packets: 0,
+            octets: 0,
         });
         Ok(())
     }
@@ -605,6 +613,9 @@ impl Peer {
         let n = out
             .protect(buf, header_len, len, stream.ssrc, rewritten.seq, roc)
             .ok()?;
+        stream.last_sent = Some((rewritten.timestamp, now, codec.clock_rate()));
+        stream.packets = stream.packets.wrapping_add(1);
+        stream.octets = stream.octets.wrapping_add(packet.payload.len() as u32);
         let flow = &mut self.flow_out[kind_index(kind)];
         flow.last = Some(now);
         if !flow.flowing {
@@ -615,6 +626,32 @@ impl Peer {
             ));
         }
         Some(n)
+    }
+
+    /// Sends a sender report for each stream rkms forwards on this peer (the crate's report
+    /// interceptor never sees those packets). The RTP/NTP pair maps the last forwarded
+    /// timestamp to the wall clock, advanced to `now`.
+    pub(crate) fn send_reports(&mut self, now: Instant) {
+        let ntp = ntp_now();
+        for stream in self.send.iter().flatten() {
+            let Some((ts, at, clock_rate)) = stream.last_sent else {
+                continue;
+            };
+            let elapsed = now.saturating_duration_since(at).as_secs_f64();
+            let report = SenderReport {
+                ssrc: stream.ssrc,
+                ntp_time: ntp,
+                rtp_time: ts.wrapping_add((elapsed * f64::from(clock_rate)) as u32),
+                packet_count: stream.packets,
+                octet_count: stream.octets,
+                ..Default::default()
+            };
+            if let Some(mut sender) = self.pc.rtp_sender(stream.sender)
+                && let Err(e) = sender.write_rtcp(now, vec![Box::new(report)])
+            {
+                tracing::debug!("sender report not sent: {e}");
+            }
+        }
     }
 
     /// Reports flows that stopped.
@@ -656,6 +693,17 @@ fn mid_of_ssrc(sdp: &str, ssrc: u32) -> Option<String> {
         .find(|section| section.contains(&needle))?
         .lines()
         .find_map(|l| l.strip_prefix("a=mid:").map(|m| m.trim().to_owned()))
+}
+
+/// The wall clock as a 64-bit NTP timestamp.
+fn ntp_now() -> u64 {
+    const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+    let since_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since_unix.as_secs() + NTP_UNIX_OFFSET;
+    let frac = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
 }
 
 /// The codec a generated offer's track is declared with.
