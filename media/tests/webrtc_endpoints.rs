@@ -422,6 +422,12 @@ async fn bad_input_gets_typed_errors() -> TestResult {
     let mut client = Client::publisher(1)?;
     let offer = client.offer()?;
     client.accept(endpoint.process_offer(offer).await?)?;
+    assert!(matches!(
+        endpoint
+            .add_ice_candidate("candidate:garbage".into(), Some("0".into()), Some(0))
+            .await,
+        Err(WebRtcError::InvalidCandidate(_))
+    ));
     pump_until(&mut [&mut client], 10, |c| c[0].connected).await?;
     Ok(())
 }
