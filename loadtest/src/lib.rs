@@ -6,7 +6,9 @@
 //!   baseline, and the server's memory per live element.
 
 pub mod cli;
+pub mod engine;
 pub mod kurento;
+pub mod payload;
 pub mod rpc;
 pub mod stats;
 
@@ -25,6 +27,10 @@ pub enum Error {
     },
     #[error("unexpected answer to {method}: {answer}")]
     Unexpected { method: String, answer: String },
+    #[error("client peer: {0}")]
+    Peer(String),
+    #[error("the peer threads stopped")]
+    EngineStopped,
     #[error("writing {path}: {source}")]
     Io {
         path: String,
