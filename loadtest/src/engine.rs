@@ -20,7 +20,9 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
+};
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -458,9 +460,7 @@ impl Shard {
         candidate: RTCIceCandidateInit,
     ) -> Result<(), Error> {
         let peer = self.peers.get_mut(index).ok_or(Error::EngineStopped)?;
-        peer.pc
-            .add_remote_candidate(candidate)
-            .map_err(peer_err)?;
+        peer.pc.add_remote_candidate(candidate).map_err(peer_err)?;
         self.service(index);
         Ok(())
     }
@@ -489,7 +489,10 @@ impl Shard {
     /// How many receiving peers got media, and how many peers exist.
     pub fn media_progress(&self) -> (u64, u64) {
         let receivers = self.peers.iter().filter(|p| p.spec.receive);
-        let with = receivers.clone().filter(|p| p.first_media.is_some()).count();
+        let with = receivers
+            .clone()
+            .filter(|p| p.first_media.is_some())
+            .count();
         (with as u64, receivers.count() as u64)
     }
 
@@ -620,10 +623,7 @@ impl Shard {
                     continue;
                 }
                 let index = event.token().0;
-                loop {
-                    let Some(peer) = self.peers.get(index) else {
-                        break;
-                    };
+                while let Some(peer) = self.peers.get(index) {
                     match peer.socket.recv_from(&mut buf) {
                         Ok((len, from)) => self.on_datagram(index, &buf[..len], from),
                         Err(_) => break,
@@ -723,10 +723,10 @@ impl Shard {
                 }
             }
         }
-        peer.deadline =
-            peer.pc
-                .poll_timeout()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        peer.deadline = peer
+            .pc
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         self.earliest = self.earliest.min(peer.deadline);
     }
 
@@ -779,7 +779,13 @@ impl Shard {
                         let marker = i + 1 == frame_packets;
                         self.stamp_counter += 1;
                         stamp(&mut self.payload, video_len, clock_ns(), self.stamp_counter);
-                        write(&mut peer.pc, video, marker, &self.payload, &mut self.counters);
+                        write(
+                            &mut peer.pc,
+                            video,
+                            marker,
+                            &self.payload,
+                            &mut self.counters,
+                        );
                     }
                     video.ts = video.ts.wrapping_add(90_000 / profile.fps.max(1));
                     sent = true;

@@ -4,13 +4,23 @@
 //! - `rpc`: the Kurento protocol alone: requests per second and latency of
 //!   `invoke` and of `create`+`release`, with `ping` as the same-run
 //!   baseline, and the server's memory per live element.
+//! - `one2many`, `group`, `loopback`: real WebRTC peers (ICE, DTLS, SRTP; [`engine`])
+//!   set up over the Kurento protocol ([`target_kurento`]) or through Janus's VideoRoom
+//!   ([`target_janus`]), sending stamped synthetic media ([`payload`]); reports loss,
+//!   latency, jitter, setup time and the server's CPU and memory ([`scenario`]).
 
 pub mod cli;
 pub mod engine;
 pub mod kurento;
 pub mod payload;
+pub mod plot;
 pub mod rpc;
+pub mod scenario;
 pub mod stats;
+pub mod target_janus;
+pub mod target_kurento;
+pub mod usage;
+pub mod ws_rpc;
 
 /// Errors of a load run.
 #[derive(Debug, thiserror::Error)]

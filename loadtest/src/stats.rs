@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 /// Latencies in microseconds, 1 µs to 60 s at 3 significant digits.
+#[derive(Clone)]
 pub struct Latency(Histogram<u64>);
 
 impl Default for Latency {
@@ -193,7 +194,11 @@ mod tests {
         }
         assert!(steady.jitter_ms() < 0.01, "{}", steady.jitter_ms());
         // Alternating 5 ms late: |D| = 5 ms every packet, so J converges to 5 ms.
-        assert!((shaky.jitter_ms() - 5.0).abs() < 0.1, "{}", shaky.jitter_ms());
+        assert!(
+            (shaky.jitter_ms() - 5.0).abs() < 0.1,
+            "{}",
+            shaky.jitter_ms()
+        );
     }
 
     #[test]

@@ -1,0 +1,138 @@
+//! CPU and memory of the server under test and of this client.
+
+use std::sync::{Arc, Mutex};
+
+use crate::Error;
+use crate::target_kurento::KurentoTarget;
+
+/// CPU seconds (user + system) this process has used.
+pub fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given; all-zero is a valid rusage.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// CPU seconds and resident bytes of process `pid`, from /proc.
+pub fn proc_usage(pid: u32) -> Result<(f64, u64), Error> {
+    let read = |file: &str| {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::read_to_string(&path).map_err(|source| Error::Io { path, source })
+    };
+    let stat = read("stat")?;
+    Ok((
+        parse_stat_cpu(&stat, clock_ticks()),
+        parse_status_rss(&read("status")?),
+    ))
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// utime + stime (fields 14 and 15 of /proc/PID/stat) in seconds. The command name (field 2)
+/// may hold spaces and parentheses, so fields are counted from its closing parenthesis.
+fn parse_stat_cpu(stat: &str, ticks_per_s: f64) -> f64 {
+    let after = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // `after` starts at field 3 (state): utime is field 14, stime field 15.
+    (field(11) + field(12)) as f64 / ticks_per_s
+}
+
+/// VmRSS of /proc/PID/status, in bytes.
+fn parse_status_rss(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Where the server's figures come from.
+pub enum ServerMeter {
+    /// /proc of a local process (`--server-pid`).
+    Proc(u32),
+    /// The Kurento ServerManager: `getUsedMemory`, and `getUsedCpu` sampled every second by a
+    /// background task into a running total of CPU seconds.
+    Kurento {
+        target: Arc<KurentoTarget>,
+        cpu_total: Arc<Mutex<f64>>,
+    },
+    None,
+}
+
+impl ServerMeter {
+    pub async fn kurento(target: Arc<KurentoTarget>) -> Result<Self, Error> {
+        let cores = target.cpu_count().await?;
+        let cpu_total = Arc::new(Mutex::new(0.0));
+        let total = cpu_total.clone();
+        let sampler = Arc::downgrade(&target);
+        tokio::spawn(async move {
+            while let Some(t) = sampler.upgrade() {
+                match t.used_cpu_seconds(1000, cores).await {
+                    Ok(s) => *total.lock().unwrap_or_else(|e| e.into_inner()) += s,
+                    Err(_) => break,
+                }
+            }
+        });
+        Ok(Self::Kurento { target, cpu_total })
+    }
+
+    /// CPU seconds used so far (a running total: only differences mean something) and
+    /// resident bytes now; `None` where the server cannot tell.
+    pub async fn sample(&self) -> (Option<f64>, Option<u64>) {
+        match self {
+            ServerMeter::Proc(pid) => match proc_usage(*pid) {
+                Ok((cpu, rss)) => (Some(cpu), Some(rss)),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    (None, None)
+                }
+            },
+            ServerMeter::Kurento { target, cpu_total } => {
+                let cpu = *cpu_total.lock().unwrap_or_else(|e| e.into_inner());
+                (Some(cpu), target.used_memory().await.ok())
+            }
+            ServerMeter::None => (None, None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_stat_with_a_hostile_command_name() {
+        let stat = "1234 (ja nus) (x)) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 9 0 100 1000 200";
+        assert!((parse_stat_cpu(stat, 100.0) - 3.0).abs() < 1e-9);
+        assert_eq!(parse_stat_cpu("garbage", 100.0), 0.0);
+    }
+
+    #[test]
+    fn parses_vmrss() {
+        let status = "Name:\tjanus\nVmPeak:\t  9000 kB\nVmRSS:\t   2048 kB\n";
+        assert_eq!(parse_status_rss(status), 2048 * 1024);
+        assert_eq!(parse_status_rss(""), 0);
+    }
+
+    #[test]
+    fn reads_its_own_process() {
+        let (cpu, rss) = proc_usage(std::process::id()).expect("own /proc entry");
+        assert!(cpu >= 0.0);
+        assert!(rss > 0);
+        assert!(own_cpu_seconds() >= 0.0);
+    }
+}
