@@ -486,6 +486,13 @@ impl Shard {
         }
     }
 
+    /// How many sending peers are connected, and how many there are.
+    pub fn senders_connected(&self) -> (u64, u64) {
+        let senders = self.peers.iter().filter(|p| p.spec.send);
+        let connected = senders.clone().filter(|p| p.connected).count();
+        (connected as u64, senders.count() as u64)
+    }
+
     /// How many receiving peers got media, and how many peers exist.
     pub fn media_progress(&self) -> (u64, u64) {
         let receivers = self.peers.iter().filter(|p| p.spec.receive);

@@ -360,6 +360,18 @@ async fn set_up(
         }
         pb.inc(1);
     }
+    // Subscribing needs a live publisher (Janus refuses a feed that is not publishing yet).
+    let deadline = Instant::now() + Duration::from_secs_f64(args.setup_timeout);
+    loop {
+        let senders = engine.each(|s| s.senders_connected()).await?;
+        let (up, all) = senders
+            .iter()
+            .fold((0, 0), |(u, a), (su, sa)| (u + su, a + sa));
+        if up >= all || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     if !matches!(plan, Plan::Loopback { .. }) {
         let per_source = match plan {
             Plan::One2many { subscribers, .. } => subscribers,

@@ -190,7 +190,8 @@ impl JanusTarget {
         let (_, jsep) = self
             .message(
                 handle,
-                json!({"request": "join", "ptype": "subscriber", "room": self.room, "feed": feed}),
+                json!({"request": "join", "ptype": "subscriber", "room": self.room,
+                    "streams": [{"feed": feed}]}),
                 None,
             )
             .await?;
