@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 
+use crate::floor::FloorArgs;
 use crate::rpc::RpcArgs;
 use crate::scenario::{MediaArgs, Plan};
 
@@ -33,6 +34,8 @@ pub enum Scenario {
         #[command(flatten)]
         media: MediaArgs,
     },
+    /// The floor of forwarding: one SRTP protect plus one UDP send, CPU per packet.
+    Floor(FloorArgs),
     /// Peers whose own media the server sends back.
     Loopback {
         #[arg(long, default_value_t = 10)]
@@ -46,6 +49,7 @@ pub enum Scenario {
 pub async fn run(args: LoadtestArgs) -> Result<(), crate::Error> {
     match args.scenario {
         Scenario::Rpc(a) => crate::rpc::run(a).await,
+        Scenario::Floor(a) => crate::floor::run(a).await,
         Scenario::One2many {
             publishers,
             subscribers,

@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod floor;
 pub mod kurento;
 pub mod payload;
 pub mod plot;
