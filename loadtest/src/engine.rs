@@ -162,6 +162,8 @@ pub struct Shard {
     id: usize,
     poll: Poll,
     peers: Vec<Peer>,
+    /// Indices of the peers that send media, so pacing does not scan every subscriber.
+    senders: Vec<usize>,
     profile: MediaProfile,
     local_ip: IpAddr,
     sample_every: u64,
@@ -214,6 +216,7 @@ impl Engine {
                 id,
                 poll,
                 peers: Vec::new(),
+                senders: Vec::new(),
                 profile: config.profile,
                 local_ip: config.local_ip,
                 sample_every: config.sample_every.max(1),
@@ -469,7 +472,8 @@ impl Shard {
     pub fn set_sending(&mut self, on: bool) {
         self.sending = on;
         let now = Instant::now();
-        for p in &mut self.peers {
+        for &i in &self.senders {
+            let p = &mut self.peers[i];
             for t in [&mut p.video, &mut p.audio].into_iter().flatten() {
                 t.next = now;
             }
@@ -562,6 +566,9 @@ impl Shard {
         pc.add_local_candidate(init).map_err(peer_err)?;
         pc.add_local_candidate(RTCIceCandidateInit::default())
             .map_err(peer_err)?;
+        if spec.send {
+            self.senders.push(index);
+        }
         self.peers.push(Peer {
             pc,
             socket,
@@ -754,8 +761,9 @@ impl Shard {
         if !self.sending {
             return far;
         }
-        self.peers
+        self.senders
             .iter()
+            .map(|&i| &self.peers[i])
             .flat_map(|p| [&p.video, &p.audio])
             .flatten()
             .map(|t| t.next)
@@ -768,7 +776,8 @@ impl Shard {
         let frame_packets = profile.frame_packets();
         let video_len = profile.frame_bytes() / frame_packets;
         let frame_interval = Duration::from_secs(1) / profile.fps.max(1);
-        for index in 0..self.peers.len() {
+        for s in 0..self.senders.len() {
+            let index = self.senders[s];
             let peer = &mut self.peers[index];
             if !peer.connected {
                 continue;
