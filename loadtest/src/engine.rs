@@ -126,6 +126,9 @@ pub struct ShardReport {
     pub streams: u64,
     pub receivers: u64,
     pub receivers_with_media: u64,
+    /// Fewest and most packets one receiver got in the window.
+    pub receiver_packets_min: Option<u64>,
+    pub receiver_packets_max: u64,
     /// Receivers that got no media at all, and peers whose connection failed.
     pub failed_peers: u64,
     pub connected: u64,
@@ -521,6 +524,9 @@ impl Shard {
             if p.spec.receive {
                 r.receivers += 1;
                 r.receivers_with_media += u64::from(p.first_media.is_some());
+                let got: u64 = p.streams.iter().map(StreamStats::received).sum();
+                r.receiver_packets_min = Some(r.receiver_packets_min.map_or(got, |m| m.min(got)));
+                r.receiver_packets_max = r.receiver_packets_max.max(got);
             }
             for s in &p.streams {
                 r.expected += s.expected();

@@ -156,6 +156,9 @@ pub struct MediaReport {
     pub subscribers_with_media: u64,
     pub packets_sent: u64,
     pub packets_received: u64,
+    /// Fewest and most packets a single subscriber received in the window.
+    pub subscriber_packets_min: u64,
+    pub subscriber_packets_max: u64,
     pub bytes_received: u64,
     pub packets_expected: u64,
     pub packets_lost: u64,
@@ -562,6 +565,10 @@ fn build_report(args: &MediaArgs, plan: Plan, sample_every: u64, f: Figures) -> 
         total.jitter_ms_sum += r.jitter_ms_sum;
         total.streams += r.streams;
         total.failed_peers += r.failed_peers;
+        if let Some(m) = r.receiver_packets_min {
+            total.receiver_packets_min = Some(total.receiver_packets_min.map_or(m, |t| t.min(m)));
+        }
+        total.receiver_packets_max = total.receiver_packets_max.max(r.receiver_packets_max);
     }
     let mut latency = Latency::default();
     f.latencies.iter().for_each(|l| latency.merge(l));
@@ -593,6 +600,8 @@ fn build_report(args: &MediaArgs, plan: Plan, sample_every: u64, f: Figures) -> 
         subscribers_with_media: f.with_media,
         packets_sent: total.counters.packets_sent,
         packets_received: received,
+        subscriber_packets_min: total.receiver_packets_min.unwrap_or(0),
+        subscriber_packets_max: total.receiver_packets_max,
         bytes_received: total.counters.bytes_received,
         packets_expected: total.expected,
         packets_lost: total.lost,
@@ -634,10 +643,12 @@ fn print_report(r: &MediaReport) {
         (
             "packets",
             format!(
-                "{} sent, {} received ({:.0}/s), {} verified (1 in {})",
+                "{} sent, {} received ({:.0}/s; {}-{} per subscriber), {} verified (1 in {})",
                 r.packets_sent,
                 r.packets_received,
                 r.packets_received as f64 / r.duration_s.max(1e-3),
+                r.subscriber_packets_min,
+                r.subscriber_packets_max,
                 r.packets_verified,
                 r.sample_every
             ),
