@@ -45,7 +45,8 @@ trap cleanup EXIT
 start_rkms() {
     local conf="$OUT/kurento.conf.json"
     echo '{"rkms": {"turn": {"listening_port": 0}}}' > "$conf"
-    "$RKMS_BIN" --bind 127.0.0.1 --port 0 --config "$conf" > "$OUT/rkms-$1.log" 2>&1 &
+    KMS_NETWORK_INTERFACES=lo "$RKMS_BIN" --bind 127.0.0.1 --port 0 --config "$conf" \
+        > "$OUT/rkms-$1.log" 2>&1 &
     RKMS_PID=$!
     for _ in $(seq 1 100); do
         RKMS_URL="$(grep -o 'listening on ws://[^ ]*' "$OUT/rkms-$1.log" | head -1 | cut -d' ' -f3)"

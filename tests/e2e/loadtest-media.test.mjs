@@ -27,7 +27,8 @@ for (const [scenario, args, subscribers] of [
   ['group', ['--participants', '3'], 6],
 ]) {
   test(`loadtest ${scenario} against rkms: media reaches every subscriber`, { skip }, async () => {
-    const server = await startRkms();
+    // Loopback candidates only: the client peers live on 127.0.0.1.
+    const server = await startRkms({ env: { KMS_NETWORK_INTERFACES: 'lo' } });
     try {
       const { report, svg } = await runLoadtest(RKMS_BIN, ['loadtest', scenario, ...args,
         '--url', server.url, '--duration', '2', '--warmup', '0.5', '--setup-timeout', '20',
