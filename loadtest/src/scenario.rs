@@ -214,7 +214,7 @@ pub async fn run(args: MediaArgs, plan: Plan) -> Result<(), Error> {
             let k = KurentoTarget::connect(&args.url).await?;
             let meter = match args.server_pid {
                 Some(pid) => ServerMeter::Proc(pid),
-                None => ServerMeter::kurento(k.clone()).await?,
+                None => ServerMeter::kurento(&args.url, k.clone()).await?,
             };
             (Server::Kurento(k), meter)
         }

@@ -65,7 +65,9 @@ pub enum ServerMeter {
     /// /proc of a local process (`--server-pid`).
     Proc(u32),
     /// The Kurento ServerManager: `getUsedMemory`, and `getUsedCpu` sampled every second by a
-    /// background task into a running total of CPU seconds.
+    /// background task into a running total of CPU seconds. The sampler has a connection of its
+    /// own: a server may answer one connection's requests in order, and a `getUsedCpu` that
+    /// holds the connection for a second must not delay the sessions' signalling.
     Kurento {
         target: Arc<KurentoTarget>,
         cpu_total: Arc<Mutex<f64>>,
@@ -74,18 +76,21 @@ pub enum ServerMeter {
 }
 
 impl ServerMeter {
-    pub async fn kurento(target: Arc<KurentoTarget>) -> Result<Self, Error> {
-        let cores = target.cpu_count().await?;
+    pub async fn kurento(url: &str, target: Arc<KurentoTarget>) -> Result<Self, Error> {
+        let sampler = KurentoTarget::connect(url).await?;
+        let cores = sampler.cpu_count().await?;
         let cpu_total = Arc::new(Mutex::new(0.0));
         let total = cpu_total.clone();
-        let sampler = Arc::downgrade(&target);
+        let running = Arc::downgrade(&target);
         tokio::spawn(async move {
-            while let Some(t) = sampler.upgrade() {
-                match t.used_cpu_seconds(1000, cores).await {
+            // Runs as long as the scenario holds its own connection.
+            while running.strong_count() > 0 {
+                match sampler.used_cpu_seconds(1000, cores).await {
                     Ok(s) => *total.lock().unwrap_or_else(|e| e.into_inner()) += s,
                     Err(_) => break,
                 }
             }
+            sampler.close().await;
         });
         Ok(Self::Kurento { target, cpu_total })
     }
