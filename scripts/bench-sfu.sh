@@ -8,6 +8,7 @@
 #   scripts/bench-sfu.sh                      # N = 50 200 500, 10 s windows
 #   SUBSCRIBERS="50 200" DURATION=5 scripts/bench-sfu.sh
 #   RKMS_BIN=target/release/rkms SERVERS=janus scripts/bench-sfu.sh
+#   RKMS_SERVER_BIN=/path/to/other/rkms scripts/bench-sfu.sh   # measure another rkms build
 #
 # Needs root (Janus runs in a network namespace: it offers no loopback candidates) and
 # Debian's `janus`. Results (JSON, SVG plots, logs) go to $OUT (default: a temporary folder).
@@ -27,6 +28,7 @@ if [ -z "${RKMS_BIN:-}" ]; then
     RKMS_BIN="${CARGO_TARGET_DIR:-target}/release/rkms"
 fi
 RKMS_BIN="$(realpath "$RKMS_BIN")"
+RKMS_SERVER_BIN="$(realpath "${RKMS_SERVER_BIN:-$RKMS_BIN}")"
 source scripts/janus-netns.sh
 
 LOAD=(--publishers 1 --video-bitrate 1500000 --audio-bitrate 64000 --fps 30 --packet-size 1100
@@ -37,7 +39,7 @@ echo "== floor: SRTP protect + UDP send" >&2
 
 RKMS_PID=""
 cleanup() {
-    [ -n "$RKMS_PID" ] && kill "$RKMS_PID" 2>/dev/null && wait "$RKMS_PID" 2>/dev/null
+    if [ -n "$RKMS_PID" ]; then kill "$RKMS_PID" 2>/dev/null; wait "$RKMS_PID" 2>/dev/null || true; fi
     janus_netns_down
 }
 trap cleanup EXIT
@@ -45,11 +47,12 @@ trap cleanup EXIT
 start_rkms() {
     local conf="$OUT/kurento.conf.json"
     echo '{"rkms": {"turn": {"listening_port": 0}}}' > "$conf"
-    KMS_NETWORK_INTERFACES=lo "$RKMS_BIN" --bind 127.0.0.1 --port 0 --config "$conf" \
+    KMS_NETWORK_INTERFACES=lo "$RKMS_SERVER_BIN" --bind 127.0.0.1 --port 0 --config "$conf" \
         > "$OUT/rkms-$1.log" 2>&1 &
     RKMS_PID=$!
     for _ in $(seq 1 100); do
-        RKMS_URL="$(grep -o 'listening on ws://[^ ]*' "$OUT/rkms-$1.log" | head -1 | cut -d' ' -f3)"
+        RKMS_URL="$( (grep -o 'listening on ws://[^ ]*' "$OUT/rkms-$1.log" 2>/dev/null || true) \
+            | head -1 | cut -d' ' -f3)"
         [ -n "$RKMS_URL" ] && return 0
         sleep 0.1
     done

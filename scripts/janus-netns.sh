@@ -90,11 +90,11 @@ CFG
 
 janus_netns_down() {
     if [ -n "${JANUS_PID:-}" ]; then
-        kill "$JANUS_PID" 2>/dev/null
-        wait "$JANUS_PID" 2>/dev/null
+        kill "$JANUS_PID" 2>/dev/null || true
+        wait "$JANUS_PID" 2>/dev/null || true
         JANUS_PID=""
     fi
-    ip netns del "$JANUS_NS" 2>/dev/null
-    ip link del "${JANUS_VETH:-none}" 2>/dev/null
-    true
+    # Deleting the namespace usually takes the veth pair with it; callers may run `set -e`.
+    ip netns del "$JANUS_NS" 2>/dev/null || true
+    ip link del "${JANUS_VETH:-none}" 2>/dev/null || true
 }
