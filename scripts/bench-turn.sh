@@ -66,7 +66,12 @@ run_one() { # name, command...
     local t1; t1=$(date +%s.%N)
     local cpu1; cpu1=$(cpu_seconds "$pid")
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    local totals; totals=$(grep 'start_mclient: tot_send_msgs=' <<<"$out" | tail -1)
+    local totals; totals=$(grep 'start_mclient: tot_send_msgs=' <<<"$out" | tail -1 || true)
+    if [ -z "$totals" ]; then
+        echo "$name: uclient reported no totals; its last lines:" >&2
+        tail -5 <<<"$out" >&2
+        return 0
+    fi
     local sent recv
     sent=$(sed -E 's/.*tot_send_msgs=([0-9]+).*/\1/' <<<"$totals")
     recv=$(sed -E 's/.*tot_recv_msgs=([0-9]+).*/\1/' <<<"$totals")
