@@ -16,7 +16,7 @@ use crate::engine::{Engine, EngineConfig, MediaProfile, PeerSpec, ShardReport};
 use crate::stats::{Latency, Percentiles, loss_ratio};
 use crate::target_janus::JanusTarget;
 use crate::target_kurento::KurentoTarget;
-use crate::usage::{ServerMeter, own_cpu_seconds};
+use crate::usage::{ServerMeter, own_cpu_seconds, udp_buffer_drops};
 
 /// Which server the scenario drives.
 #[derive(Debug, Clone, Copy, ValueEnum, Serialize, PartialEq, Eq)]
@@ -174,6 +174,10 @@ pub struct MediaReport {
     pub server_rss_per_subscriber_bytes: Option<f64>,
     pub server_cpu_us_per_forwarded_packet: Option<f64>,
     pub client_cpu_s: f64,
+    /// Datagrams the kernel dropped on this machine during the window for lack of receive /
+    /// send buffer space (any process): loss that a starved process, not the network, caused.
+    pub udp_receive_buffer_drops: Option<u64>,
+    pub udp_send_buffer_drops: Option<u64>,
     pub timeline: Vec<TimelinePoint>,
 }
 
@@ -467,6 +471,7 @@ async fn wait_for_media(
 /// What the steady window measured.
 struct Window {
     seconds: f64,
+    udp_drops: Option<(u64, u64)>,
     server_cpu_s: Option<f64>,
     server_rss: Option<u64>,
     client_cpu_s: f64,
@@ -481,6 +486,7 @@ async fn measure(
     let start = Instant::now();
     let (server_cpu0, _) = meter.sample().await;
     let client_cpu0 = own_cpu_seconds();
+    let drops0 = udp_buffer_drops();
     let pb = bar(args.duration.ceil() as u64, "measuring");
     let mut timeline = Vec::new();
     let (mut last_t, mut last_server, mut last_client, mut last_packets) =
@@ -532,6 +538,9 @@ async fn measure(
         timeline,
         Window {
             seconds: start.elapsed().as_secs_f64(),
+            udp_drops: udp_buffer_drops()
+                .zip(drops0)
+                .map(|((r1, s1), (r0, s0))| (r1.saturating_sub(r0), s1.saturating_sub(s0))),
             server_cpu_s: server_cpu1.zip(server_cpu0).map(|(a, b)| a - b),
             server_rss: peak_rss.max(rss),
             client_cpu_s: own_cpu_seconds() - client_cpu0,
@@ -621,6 +630,8 @@ fn build_report(args: &MediaArgs, plan: Plan, sample_every: u64, f: Figures) -> 
             .filter(|_| received > 0)
             .map(|s| s * 1e6 / received as f64),
         client_cpu_s: f.window.client_cpu_s,
+        udp_receive_buffer_drops: f.window.udp_drops.map(|d| d.0),
+        udp_send_buffer_drops: f.window.udp_drops.map(|d| d.1),
         timeline: f.timeline,
     }
 }
@@ -690,6 +701,16 @@ fn print_report(r: &MediaReport) {
                     r.server_rss_per_subscriber_bytes.map(|b| b / 1024.0),
                     " KiB"
                 )
+            ),
+        ),
+        (
+            "UDP drops",
+            format!(
+                "{} receive-buffer, {} send-buffer (kernel, whole machine, in the window)",
+                r.udp_receive_buffer_drops
+                    .map_or("n/a".into(), |d| d.to_string()),
+                r.udp_send_buffer_drops
+                    .map_or("n/a".into(), |d| d.to_string())
             ),
         ),
         (

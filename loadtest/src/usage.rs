@@ -60,6 +60,24 @@ fn parse_status_rss(status: &str) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
+/// UDP datagrams the kernel dropped for lack of receive / send buffer space, machine-wide (in
+/// this network namespace), from /proc/net/snmp. A rise during the window says that a process
+/// on this machine, client or server, did not keep up: loss that is not the server's doing.
+pub fn udp_buffer_drops() -> Option<(u64, u64)> {
+    parse_snmp_udp(&std::fs::read_to_string("/proc/net/snmp").ok()?)
+}
+
+fn parse_snmp_udp(snmp: &str) -> Option<(u64, u64)> {
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = udp.next()?.split_whitespace().collect();
+    let values: Vec<&str> = udp.next()?.split_whitespace().collect();
+    let get = |name: &str| {
+        let i = names.iter().position(|n| *n == name)?;
+        values.get(i)?.parse::<u64>().ok()
+    };
+    Some((get("RcvbufErrors")?, get("SndbufErrors")?))
+}
+
 /// Where the server's figures come from.
 pub enum ServerMeter {
     /// /proc of a local process (`--server-pid`).
@@ -124,6 +142,13 @@ mod tests {
         let stat = "1234 (ja nus) (x)) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 9 0 100 1000 200";
         assert!((parse_stat_cpu(stat, 100.0) - 3.0).abs() < 1e-9);
         assert_eq!(parse_stat_cpu("garbage", 100.0), 0.0);
+    }
+
+    #[test]
+    fn parses_udp_buffer_drops() {
+        let snmp = "Ip: Forwarding\nIp: 1\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 10 0 3 20 3 7\nUdpLite: InDatagrams\nUdpLite: 0\n";
+        assert_eq!(parse_snmp_udp(snmp), Some((3, 7)));
+        assert_eq!(parse_snmp_udp("Udp: RcvbufErrors\n"), None);
     }
 
     #[test]
