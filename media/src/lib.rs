@@ -6,6 +6,7 @@
 //!   layer and the routing core.
 
 pub mod graph;
+pub mod hub;
 pub mod pipeline;
 pub mod routing;
 pub mod webrtc;

@@ -11,12 +11,15 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use crate::graph::{ConnectOutcome, Connection, ElementId, Graph, MediaKind, PadFilter};
+use crate::hub::HubRouting;
 
 /// Errors of pipeline operations.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PipelineError {
     #[error("element {0:?} is not in this pipeline")]
     UnknownElement(ElementId),
+    #[error("element {0:?} is not a port of this hub")]
+    NotAPort(ElementId),
 }
 
 #[derive(Debug)]
@@ -37,6 +40,9 @@ struct State {
     graph: Graph,
     /// The routes last handed to the media path (see [`Pipeline::sync_routes`]).
     routes: BTreeSet<Route>,
+    hubs: BTreeMap<ElementId, HubRouting>,
+    /// Each hub port's hub.
+    port_hub: BTreeMap<ElementId, ElementId>,
 }
 
 /// Media of `kind` from the element that produces it to one that consumes
@@ -58,7 +64,7 @@ pub struct RouteChanges {
 /// Elements that hand on what they receive untouched: the media path skips
 /// them and links their source to their sinks directly.
 fn is_transparent(type_name: &str) -> bool {
-    type_name == "PassThrough"
+    matches!(type_name, "PassThrough" | "HubPort")
 }
 
 static NEXT_PIPELINE_ID: AtomicU64 = AtomicU64::new(1);
@@ -107,7 +113,53 @@ impl Pipeline {
     pub fn remove_element(&self, id: ElementId) -> Vec<Connection> {
         let mut state = self.state.lock();
         state.elements.remove(&id);
+        state.hubs.remove(&id);
+        state.port_hub.retain(|_, hub| *hub != id);
+        if let Some(hub) = state.port_hub.remove(&id)
+            && let Some(routing) = state.hubs.get_mut(&hub)
+        {
+            routing.remove_port(id);
+        }
         state.graph.remove_element(id)
+    }
+
+    /// Makes an element a hub routing its ports by `routing`.
+    pub fn add_hub(&self, hub: ElementId, routing: HubRouting) -> Result<(), PipelineError> {
+        let mut state = self.state.lock();
+        state.check(hub)?;
+        state.hubs.insert(hub, routing);
+        Ok(())
+    }
+
+    /// Makes `port` one of `hub`'s ports.
+    pub fn attach_port(&self, hub: ElementId, port: ElementId) -> Result<(), PipelineError> {
+        let mut state = self.state.lock();
+        state.check(port)?;
+        if !state.hubs.contains_key(&hub) {
+            return Err(PipelineError::UnknownElement(hub));
+        }
+        state.port_hub.insert(port, hub);
+        Ok(())
+    }
+
+    /// Changes a hub's routing with `change`; both ports it names must be
+    /// the hub's.
+    pub fn route_hub(
+        &self,
+        hub: ElementId,
+        ports: &[ElementId],
+        change: impl FnOnce(&mut HubRouting),
+    ) -> Result<(), PipelineError> {
+        let mut state = self.state.lock();
+        if let Some(&bad) = ports.iter().find(|p| state.port_hub.get(p) != Some(&hub)) {
+            return Err(PipelineError::NotAPort(bad));
+        }
+        let routing = state
+            .hubs
+            .get_mut(&hub)
+            .ok_or(PipelineError::UnknownElement(hub))?;
+        change(routing);
+        Ok(())
     }
 
     /// The outside name of an element, if it is still in the pipeline.
@@ -211,31 +263,30 @@ impl State {
             .is_some_and(|e| is_transparent(&e.type_name))
     }
 
-    /// Every route from a producing element to a consuming one. A sink pad
-    /// has one source, so walking up from a consumer through transparent
-    /// elements is a chain; `seen` stops a loop of transparent elements.
+    /// Every route from a producing element to a consuming one. Walking up
+    /// from a consumer: a PassThrough hands on what feeds it; a hub port
+    /// outputs what the hub picks (another port's input). A sink pad has
+    /// one source, so the walk is a chain; `seen` stops loops.
     fn resolve_routes(&self) -> BTreeSet<Route> {
         let mut routes = BTreeSet::new();
         for c in self.graph.connections() {
             if self.transparent(c.sink) {
                 continue;
             }
-            let mut source = c.source;
+            let mut source = Some(c.source);
             let mut seen = BTreeSet::new();
-            while self.transparent(source) && seen.insert(source) {
-                let upstream = self.graph.sources_of(
-                    source,
-                    PadFilter {
-                        kind: Some(c.kind),
-                        description: None,
-                    },
-                );
-                match upstream.first() {
-                    Some(up) => source = up.source,
-                    None => break,
+            while let Some(e) = source.filter(|e| self.transparent(*e)) {
+                if !seen.insert(e) {
+                    source = None;
+                    break;
                 }
+                let input_of = match self.port_hub.get(&e) {
+                    Some(hub) => self.hubs.get(hub).and_then(|r| r.source_for(e)),
+                    None => Some(e),
+                };
+                source = input_of.and_then(|i| self.feeder(i, c.kind));
             }
-            if !self.transparent(source) {
+            if let Some(source) = source {
                 routes.insert(Route {
                     source,
                     sink: c.sink,
@@ -244,6 +295,18 @@ impl State {
             }
         }
         routes
+    }
+
+    /// The element feeding `element`'s `kind` sink pad.
+    fn feeder(&self, element: ElementId, kind: MediaKind) -> Option<ElementId> {
+        let filter = PadFilter {
+            kind: Some(kind),
+            description: None,
+        };
+        self.graph
+            .sources_of(element, filter)
+            .first()
+            .map(|c| c.source)
     }
 
     fn check(&self, id: ElementId) -> Result<(), PipelineError> {
@@ -263,6 +326,7 @@ fn escape(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::graph::DEFAULT_DESCRIPTION as D;
+    use crate::hub::HubRouting;
 
     #[test]
     fn dot_shows_elements_and_connections() {
@@ -320,6 +384,53 @@ mod tests {
         p.connect(t2, t1, &MediaKind::ALL, D, D).unwrap();
         p.connect(t1, b, &MediaKind::ALL, D, D).unwrap();
         assert_eq!(p.sync_routes(), RouteChanges::default());
+    }
+
+    #[test]
+    fn hubs_route_between_their_ports() {
+        let p = Pipeline::new();
+        let [a, b, viewer] = ["a", "b", "viewer"].map(|l| p.add_element("WebRtcEndpoint", l));
+        let hub = p.add_element("DispatcherOneToMany", "hub");
+        p.add_hub(hub, HubRouting::OneToMany(None)).unwrap();
+        let [pa, pb, pv] = ["pa", "pb", "pv"].map(|l| {
+            let port = p.add_element("HubPort", l);
+            p.attach_port(hub, port).unwrap();
+            port
+        });
+        let video = [MediaKind::Video];
+        p.connect(a, pa, &video, D, D).unwrap();
+        p.connect(b, pb, &video, D, D).unwrap();
+        p.connect(pv, viewer, &video, D, D).unwrap();
+        assert!(p.sync_routes().added.is_empty(), "no source yet");
+
+        p.route_hub(hub, &[pa], |r| *r = HubRouting::OneToMany(Some(pa)))
+            .unwrap();
+        assert_eq!(
+            p.sync_routes().added,
+            [Route {
+                source: a,
+                sink: viewer,
+                kind: MediaKind::Video
+            }]
+        );
+        p.route_hub(hub, &[pb], |r| *r = HubRouting::OneToMany(Some(pb)))
+            .unwrap();
+        let switched = p.sync_routes();
+        assert_eq!(
+            switched.added,
+            [Route {
+                source: b,
+                sink: viewer,
+                kind: MediaKind::Video
+            }]
+        );
+        assert_eq!(switched.removed.len(), 1);
+        assert_eq!(
+            p.route_hub(hub, &[viewer], |_| {}),
+            Err(PipelineError::NotAPort(viewer))
+        );
+        p.remove_element(pb);
+        assert_eq!(p.sync_routes().removed.len(), 1, "the source port left");
     }
 
     #[test]

@@ -47,12 +47,13 @@ enum Command {
     /// Runs only the STUN/TURN relay, with coturn's flag names.
     Turn(Box<rkms_turn::cli::TurnArgs>),
     /// Measures a running rkms (see `rkms loadtest --help`).
-    Loadtest(rkms_loadtest::cli::LoadtestArgs),
+    Loadtest(Box<rkms_loadtest::cli::LoadtestArgs>),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(EnvFilter::try_new(&cli.log).context("invalid log filter")?)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -64,7 +65,7 @@ fn main() -> Result<()> {
         match cli.command {
             Some(Command::Turn(args)) => rkms_turn::cli::run(*args).await.map_err(Into::into),
             Some(Command::Loadtest(args)) => {
-                rkms_loadtest::cli::run(args).await.map_err(Into::into)
+                rkms_loadtest::cli::run(*args).await.map_err(Into::into)
             }
             None => serve(cli.bind, cli.port, cli.config, cli.modules_config_path).await,
         }

@@ -7,18 +7,26 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use rkms_media::hub::HubRouting;
+
 use crate::backend::WebRtcOptions;
 use crate::engine::{Engine, Fields};
 use crate::error::{ErrorCode, RpcError, RpcResult};
 use crate::model::NAMESPACE;
 use crate::registry::{Kind, MediaObject, SERVER_MANAGER_ID, new_element_id, new_pipeline_id};
 use crate::session::Session;
-use crate::values::check_params;
+use crate::values::{check_params, object_refs_as_ids};
 
 /// Types whose media rkms builds without a backend; `create` refuses the
 /// others with NOT_IMPLEMENTED rather than hand out an object that would do
 /// nothing.
-const BUILT_IN_TYPES: &[&str] = &["MediaPipeline", "PassThrough"];
+const BUILT_IN_TYPES: &[&str] = &[
+    "MediaPipeline",
+    "PassThrough",
+    "Dispatcher",
+    "DispatcherOneToMany",
+    "HubPort",
+];
 
 type DispatchFuture<'a> = Pin<Box<dyn Future<Output = RpcResult<Fields>> + Send + 'a>>;
 
@@ -114,6 +122,7 @@ impl Engine {
             .as_ref()
             .map(|c| c.params.as_slice())
             .unwrap_or_default();
+        let ctor_params = &object_refs_as_ids(self.model, declared, ctor_params);
         check_params(self.model, &self.registry, declared, ctor_params)?;
 
         let object = if class.name == "MediaPipeline" {
@@ -127,17 +136,52 @@ impl Engine {
                 },
             )
         } else {
-            // Checked above: the constructor names a live pipeline.
-            let pipeline_id = ctor_params
-                .get("mediaPipeline")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let pipeline = self.object(pipeline_id)?;
-            let Kind::Pipeline { media } = &pipeline.kind else {
-                return Err(RpcError::illegal_param("mediaPipeline", "not a pipeline"));
+            // Checked above: the constructor names a live pipeline, or for a
+            // HubPort a live hub (whose pipeline the port joins).
+            let hub = match ctor_params.get("hub").and_then(Value::as_str) {
+                Some(hub) => Some(self.object(hub)?),
+                None => None,
             };
-            let id: Arc<str> = new_element_id(pipeline_id, &class.name).into();
+            let (pipeline_id, media, parent) = match &hub {
+                Some(hub) => match &hub.kind {
+                    Kind::Element {
+                        pipeline_id, media, ..
+                    } => (pipeline_id.clone(), media.clone(), hub.id.clone()),
+                    _ => return Err(RpcError::illegal_param("hub", "not a hub")),
+                },
+                None => {
+                    let pipeline_id = ctor_params
+                        .get("mediaPipeline")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let pipeline = self.object(pipeline_id)?;
+                    let Kind::Pipeline { media } = &pipeline.kind else {
+                        return Err(RpcError::illegal_param("mediaPipeline", "not a pipeline"));
+                    };
+                    (pipeline.id.clone(), media.clone(), pipeline.id.clone())
+                }
+            };
+            let media = &media;
+            let id: Arc<str> = new_element_id(&pipeline_id, &class.name).into();
             let element = media.add_element(&class.name, &id);
+            let hub_set_up = match (class.name.as_str(), &hub) {
+                ("Dispatcher", _) => {
+                    media.add_hub(element, HubRouting::Dispatcher(Default::default()))
+                }
+                ("DispatcherOneToMany", _) => media.add_hub(element, HubRouting::OneToMany(None)),
+                (_, Some(hub)) => match &hub.kind {
+                    Kind::Element {
+                        element: hub_element,
+                        ..
+                    } => media.attach_port(*hub_element, element),
+                    _ => Ok(()),
+                },
+                _ => Ok(()),
+            };
+            if let Err(e) = hub_set_up {
+                media.remove_element(element);
+                return Err(RpcError::illegal_param("hub", e));
+            }
             let webrtc = match webrtc_backend {
                 None => None,
                 Some(backend) => {
@@ -172,9 +216,9 @@ impl Engine {
             MediaObject::new(
                 id,
                 class,
-                Some(pipeline.id.clone()),
+                Some(parent),
                 Kind::Element {
-                    pipeline_id: pipeline.id.clone(),
+                    pipeline_id,
                     media: media.clone(),
                     element,
                     webrtc,

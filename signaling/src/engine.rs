@@ -187,7 +187,8 @@ impl Connection {
                 Value::Object(value)
             });
         if let Err(e) = &result {
-            tracing::debug!(method = %request.method, error = %e, "request failed");
+            let params = serde_json::Value::Object(request.params.clone());
+            tracing::debug!(method = %request.method, %params, error = %e, "request failed");
         }
         match (session, cache_key, request.id) {
             (Some(s), Some(key), Some(id)) => {

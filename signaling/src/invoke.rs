@@ -5,6 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use rkms_media::graph::{DEFAULT_DESCRIPTION, PadFilter};
+use rkms_media::hub::HubRouting;
 use rkms_media::{Connection, ElementId, MediaKind, Pipeline};
 
 use crate::dispatch::{str_param, value};
@@ -12,7 +13,7 @@ use crate::engine::{Engine, Fields};
 use crate::error::{ErrorCode, RpcError, RpcResult};
 use crate::model::{Operation, ParamDef, PropertyDef};
 use crate::registry::{Kind, MediaObject};
-use crate::values::{check_params, complex, default_value, tag};
+use crate::values::{check_params, complex, default_value, object_refs_as_ids, tag};
 use crate::webrtc_endpoint::is_flowing;
 
 impl Engine {
@@ -40,6 +41,7 @@ impl Engine {
             })?;
         match op {
             Operation::Method(m) => {
+                let args = &object_refs_as_ids(self.model, &m.params, args);
                 check_params(self.model, &self.registry, &m.params, args)?;
                 self.call_method(&object, operation, args).await
             }
@@ -65,6 +67,12 @@ impl Engine {
             && let Some(result) = self.webrtc_method(endpoint, operation, args).await
         {
             return result;
+        }
+        if self.model.is_a(object.class, "Hub")
+            && let Kind::Element { media, element, .. } = &object.kind
+            && matches!(operation, "connect" | "setSource" | "removeSource")
+        {
+            return self.hub_method(media, *element, operation, args);
         }
         let arg = |name: &str| args.get(name).and_then(Value::as_str);
         match (&object.kind, operation) {
@@ -208,6 +216,50 @@ impl Engine {
         Ok(Fields::new())
     }
 
+    /// Dispatcher.connect, DispatcherOneToMany.setSource/removeSource.
+    fn hub_method(
+        &self,
+        media: &Pipeline,
+        hub: ElementId,
+        operation: &str,
+        args: &Map<String, Value>,
+    ) -> RpcResult<Fields> {
+        // The model check guarantees the named ports are live HubPorts.
+        let port = |name: &str| -> RpcResult<ElementId> {
+            let object = self.object(args.get(name).and_then(Value::as_str).unwrap_or_default())?;
+            match &object.kind {
+                Kind::Element { element, .. } => Ok(*element),
+                _ => Err(RpcError::illegal_param(name, "not a HubPort")),
+            }
+        };
+        let not_ours = |e| RpcError::illegal_param("source", format!("{e}"));
+        match operation {
+            "connect" => {
+                let (source, sink) = (port("source")?, port("sink")?);
+                media
+                    .route_hub(hub, &[source, sink], |r| {
+                        if let HubRouting::Dispatcher(links) = r {
+                            links.insert(sink, source);
+                        }
+                    })
+                    .map_err(not_ours)?;
+            }
+            "setSource" => {
+                let source = port("source")?;
+                media
+                    .route_hub(hub, &[source], |r| *r = HubRouting::OneToMany(Some(source)))
+                    .map_err(not_ours)?;
+            }
+            _ => {
+                media
+                    .route_hub(hub, &[], |r| *r = HubRouting::OneToMany(None))
+                    .map_err(not_ours)?;
+            }
+        }
+        self.sync_routes(media);
+        Ok(Fields::new())
+    }
+
     /// A connection was made (or removed): its source element raises
     /// `ElementConnected` (or `ElementDisconnected`). `gone` names an element already removed from
     /// `media`, whose label can no longer be looked up there.
@@ -235,6 +287,7 @@ impl Engine {
     /// Makes the media path follow the pipeline's graph.
     pub(crate) fn sync_routes(&self, media: &Pipeline) {
         let changes = media.sync_routes();
+        tracing::debug!(pipeline = media.id(), ?changes, "routes changed");
         if let Some(backend) = &self.backend {
             for r in changes.removed {
                 backend.disconnect(r.source, r.sink, r.kind);

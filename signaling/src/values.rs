@@ -22,6 +22,27 @@ pub fn tag(key: &str, value: &str) -> Value {
     complex("Tag", fields)
 }
 
+/// The arguments with object references given as objects (`{"id": ...}`)
+/// turned into plain ids. The npm kurento-client sends some references
+/// that way: its `DispatcherOneToMany.setSource(port)` serializes the port
+/// object itself.
+pub fn object_refs_as_ids(
+    model: &Model,
+    declared: &[ParamDef],
+    params: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut params = params.clone();
+    for p in declared {
+        if let TypeKind::RemoteClass(_) = model.type_kind(&p.ty)
+            && let Some(v) = params.get_mut(&p.name)
+            && let Some(id) = v.get("id").and_then(Value::as_str)
+        {
+            *v = Value::String(id.to_owned());
+        }
+    }
+    params
+}
+
 /// Checks `params` against the declared parameters: each required one is
 /// present and each present one has the declared type. Object references
 /// must name live objects of the right class.
@@ -145,6 +166,23 @@ mod tests {
         assert!(err.message.contains("'key'"), "{}", err.message);
 
         check_params(m, &reg, add_tag, &params(json!({"key": "k", "value": "v"}))).unwrap();
+    }
+
+    #[test]
+    fn object_references_given_as_objects_become_ids() {
+        let m = Model::get();
+        let one_to_many = m.class("DispatcherOneToMany").unwrap();
+        let set_source = &one_to_many
+            .methods
+            .iter()
+            .find(|x| x.name == "setSource")
+            .unwrap()
+            .params;
+        let args = params(json!({"source": {"_events": {}, "id": "p/port_kurento.HubPort"}}));
+        let fixed = object_refs_as_ids(m, set_source, &args);
+        assert_eq!(fixed["source"], "p/port_kurento.HubPort");
+        let plain = params(json!({"source": "already-an-id"}));
+        assert_eq!(object_refs_as_ids(m, set_source, &plain), plain);
     }
 
     #[test]

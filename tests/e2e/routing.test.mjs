@@ -93,3 +93,37 @@ test('a PassThrough between two endpoints forwards media', async () => {
   await decodes(b.peer, 'behind the PassThrough');
   await pipeline.release();
 });
+
+test('DispatcherOneToMany: the viewers follow the source as it switches', async () => {
+  const pipeline = await client.create('MediaPipeline');
+  const hub = await pipeline.create('DispatcherOneToMany');
+  const [a, b, viewer] = [await join(pipeline), await join(pipeline), await join(pipeline)];
+  const [pa, pb, pv] = [await hub.createHubPort(), await hub.createHubPort(), await hub.createHubPort()];
+  await a.endpoint.connect(pa);
+  await b.endpoint.connect(pb);
+  await pv.connect(viewer.endpoint);
+  await hub.setSource(pa);
+  await decodes(viewer.peer, 'viewer of a');
+  const beforeSwitch = (await viewer.peer.stats()).video.packetsReceived;
+  await hub.setSource(pb);
+  // The viewer keeps receiving and decoding once its source is b. (How long
+  // the picture freezes at the switch is measured, not asserted: see the
+  // routing issue's notes.)
+  await sleep(2000);
+  const after = await decodes(viewer.peer, 'viewer after switching to b');
+  assert.ok(after.video.packetsReceived > beforeSwitch);
+  await hub.removeSource();
+  await pipeline.release();
+});
+
+test('Dispatcher: connect(source port, sink port) routes one participant to another', async () => {
+  const pipeline = await client.create('MediaPipeline');
+  const hub = await pipeline.create('Dispatcher');
+  const [a, viewer] = [await join(pipeline), await join(pipeline)];
+  const [pa, pv] = [await hub.createHubPort(), await hub.createHubPort()];
+  await a.endpoint.connect(pa);
+  await pv.connect(viewer.endpoint);
+  await hub.connect(pa, pv);
+  await decodes(viewer.peer, 'viewer through the Dispatcher');
+  await pipeline.release();
+});
