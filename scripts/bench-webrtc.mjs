@@ -5,7 +5,10 @@
 // Usage: node scripts/bench-webrtc.mjs [SESSIONS] [CALL_SECONDS]
 // Needs `scripts/test.sh` installs (Chromium, tests/e2e/node_modules) and a built rkms
 // (RKMS_BIN, default target/release/rkms).
-import { readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { startRkms, RawClient, sleep } from '../tests/e2e/helpers.mjs';
 import { launchBrowser } from '../tests/e2e/browser.mjs';
@@ -52,7 +55,11 @@ async function negotiate(client, peer, { loopback = true } = {}) {
 
 const server = await startRkms({ env: { KMS_NETWORK_INTERFACES: 'lo' } });
 const pid = server.proc.pid;
-const browser = await launchBrowser();
+// Chromium's fake camera is 640x480; a 720p call plays a 720p clip instead.
+const clip = join(mkdtempSync(join(tmpdir(), 'rkms-720p-')), 'camera.mjpeg');
+execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=1280x720:rate=30',
+  '-t', '5', '-q:v', '6', clip]);
+const browser = await launchBrowser({ extraArgs: [`--use-file-for-fake-video-capture=${clip}`] });
 const client = await kurento(server.url, { failAfter: 3 });
 try {
   // 1. Setup time.
@@ -90,9 +97,7 @@ try {
   const idle0 = cpuSeconds(pid);
   await sleep(CALL_SECONDS * 1000);
   const idle = cpuSeconds(pid) - idle0;
-  const peer = await browser.newPeer({
-    video: { width: { exact: 1280 }, height: { exact: 720 }, frameRate: 30 },
-  });
+  const peer = await browser.newPeer();
   const call = await negotiate(client, peer);
   await peer.waitFor((s) => s.video?.framesDecoded > 30);
   const c0 = cpuSeconds(pid);

@@ -96,7 +96,7 @@ function servePage() {
 
 /** Starts Chromium with fake devices (playwright gives it a fresh profile);
  * returns { newPeer(), close() }. */
-export async function launchBrowser() {
+export async function launchBrowser({ extraArgs = [] } = {}) {
   const pageServer = await servePage();
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -105,6 +105,7 @@ export async function launchBrowser() {
       '--disable-component-update', '--disable-sync', '--disable-quic',
       '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
       '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+      ...extraArgs,
     ],
   });
   const url = `http://127.0.0.1:${pageServer.address().port}/`;
