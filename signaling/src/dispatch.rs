@@ -366,13 +366,15 @@ impl Engine {
                 self.release(&child);
             }
         }
-        discard(object);
         if let Kind::Element { media, element, .. } = &object.kind {
             for c in media.remove_element(*element) {
                 self.connection_changed(media, &c, false, Some((*element, object)));
             }
             self.sync_routes(media);
         }
+        // After its routes are gone, so the media path never sees a route
+        // to an endpoint it already freed.
+        discard(object);
         if let Some(parent) = object.parent.as_ref().and_then(|p| self.registry.get(p)) {
             parent.state.lock().children.retain(|c| *c != object.id);
         }

@@ -21,6 +21,8 @@ struct FakeEndpoint {
     events: Mutex<Option<EventSink>>,
     remote: Mutex<Option<String>>,
     released: AtomicBool,
+    /// What the backend saw, in order, shared with it.
+    log: Arc<Mutex<Vec<&'static str>>>,
 }
 
 impl FakeEndpoint {
@@ -93,6 +95,7 @@ impl WebRtcEndpoint for FakeEndpoint {
     }
     fn release(&self) {
         self.released.store(true, Ordering::SeqCst);
+        self.log.lock().push("release");
     }
 }
 
@@ -101,6 +104,7 @@ struct FakeBackend {
     made: Mutex<Vec<(WebRtcOptions, Arc<FakeEndpoint>)>>,
     /// Routing calls: (connected?, source, sink, kind).
     routes: Mutex<Vec<(bool, ElementId, ElementId, MediaKind)>>,
+    log: Arc<Mutex<Vec<&'static str>>>,
 }
 
 impl MediaBackend for FakeBackend {
@@ -112,7 +116,10 @@ impl MediaBackend for FakeBackend {
         events: EventSink,
     ) -> BoxFuture<'a, Result<Arc<dyn WebRtcEndpoint>, BackendError>> {
         Box::pin(async move {
-            let endpoint = Arc::new(FakeEndpoint::default());
+            let endpoint = Arc::new(FakeEndpoint {
+                log: self.log.clone(),
+                ..FakeEndpoint::default()
+            });
             *endpoint.events.lock() = Some(events);
             self.made.lock().push((options, endpoint.clone()));
             Ok(endpoint as Arc<dyn WebRtcEndpoint>)
@@ -123,6 +130,7 @@ impl MediaBackend for FakeBackend {
     }
     fn disconnect(&self, source: ElementId, sink: ElementId, kind: MediaKind) {
         self.routes.lock().push((false, source, sink, kind));
+        self.log.lock().push("disconnect");
     }
 }
 
@@ -304,6 +312,11 @@ async fn webrtc_endpoint_over_a_backend() {
     let routes = backend.routes.lock();
     assert_eq!(routes.len(), 2);
     assert!(!routes[1].0, "releasing tears the route down");
+    assert_eq!(
+        *backend.log.lock(),
+        ["disconnect", "release"],
+        "routes go before the endpoint"
+    );
 }
 
 #[tokio::test]
