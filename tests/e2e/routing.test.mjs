@@ -65,7 +65,7 @@ test('one-to-one: each browser receives the other', async () => {
   await pipeline.release();
 });
 
-test('one-to-many: a presenter and three viewers; a late viewer gets a picture', async () => {
+test('one-to-many: a presenter, two viewers, and a late viewer that gets a picture', async () => {
   const pipeline = await client.create('MediaPipeline');
   const presenter = await join(pipeline);
   const viewers = [];
