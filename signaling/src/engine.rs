@@ -186,7 +186,9 @@ impl Connection {
                 }
                 Value::Object(value)
             });
-        if let Err(e) = &result {
+        if let Err(e) = &result
+            && tracing::enabled!(tracing::Level::DEBUG)
+        {
             let params = serde_json::Value::Object(request.params.clone());
             tracing::debug!(method = %request.method, %params, error = %e, "request failed");
         }
