@@ -92,7 +92,7 @@ async fn serve(
     if let Some(port) = port {
         config.port = port;
     }
-    let turn = start_turn(config.turn.clone()).await;
+    let turn = start_turn(config.turn.clone(), webrtc.media_addrs()).await;
     let engine = Engine::with_backend(
         EngineConfig {
             gc_period: config.gc_period,
@@ -121,13 +121,19 @@ async fn serve(
     Ok(())
 }
 
-/// Starts the embedded relay when enabled. A relay that cannot start (its
-/// port taken, say) is logged and left out: the media server still serves.
-async fn start_turn(config: rkms_turn::TurnConfig) -> Option<rkms_turn::RelayHandle> {
+/// Starts the embedded relay when enabled. Clients may relay to rkms's own
+/// media sockets (`media_addrs`, exact addresses and ports) with no peer
+/// policy configured, so relay-only browsers work out of the box. A relay
+/// that cannot start (its port taken, say) is logged and left out: the media
+/// server still serves.
+async fn start_turn(
+    config: rkms_turn::TurnConfig,
+    media_addrs: Vec<SocketAddr>,
+) -> Option<rkms_turn::RelayHandle> {
     if !config.enabled {
         return None;
     }
-    match rkms_turn::Relay::start(config).await {
+    match rkms_turn::Relay::start_for_media(config, media_addrs).await {
         Ok(relay) => {
             println!("rkms TURN relay on {}", relay.urls().join(" "));
             Some(relay)

@@ -1,7 +1,7 @@
 //! The WebRTC layer of `rkms-media` (one socket-loop host serving every
 //! endpoint) plugged into the signaling layer's media backend port.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -34,6 +34,18 @@ impl WebRtcBackend {
             WebRtcHost::start(network_settings(settings)?).context("starting the WebRTC host")?;
         tracing::info!(addresses = ?host.local_addrs(), "WebRTC host listening");
         Ok(Self { host })
+    }
+
+    /// Where peers reach the media sockets: the announced addresses, and the
+    /// bound ones when bound to a specific address.
+    pub fn media_addrs(&self) -> Vec<SocketAddr> {
+        let mut addrs = self.host.advertised_addrs();
+        for bound in self.host.local_addrs() {
+            if !bound.ip().is_unspecified() && !addrs.contains(&bound) {
+                addrs.push(bound);
+            }
+        }
+        addrs
     }
 }
 

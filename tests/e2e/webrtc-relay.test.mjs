@@ -1,14 +1,30 @@
-// Kurento's hello-world through rkms's embedded TURN relay: the browser may
-// use relay candidates only (iceTransportPolicy 'relay'), with rkms's own
-// relay as its only ICE server, and must still decode its own camera.
+// Kurento's hello-world through rkms's embedded TURN relay, configured as an
+// app would: only a TURN REST API secret, no peer policy. The browser may use
+// relay candidates only (iceTransportPolicy 'relay'), with rkms's own relay
+// as its only ICE server and credentials minted the way app servers mint
+// them for coturn, and must still decode its own camera. rkms's media
+// sockets are on loopback here, which the relay refuses by default: the
+// relay must let clients reach exactly those sockets, and no other loopback
+// peer.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { createSocket } from 'node:dgram';
 import { createRequire } from 'node:module';
 import { startRkms, sleep } from './helpers.mjs';
 import { launchBrowser } from './browser.mjs';
 
 const require = createRequire(import.meta.url);
 const kurento = require('kurento-client');
+
+const SECRET = 'app-server-shared-secret';
+
+/** TURN REST API credentials, as an app server mints them. */
+function restCredentials(user, ttlSeconds = 600) {
+  const username = `${Math.floor(Date.now() / 1000) + ttlSeconds}:${user}`;
+  return { username, credential: createHmac('sha1', SECRET).update(username).digest('base64') };
+}
 
 let server;
 let browser;
@@ -19,9 +35,7 @@ before(async () => {
       rkms: {
         turn: {
           listening_ips: ['127.0.0.1'], relay_ips: ['127.0.0.1'], realm: 'e2e',
-          users: ['e2e:relay-secret'],
-          // rkms's media sockets are on loopback in this test.
-          allow_loopback_peers: true,
+          static_auth_secrets: [SECRET],
         },
       },
     },
@@ -41,7 +55,7 @@ for (const transport of ['udp', 'tcp']) {
     const pipeline = await client.create('MediaPipeline');
     const endpoint = await pipeline.create('WebRtcEndpoint');
     const peer = await browser.newPeer({
-      iceServers: [{ urls: [url], username: 'e2e', credential: 'relay-secret' }],
+      iceServers: [{ urls: [url], ...restCredentials('hello-world') }],
       iceTransportPolicy: 'relay',
     });
     endpoint.on('IceCandidateFound', (ev) => {
@@ -71,3 +85,32 @@ for (const transport of ['udp', 'tcp']) {
     client.close();
   });
 }
+
+/** A free UDP port on loopback. */
+async function freeUdpPort() {
+  const s = createSocket('udp4');
+  await new Promise((r) => s.bind(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+test('the embedded relay still refuses any other loopback peer', async (t) => {
+  for (const p of ['turnutils_peer', 'turnutils_uclient']) {
+    assert.equal(spawnSync('sh', ['-c', `command -v ${p}`]).status, 0,
+      `${p} is missing: install the Debian package coturn (scripts/test.sh does)`);
+  }
+  const peerPort = await freeUdpPort();
+  const peer = spawn('turnutils_peer', ['-L', '127.0.0.1', '-p', String(peerPort)], { stdio: 'ignore' });
+  t.after(() => peer.kill());
+  await sleep(300);
+  const [host, port] = server.turnUrls.find((u) => u.endsWith('transport=udp'))
+    .replace(/^turn:/, '').replace(/\?.*$/, '').split(':');
+  // -W: coturn's client mints REST credentials from the shared secret itself.
+  const run = spawnSync('turnutils_uclient', ['-W', SECRET, '-u', 'probe', '-n', '5', '-m', '1',
+    '-p', port, '-e', '127.0.0.1', '-r', String(peerPort), '-X', host],
+  { encoding: 'utf8', timeout: 30000 });
+  const output = `${run.stdout}${run.stderr}`;
+  assert.match(output, /403/, `the relay answers 403 Forbidden:\n${output}`);
+  assert.doesNotMatch(output, /tot_recv_msgs=[1-9]/, `nothing was echoed:\n${output}`);
+});

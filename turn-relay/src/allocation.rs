@@ -11,6 +11,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
+use crate::policy::Verdict;
 
 /// Where a datagram from a peer goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,13 +35,47 @@ struct Channel {
     expires: Instant,
 }
 
+/// What a permission covers: a peer's IP (RFC 8656 §9), or only one address
+/// of it when the peer policy exempts just that socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Permit {
+    Ip(IpAddr),
+    Addr(SocketAddr),
+}
+
+impl Permit {
+    /// The permission the policy's verdict allows for `peer`; `None` when denied.
+    pub fn for_peer(peer: SocketAddr, verdict: Verdict) -> Option<Self> {
+        match verdict {
+            Verdict::Denied => None,
+            Verdict::AnyPort => Some(Permit::Ip(peer.ip())),
+            Verdict::ThisPortOnly => Some(Permit::Addr(peer)),
+        }
+    }
+
+    fn covers(&self, peer: SocketAddr) -> bool {
+        match *self {
+            Permit::Ip(ip) => ip == peer.ip(),
+            Permit::Addr(addr) => addr == peer,
+        }
+    }
+}
+
 /// Permissions and channels: short lists, scanned linearly (a WebRTC
 /// allocation has one or two peers), behind a lock taken once per packet
 /// and only ever held for that scan.
 #[derive(Debug, Default)]
 struct PeerTables {
-    permissions: Vec<(IpAddr, Instant)>,
+    permissions: Vec<(Permit, Instant)>,
     channels: Vec<Channel>,
+}
+
+impl PeerTables {
+    fn permitted(&self, peer: SocketAddr, now: Instant) -> bool {
+        self.permissions
+            .iter()
+            .any(|(p, exp)| p.covers(peer) && *exp > now)
+    }
 }
 
 /// The part of an allocation shared by the client-side driver and the task
@@ -63,29 +98,27 @@ impl Allocation {
         }
     }
 
-    pub fn permit(&self, ip: IpAddr, until: Instant) {
+    pub fn permit(&self, permit: Permit, until: Instant) {
         let mut t = self.tables.lock();
         let now = Instant::now();
         t.permissions.retain(|(_, exp)| *exp > now);
-        match t.permissions.iter_mut().find(|(p, _)| *p == ip) {
+        match t.permissions.iter_mut().find(|(p, _)| *p == permit) {
             Some(entry) => entry.1 = until,
-            None => t.permissions.push((ip, until)),
+            None => t.permissions.push((permit, until)),
         }
     }
 
-    pub fn is_permitted(&self, ip: IpAddr, now: Instant) -> bool {
-        self.tables
-            .lock()
-            .permissions
-            .iter()
-            .any(|(p, exp)| *p == ip && *exp > now)
+    pub fn is_permitted(&self, peer: SocketAddr, now: Instant) -> bool {
+        self.tables.lock().permitted(peer, now)
     }
 
-    /// Binds or refreshes `number` ↔ `peer`; refreshes the peer's permission too.
+    /// Binds or refreshes `number` ↔ `peer`; refreshes `permit` (the peer's
+    /// permission) too.
     pub fn bind_channel(
         &self,
         number: u16,
         peer: SocketAddr,
+        permit: Permit,
         channel_until: Instant,
         permission_until: Instant,
     ) -> Result<(), ChannelConflict> {
@@ -108,7 +141,7 @@ impl Allocation {
                 }),
             }
         }
-        self.permit(peer.ip(), permission_until);
+        self.permit(permit, permission_until);
         Ok(())
     }
 
@@ -120,19 +153,12 @@ impl Allocation {
             .iter()
             .find(|c| c.number == number && c.expires > now)?;
         let peer = c.peer;
-        t.permissions
-            .iter()
-            .any(|(p, exp)| *p == peer.ip() && *exp > now)
-            .then_some(peer)
+        t.permitted(peer, now).then_some(peer)
     }
 
     pub fn route_from_peer(&self, peer: SocketAddr, now: Instant) -> Route {
         let t = self.tables.lock();
-        if !t
-            .permissions
-            .iter()
-            .any(|(p, exp)| *p == peer.ip() && *exp > now)
-        {
+        if !t.permitted(peer, now) {
             return Route::Denied;
         }
         match t
@@ -287,7 +313,8 @@ mod tests {
         let p1: SocketAddr = "192.0.2.1:1000".parse().unwrap();
         let p2: SocketAddr = "192.0.2.1:2000".parse().unwrap();
         assert_eq!(a.route_from_peer(p1, now), Route::Denied);
-        a.bind_channel(0x4000, p1, later, later).unwrap();
+        a.bind_channel(0x4000, p1, Permit::Ip(p1.ip()), later, later)
+            .unwrap();
         assert_eq!(a.route_from_peer(p1, now), Route::Channel(0x4000));
         assert_eq!(
             a.route_from_peer(p2, now),
@@ -296,13 +323,31 @@ mod tests {
         );
         assert_eq!(a.channel_peer(0x4000, now), Some(p1));
         assert_eq!(
-            a.bind_channel(0x4001, p1, later, later),
+            a.bind_channel(0x4001, p1, Permit::Ip(p1.ip()), later, later),
             Err(ChannelConflict)
         );
         assert_eq!(
-            a.bind_channel(0x4000, p2, later, later),
+            a.bind_channel(0x4000, p2, Permit::Ip(p2.ip()), later, later),
             Err(ChannelConflict)
         );
         assert_eq!(a.channel_peer(0x4000, later), None, "expired");
+    }
+
+    #[tokio::test]
+    async fn an_address_permit_covers_only_its_port() {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let a = Allocation::new(sock, "127.0.0.1:1".parse().unwrap());
+        let now = Instant::now();
+        let own: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+        let other_port: SocketAddr = "10.0.0.2:22".parse().unwrap();
+        a.permit(
+            Permit::for_peer(own, Verdict::ThisPortOnly).unwrap(),
+            now + Duration::from_secs(60),
+        );
+        assert!(a.is_permitted(own, now));
+        assert!(!a.is_permitted(other_port, now));
+        assert_eq!(a.route_from_peer(own, now), Route::Indication);
+        assert_eq!(a.route_from_peer(other_port, now), Route::Denied);
+        assert_eq!(Permit::for_peer(own, Verdict::Denied), None);
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use crate::allocation::{Allocation, Bucket, Quotas, Route, Session};
+use crate::allocation::{Allocation, Bucket, Permit, Quotas, Route, Session};
 use crate::auth::{AuthError, Authenticator, Key, unix_now};
 use crate::config::TurnConfig;
 use crate::metrics::Metrics;
@@ -534,7 +534,8 @@ impl Core {
             .fingerprint();
     }
 
-    /// Checks one XOR-PEER-ADDRESS; writes the error reply when it fails.
+    /// Checks one XOR-PEER-ADDRESS against the peer policy; gives the peer
+    /// and the permission it may have, or writes the error reply.
     fn check_peer(
         &self,
         msg: &Message<'_>,
@@ -542,7 +543,7 @@ impl Core {
         s: &Session,
         key: &Key,
         out: &mut Vec<u8>,
-    ) -> Option<SocketAddr> {
+    ) -> Option<(SocketAddr, Permit)> {
         let Some(peer) = msg.xor_address(value) else {
             error_reply(out, msg, 400, "Bad XOR-PEER-ADDRESS", Some(key));
             return None;
@@ -551,13 +552,13 @@ impl Core {
             error_reply(out, msg, 443, "Peer Address Family Mismatch", Some(key));
             return None;
         }
-        if !self.policy.permits(peer.ip()) {
+        let Some(permit) = Permit::for_peer(peer, self.policy.verdict(peer)) else {
             self.metrics.peer_denied();
             tracing::debug!(%peer, "peer refused by policy");
             error_reply(out, msg, 403, "Forbidden", Some(key));
             return None;
-        }
-        Some(peer)
+        };
+        Some((peer, permit))
     }
 
     fn create_permission(
@@ -571,22 +572,22 @@ impl Core {
             error_reply(out, msg, 437, "Allocation Mismatch", Some(&authed.key));
             return;
         };
-        let mut peers = Vec::new();
+        let mut permits = Vec::new();
         for (t, v, _) in msg.attributes() {
             if t == attr::XOR_PEER_ADDRESS {
-                let Some(peer) = self.check_peer(msg, v, s, &authed.key, out) else {
+                let Some((_, permit)) = self.check_peer(msg, v, s, &authed.key, out) else {
                     return;
                 };
-                peers.push(peer.ip());
+                permits.push(permit);
             }
         }
-        if peers.is_empty() {
+        if permits.is_empty() {
             error_reply(out, msg, 400, "Missing XOR-PEER-ADDRESS", Some(&authed.key));
             return;
         }
         let until = Instant::now() + self.limits.permission_lifetime;
-        for ip in peers {
-            s.alloc.permit(ip, until);
+        for permit in permits {
+            s.alloc.permit(permit, until);
         }
         Writer::reply(out, msg, Class::Success)
             .attr(attr::SOFTWARE, SOFTWARE.as_bytes())
@@ -624,13 +625,14 @@ impl Core {
             error_reply(out, msg, 400, "Bad Channel Number", Some(key));
             return;
         }
-        let Some(peer) = self.check_peer(msg, peer_attr, s, key, out) else {
+        let Some((peer, permit)) = self.check_peer(msg, peer_attr, s, key, out) else {
             return;
         };
         let now = Instant::now();
         let bound = s.alloc.bind_channel(
             number,
             peer,
+            permit,
             now + self.limits.channel_lifetime,
             now + self.limits.permission_lifetime,
         );
@@ -655,7 +657,7 @@ impl Core {
             return;
         };
         let now = Instant::now();
-        if !s.alloc.is_permitted(peer.ip(), now) {
+        if !s.alloc.is_permitted(peer, now) {
             self.metrics.drop_packet();
             return;
         }

@@ -23,7 +23,9 @@
 //!   that connection's single allocation.
 //! - **Peer policy**: loopback, private, link-local, multicast, reserved and
 //!   unspecified peers — in any IPv4-embedding IPv6 form — are refused unless
-//!   configured (`allowed-peer-ip`, `allow-loopback-peers`).
+//!   configured (`allowed-peer-ip`, `allow-loopback-peers`). Inside rkms, the
+//!   media server's own sockets are reachable by exact address and port
+//!   ([`Relay::start_for_media`]), so relay-only clients need no set-up.
 //!
 //! # Use
 //! [`Relay::start`] with a [`TurnConfig`] returns a [`RelayHandle`] giving

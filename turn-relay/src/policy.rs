@@ -6,8 +6,14 @@
 //! -translated, NAT64, 6to4). Those forms are reduced to their IPv4 address
 //! before every check, which closes the CVE-2020-26262 bypasses
 //! (`0.0.0.0`, `[::]`, `[::1]`, `[::ffff:127.0.0.1]`).
+//!
+//! Inside rkms, the media server's own sockets are usually on a private
+//! address (a container's, a LAN's). They are exempt by exact address *and
+//! port* ([`PeerPolicy::own_media`]), so a browser relaying through rkms
+//! reaches rkms's endpoints while every other port of that host, and every
+//! other private address, stays refused.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// An inclusive range of addresses of one family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,17 +163,31 @@ fn is_restricted(ip: IpAddr) -> bool {
     }
 }
 
-/// The peer policy: explicit ranges first, then the safe defaults.
+/// The peer policy: explicit ranges first, then the media server's own
+/// sockets, then the safe defaults.
 #[derive(Debug, Clone, Default)]
 pub struct PeerPolicy {
     pub allow_loopback: bool,
     pub allowed: Vec<IpRange>,
     pub denied: Vec<IpRange>,
+    /// Exact addresses of the media server's own sockets, permitted even
+    /// where the defaults refuse their IP (not where a denied range covers it).
+    pub own_media: Vec<SocketAddr>,
+}
+
+/// What a permission for a peer may cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Denied,
+    /// Any port of the peer's IP, as TURN permissions normally do.
+    AnyPort,
+    /// Only this address and port (one of [`PeerPolicy::own_media`]).
+    ThisPortOnly,
 }
 
 impl PeerPolicy {
-    /// Whether the relay may send to (and accept from) `ip`. An allowed range
-    /// wins over a denied one, as in coturn.
+    /// Whether the relay may send to (and accept from) `ip`, on any port.
+    /// An allowed range wins over a denied one, as in coturn.
     pub fn permits(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         if self.allowed.iter().any(|r| r.contains(ip)) {
@@ -180,6 +200,24 @@ impl PeerPolicy {
             return self.allow_loopback;
         }
         !is_restricted(ip)
+    }
+
+    /// How far a permission for `peer` may reach.
+    pub fn verdict(&self, peer: SocketAddr) -> Verdict {
+        if self.permits(peer.ip()) {
+            return Verdict::AnyPort;
+        }
+        let ip = canonical(peer.ip());
+        let own = || {
+            self.own_media
+                .iter()
+                .any(|a| a.port() == peer.port() && canonical(a.ip()) == ip)
+        };
+        if !self.denied.iter().any(|r| r.contains(ip)) && own() {
+            Verdict::ThisPortOnly
+        } else {
+            Verdict::Denied
+        }
     }
 }
 
@@ -251,6 +289,7 @@ mod tests {
                 "fd00::/8".parse().unwrap(),
             ],
             denied: vec!["8.8.8.0/24".parse().unwrap(), "10.0.0.5".parse().unwrap()],
+            ..Default::default()
         };
         assert!(p.permits(ip("10.0.0.7")));
         assert!(p.permits(ip("10.0.0.5")), "allowed wins, as in coturn");
@@ -261,5 +300,44 @@ mod tests {
         assert!("1.2.3.4-::1".parse::<IpRange>().is_err());
         assert!("1.2.3.4/33".parse::<IpRange>().is_err());
         assert!("nonsense".parse::<IpRange>().is_err());
+    }
+
+    #[test]
+    fn own_media_sockets_are_exempt_by_exact_address_and_port() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let p = PeerPolicy {
+            own_media: vec![addr("127.0.0.1:40000"), addr("172.17.0.2:40002")],
+            ..Default::default()
+        };
+        assert_eq!(p.verdict(addr("127.0.0.1:40000")), Verdict::ThisPortOnly);
+        assert_eq!(
+            p.verdict(addr("[::ffff:127.0.0.1]:40000")),
+            Verdict::ThisPortOnly
+        );
+        assert_eq!(p.verdict(addr("172.17.0.2:40002")), Verdict::ThisPortOnly);
+        for refused in [
+            "127.0.0.1:40001",
+            "127.0.0.1:22",
+            "127.0.0.2:40000",
+            "172.17.0.2:40000",
+            "0.0.0.0:40000",
+            "[::1]:40000",
+        ] {
+            assert_eq!(p.verdict(addr(refused)), Verdict::Denied, "{refused}");
+        }
+        assert_eq!(p.verdict(addr("8.8.8.8:53")), Verdict::AnyPort);
+        assert!(
+            !p.permits(ip("127.0.0.1")),
+            "the IP as a whole stays refused"
+        );
+        let denied = PeerPolicy {
+            denied: vec!["172.16.0.0/12".parse().unwrap()],
+            ..p
+        };
+        assert_eq!(
+            denied.verdict(addr("172.17.0.2:40002")),
+            Verdict::Denied,
+            "an operator's denied range wins"
+        );
     }
 }

@@ -45,7 +45,18 @@ pub struct Credentials {
 impl Relay {
     /// Binds the listeners and starts serving on the current Tokio runtime.
     pub async fn start(config: TurnConfig) -> Result<RelayHandle, Error> {
-        let mut core = build_core(&config)?;
+        Self::start_for_media(config, Vec::new()).await
+    }
+
+    /// As [`Relay::start`], for the relay embedded in a media server whose
+    /// own sockets are at `media_addrs` (the addresses its ICE candidates
+    /// announce): clients may relay to exactly those addresses and ports even
+    /// when the peer policy refuses their IP, as it does private ones.
+    pub async fn start_for_media(
+        config: TurnConfig,
+        media_addrs: Vec<SocketAddr>,
+    ) -> Result<RelayHandle, Error> {
+        let mut core = build_core(&config, media_addrs)?;
         let internal_secret: [u8; 32] = rand::random();
         core.auth.add_secret(hex(&internal_secret).as_bytes());
         let core = Arc::new(core);
@@ -116,7 +127,7 @@ impl Relay {
             ));
         }
         tracing::info!(udp = ?handle.udp, tcp = ?handle.tcp, tls = ?handle.tls, relay_ips = ?handle.core.relay_ips,
-            realm = handle.core.auth.realm(), "TURN relay listening");
+            media_peers = ?handle.core.policy.own_media, realm = handle.core.auth.realm(), "TURN relay listening");
         Ok(handle)
     }
 }
@@ -169,7 +180,7 @@ fn outbound_ip() -> IpAddr {
         .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.ip())
 }
 
-fn build_core(cfg: &TurnConfig) -> Result<Core, Error> {
+fn build_core(cfg: &TurnConfig, own_media: Vec<SocketAddr>) -> Result<Core, Error> {
     if cfg.min_port > cfg.max_port || cfg.min_port == 0 {
         return Err(Error::Config(format!(
             "bad relay port range {}-{}",
@@ -198,6 +209,7 @@ fn build_core(cfg: &TurnConfig) -> Result<Core, Error> {
         allow_loopback: cfg.allow_loopback_peers,
         allowed: ranges(&cfg.allowed_peer_ips)?,
         denied: ranges(&cfg.denied_peer_ips)?,
+        own_media,
     };
     let mut relay_ips = cfg.relay_ips.clone();
     if relay_ips.is_empty() {

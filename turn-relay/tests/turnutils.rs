@@ -253,3 +253,33 @@ async fn uclient_over_tls_relays_every_message() {
     assert!(relay.metrics().packets_to_client >= 20);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn own_media_sockets_are_reachable_and_nothing_else_on_their_ip() {
+    let media = echo_peer().await;
+    let other = echo_peer().await;
+    // uclient's second client talks to the peer's next port, where
+    // turnutils_peer also listens.
+    let media_addrs = [media.port, media.port + 1]
+        .map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .to_vec();
+    let relay = rkms_turn::Relay::start_for_media(config(), media_addrs)
+        .await
+        .unwrap();
+    let turn = relay.udp_addrs()[0];
+    for transport in [&[][..], &["-s"], &["-t"]] {
+        let turn = if transport == ["-t"] {
+            relay.tcp_addrs()[0]
+        } else {
+            turn
+        };
+        let flags = [&LOAD[..], transport, &["-u", "user", "-w", "pass"]].concat();
+        assert_all_echoed(&uclient(turn, media.port, &flags).await);
+        let refused = uclient(turn, other.port, &flags).await;
+        assert!(
+            !refused.success && refused.output.contains("403"),
+            "{}",
+            refused.output
+        );
+    }
+}

@@ -100,6 +100,7 @@ struct Shard {
     handle: LoopHandle,
     local_candidates: Vec<RTCIceCandidateInit>,
     local_addrs: Vec<SocketAddr>,
+    advertised_addrs: Vec<SocketAddr>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -109,12 +110,14 @@ impl Shard {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut sockets = Vec::new();
         let mut local_candidates = Vec::new();
+        let mut advertised_addrs = Vec::new();
         for &ip in &settings.bind_addresses {
             let std_socket = bind_in_range(ip, settings.port_min, settings.port_max)?;
             std_socket.set_nonblocking(true)?;
             let local = std_socket.local_addr()?;
-            let advertised = advertised_ip(ip, settings);
-            local_candidates.push(host_candidate(SocketAddr::new(advertised, local.port()))?);
+            let advertised = SocketAddr::new(advertised_ip(ip, settings), local.port());
+            advertised_addrs.push(advertised);
+            local_candidates.push(host_candidate(advertised)?);
             let mut socket = UdpSocket::from_std(std_socket);
             poll.registry()
                 .register(&mut socket, Token(sockets.len()), Interest::READABLE)?;
@@ -130,6 +133,7 @@ impl Shard {
             handle: LoopHandle { commands, waker },
             local_candidates,
             local_addrs,
+            advertised_addrs,
             thread: Some(thread),
         })
     }
@@ -171,6 +175,14 @@ impl WebRtcHost {
         self.shards
             .iter()
             .flat_map(|s| s.local_addrs.iter().copied())
+            .collect()
+    }
+
+    /// The addresses the host candidates announce, of every loop thread.
+    pub fn advertised_addrs(&self) -> Vec<SocketAddr> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.advertised_addrs.iter().copied())
             .collect()
     }
 
