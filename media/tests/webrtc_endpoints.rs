@@ -7,19 +7,21 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use rkms_media::graph::{ElementId, MediaKind};
+use rkms_media::webrtc::codecs::media_setup;
 use rkms_media::webrtc::{
-    ConnectionState, EndpointEvent, EndpointOptions, NetworkSettings, WebRtcError, WebRtcHost,
+    BandwidthLimits, ConnectionState, EndpointEvent, EndpointOptions, NetworkSettings, WebRtcError,
+    WebRtcHost,
 };
-use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_VP8, MediaEngine};
+use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_sender_only;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -43,6 +45,10 @@ struct Client {
     plis: usize,
     /// Sender reports received (compound packets starting with an SR).
     srs: usize,
+    /// Transport-wide congestion control feedback packets received.
+    twcc: usize,
+    /// Bitrates of the receiver estimates (REMB) received.
+    rembs: Vec<f32>,
     /// Simulated loss: the first arrival of every RTP packet whose sequence number is a
     /// multiple of this is dropped before the peer sees it.
     lose_every: Option<u16>,
@@ -51,9 +57,10 @@ struct Client {
 
 impl Client {
     fn new() -> Result<Self, Box<dyn std::error::Error>> {
-        let mut engine = MediaEngine::default();
-        engine.register_default_codecs()?;
-        let registry = register_default_interceptors(Registry::new(), &mut engine)?;
+        // rkms's own set-up (it lets REMB through to the application), plus transport-wide
+        // sequence numbers on what the client sends, as browsers do.
+        let (mut engine, registry) = media_setup()?;
+        let registry = configure_twcc_sender_only(registry, &mut engine)?;
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_media_engine(engine)
             .with_interceptor_registry(registry)
@@ -83,6 +90,8 @@ impl Client {
             received: Vec::new(),
             plis: 0,
             srs: 0,
+            twcc: 0,
+            rembs: Vec::new(),
             lose_every: None,
             lost: HashSet::new(),
         })
@@ -154,6 +163,9 @@ impl Client {
             if len >= 28 && buf[1] == 200 {
                 self.srs += 1;
             }
+            if len >= 12 && buf[1] == 205 && buf[0] & 0x1f == 15 {
+                self.twcc += 1;
+            }
             if let Some(every) = self.lose_every
                 && is_rtp
             {
@@ -189,8 +201,17 @@ impl Client {
             }
         }
         while let Some(msg) = self.pc.poll_read() {
-            if let RTCMessage::RtpPacket(_, packet) = msg.message {
-                self.received.push(packet);
+            match msg.message {
+                RTCMessage::RtpPacket(_, packet) => self.received.push(packet),
+                RTCMessage::RtcpPacket(_, packets) => self.rembs.extend(
+                    packets
+                        .iter()
+                        .filter_map(|p| {
+                            p.as_any().downcast_ref::<ReceiverEstimatedMaximumBitrate>()
+                        })
+                        .map(|r| r.bitrate),
+                ),
+                _ => {}
             }
         }
         Ok(())
@@ -592,5 +613,48 @@ async fn generated_offers_negotiate_and_carry_media() -> TestResult {
             .iter()
             .all(|p| sent.contains(p.payload.as_ref()))
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn publishers_get_transport_feedback_and_the_bandwidth_bound() -> TestResult {
+    let host = host()?;
+    let capped = BandwidthLimits {
+        max_video_recv_kbps: 300,
+        ..BandwidthLimits::default()
+    };
+    let (endpoint, _events) = host
+        .create_endpoint(
+            ElementId(1),
+            EndpointOptions {
+                bandwidth: capped,
+                ..EndpointOptions::default()
+            },
+        )
+        .await?;
+    host.connect(ElementId(1), ElementId(1), MediaKind::Video)?;
+    let mut client = Client::publisher(0x7777)?;
+    let answer = endpoint.process_offer(client.offer()?).await?;
+    assert!(answer.contains("b=AS:300"), "{answer}");
+    client.accept(answer)?;
+    pump_until(&mut [&mut client], 10, |c| c[0].connected).await?;
+    for i in 0..100 {
+        client.send_video(i, payload(i))?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pump_until(&mut [&mut client], 5, |c| {
+        c[0].twcc > 0 && c[0].rembs.contains(&300_000.0)
+    })
+    .await
+    .map_err(|e| format!("{e}; twcc {}, rembs {:?}", client.twcc, client.rembs))?;
+
+    // Lifting the receive cap at run time: the bound becomes the loopback sink's send maximum
+    // (Kurento's default 500 kbps).
+    endpoint.set_bandwidth(BandwidthLimits::default())?;
+    pump_until(&mut [&mut client], 5, |c| {
+        c[0].rembs.last() == Some(&500_000.0)
+    })
+    .await
+    .map_err(|e| format!("{e}; rembs {:?}", client.rembs))?;
     Ok(())
 }

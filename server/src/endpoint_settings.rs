@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use rkms_media::webrtc::BandwidthLimits;
 
 /// Endpoint network settings; `None` leaves the choice to rkms.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub struct EndpointSettings {
     pub ice_tcp: Option<bool>,
     pub pem_certificate_rsa: Option<String>,
     pub pem_certificate_ecdsa: Option<String>,
+    /// Defaults of the endpoints' bandwidth properties (Kurento's unless configured).
+    pub bandwidth: BandwidthLimits,
 }
 
 impl EndpointSettings {
@@ -62,6 +65,10 @@ impl EndpointSettings {
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let kbps = |v: &str| {
+            v.parse::<u32>()
+                .with_context(|| format!("'{v}' is not a bitrate in kbps"))
+        };
         let port = |v: &str| {
             v.parse::<u16>()
                 .with_context(|| format!("'{v}' is not a port"))
@@ -104,6 +111,11 @@ impl EndpointSettings {
                     other => bail!("'{other}' is not a boolean"),
                 })
             }
+            "minVideoRecvBandwidth" => self.bandwidth.min_video_recv_kbps = kbps(value)?,
+            "maxVideoRecvBandwidth" => self.bandwidth.max_video_recv_kbps = kbps(value)?,
+            "maxAudioRecvBandwidth" => self.bandwidth.max_audio_recv_kbps = kbps(value)?,
+            "minVideoSendBandwidth" => self.bandwidth.min_video_send_kbps = kbps(value)?,
+            "maxVideoSendBandwidth" => self.bandwidth.max_video_send_kbps = kbps(value)?,
             "pemCertificateRSA" => self.pem_certificate_rsa = Some(value.to_owned()),
             "pemCertificateECDSA" => self.pem_certificate_ecdsa = Some(value.to_owned()),
             other => tracing::warn!(key = other, "unknown endpoint setting ignored"),
@@ -156,7 +168,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("BaseRtpEndpoint.conf.ini"),
-            "; RTP ports\nminPort=40000\nmaxPort=40100\nmtu=1200\n",
+            "; RTP ports\nminPort=40000\nmaxPort=40100\nmtu=1200\nmaxVideoSendBandwidth=2000\n",
         )
         .unwrap();
         std::fs::write(
@@ -179,6 +191,8 @@ mod tests {
         assert_eq!(s.stun_server_address.as_deref(), Some("203.0.113.5"));
         assert_eq!(s.network_interfaces, ["eth0", "eth1"]);
         assert_eq!(s.ice_tcp, Some(false));
+        assert_eq!(s.bandwidth.max_video_send_kbps, 2000);
+        assert_eq!(s.bandwidth.min_video_send_kbps, 100, "Kurento's default");
         assert_eq!(
             s.turn_url.as_deref(),
             Some("u:p@198.51.100.1:3478?transport=udp")

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use parking_lot::Mutex;
 use rkms_media::webrtc::{
-    ConnectionState, DtlsState as HostDtls, Endpoint, EndpointEvent as HostEvent, EndpointOptions,
-    FlowState, IceComponentState as HostIce, NetworkSettings, WebRtcError, WebRtcHost,
+    BandwidthLimits, ConnectionState, DtlsState as HostDtls, Endpoint, EndpointEvent as HostEvent,
+    EndpointOptions, FlowState, IceComponentState as HostIce, NetworkSettings, WebRtcError,
+    WebRtcHost,
 };
 use rkms_media::{ElementId, MediaKind, Pipeline};
 use rkms_signaling::backend::{
@@ -25,6 +26,8 @@ const COMPONENT: u32 = 1;
 
 pub struct WebRtcBackend {
     host: WebRtcHost,
+    /// New endpoints' bandwidth properties.
+    bandwidth: BandwidthLimits,
 }
 
 impl WebRtcBackend {
@@ -33,7 +36,10 @@ impl WebRtcBackend {
         let host =
             WebRtcHost::start(network_settings(settings)?).context("starting the WebRTC host")?;
         tracing::info!(addresses = ?host.local_addrs(), "WebRTC host listening");
-        Ok(Self { host })
+        Ok(Self {
+            host,
+            bandwidth: settings.bandwidth,
+        })
     }
 
     /// Where peers reach the media sockets: the announced addresses, and the
@@ -124,6 +130,7 @@ impl MediaBackend for WebRtcBackend {
                     EndpointOptions {
                         use_data_channels: options.use_data_channels,
                         group: Some(pipeline.id()),
+                        bandwidth: self.bandwidth,
                     },
                 )
                 .await
@@ -132,6 +139,7 @@ impl MediaBackend for WebRtcBackend {
             Ok(Arc::new(EndpointAdapter {
                 endpoint: Mutex::new(Some(Arc::new(endpoint))),
                 negotiation: Mutex::new(Negotiation::Idle),
+                bandwidth: Mutex::new(self.bandwidth),
             }) as Arc<dyn WebRtcEndpoint>)
         })
     }
@@ -162,6 +170,7 @@ struct EndpointAdapter {
     /// Taken (and so dropped, which releases it in the host) on release.
     endpoint: Mutex<Option<Arc<Endpoint>>>,
     negotiation: Mutex<Negotiation>,
+    bandwidth: Mutex<BandwidthLimits>,
 }
 
 impl EndpointAdapter {
@@ -277,6 +286,19 @@ impl WebRtcEndpoint for EndpointAdapter {
                 .await
                 .map_err(|e| negotiation_error(e, NegotiationError::BadCandidate))
         })
+    }
+
+    fn bandwidth(&self) -> BandwidthLimits {
+        *self.bandwidth.lock()
+    }
+
+    fn set_bandwidth(&self, limits: BandwidthLimits) {
+        *self.bandwidth.lock() = limits;
+        if let Ok(endpoint) = self.endpoint()
+            && let Err(e) = endpoint.set_bandwidth(limits)
+        {
+            tracing::warn!(error = %e, "bandwidth limits not applied");
+        }
     }
 
     fn release(&self) {

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use rkms_media::webrtc::BandwidthLimits;
 use rkms_media::{ElementId, MediaKind, Pipeline};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -142,6 +143,10 @@ pub trait WebRtcEndpoint: Send + Sync {
         sdp_mid: Option<String>,
         sdp_mline_index: Option<u32>,
     ) -> BoxFuture<'_, Result<(), NegotiationError>>;
+    /// Kurento's bandwidth properties (`maxVideoRecvBandwidth`, ...) as they stand.
+    fn bandwidth(&self) -> BandwidthLimits;
+    /// Changes them: feedback to the remote sender at once, SDP from the next negotiation.
+    fn set_bandwidth(&self, limits: BandwidthLimits);
     /// Closes the peer connection and frees its resources.
     fn release(&self);
 }

@@ -14,7 +14,7 @@ use crate::error::{ErrorCode, RpcError, RpcResult};
 use crate::model::{Operation, ParamDef, PropertyDef};
 use crate::registry::{Kind, MediaObject};
 use crate::values::{check_params, complex, default_value, object_refs_as_ids, tag};
-use crate::webrtc_endpoint::is_flowing;
+use crate::webrtc_endpoint::{bandwidth_property, is_flowing, set_bandwidth_property};
 
 impl Engine {
     pub(crate) async fn invoke(&self, params: &Map<String, Value>) -> RpcResult<Fields> {
@@ -335,6 +335,9 @@ impl Engine {
     }
 
     async fn get_property(&self, object: &MediaObject, name: &str, ty: &str) -> RpcResult<Fields> {
+        if let Some(v) = bandwidth_property(object, name) {
+            return Ok(value(v));
+        }
         let v = match name {
             "id" => json!(object.id),
             "name" => json!(object.name()),
@@ -370,6 +373,9 @@ impl Engine {
         args.insert(p.name.clone(), v);
         check_params(self.model, &self.registry, &declared, &args)?;
         let v = args.remove(&p.name).unwrap_or(Value::Null);
+        if set_bandwidth_property(object, &p.name, &v) {
+            return Ok(());
+        }
         let mut state = object.state.lock();
         match p.name.as_str() {
             "name" => state.name = v.as_str().map(str::to_owned),

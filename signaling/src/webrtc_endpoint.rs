@@ -7,13 +7,15 @@ use std::sync::{Arc, Weak};
 
 use serde_json::{Map, Value, json};
 
+use rkms_media::webrtc::BandwidthLimits;
+
 use crate::backend::{
     DtlsState, EndpointEvent, EventSink, IceComponentState, NegotiationError, WebRtcEndpoint,
 };
 use crate::dispatch::value;
 use crate::engine::{Engine, Fields};
 use crate::error::{ErrorCode, RpcError, RpcResult};
-use crate::registry::MediaObject;
+use crate::registry::{Kind, MediaObject};
 use crate::values::complex;
 
 impl From<NegotiationError> for RpcError {
@@ -258,6 +260,52 @@ fn raise(engine: &Engine, object: &MediaObject, event: EndpointEvent) {
         }
     };
     engine.events.emit(object, name, f);
+}
+
+/// The field of a bandwidth property (kbps) of an RTP endpoint.
+fn bandwidth_field<'a>(limits: &'a mut BandwidthLimits, name: &str) -> Option<&'a mut u32> {
+    Some(match name {
+        "minVideoRecvBandwidth" => &mut limits.min_video_recv_kbps,
+        "maxVideoRecvBandwidth" => &mut limits.max_video_recv_kbps,
+        "maxAudioRecvBandwidth" => &mut limits.max_audio_recv_kbps,
+        "minVideoSendBandwidth" => &mut limits.min_video_send_kbps,
+        "maxVideoSendBandwidth" => &mut limits.max_video_send_kbps,
+        _ => return None,
+    })
+}
+
+/// A WebRTC endpoint's bandwidth property, as the media core applies it.
+pub(crate) fn bandwidth_property(object: &MediaObject, name: &str) -> Option<Value> {
+    let Kind::Element {
+        webrtc: Some(endpoint),
+        ..
+    } = &object.kind
+    else {
+        return None;
+    };
+    let mut limits = endpoint.bandwidth();
+    bandwidth_field(&mut limits, name).map(|v| json!(*v))
+}
+
+/// Sets a WebRTC endpoint's bandwidth property in the media core; `false` when `name` is not
+/// one (or the object no WebRTC endpoint). Negative values count as 0 (no limit).
+pub(crate) fn set_bandwidth_property(object: &MediaObject, name: &str, v: &Value) -> bool {
+    let Kind::Element {
+        webrtc: Some(endpoint),
+        ..
+    } = &object.kind
+    else {
+        return false;
+    };
+    let mut limits = endpoint.bandwidth();
+    let Some(field) = bandwidth_field(&mut limits, name) else {
+        return false;
+    };
+    *field = v
+        .as_i64()
+        .map_or(0, |kbps| u32::try_from(kbps.max(0)).unwrap_or(u32::MAX));
+    endpoint.set_bandwidth(limits);
+    true
 }
 
 /// Whether media of `kind` flows in (or out of) the element, as last reported.

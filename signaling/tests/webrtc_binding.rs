@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
+use rkms_media::webrtc::BandwidthLimits;
 use rkms_media::{ElementId, MediaKind, Pipeline};
 use rkms_signaling::backend::{
     BackendError, BoxFuture, EndpointEvent, EventSink, MediaBackend, NegotiationError,
@@ -21,6 +22,7 @@ struct FakeEndpoint {
     events: Mutex<Option<EventSink>>,
     remote: Mutex<Option<String>>,
     released: AtomicBool,
+    bandwidth: Mutex<BandwidthLimits>,
     /// What the backend saw, in order, shared with it.
     log: Arc<Mutex<Vec<&'static str>>>,
 }
@@ -92,6 +94,12 @@ impl WebRtcEndpoint for FakeEndpoint {
                 Err(NegotiationError::BadCandidate(candidate))
             }
         })
+    }
+    fn bandwidth(&self) -> BandwidthLimits {
+        *self.bandwidth.lock()
+    }
+    fn set_bandwidth(&self, limits: BandwidthLimits) {
+        *self.bandwidth.lock() = limits;
     }
     fn release(&self) {
         self.released.store(true, Ordering::SeqCst);
@@ -294,6 +302,30 @@ async fn webrtc_endpoint_over_a_backend() {
         )
         .await,
         false
+    );
+
+    // Bandwidth properties are the media core's: Kurento's defaults, and setters reach it.
+    assert_eq!(
+        c.ok("invoke", invoke("getMaxVideoSendBandwidth", json!({})))
+            .await,
+        500
+    );
+    c.ok(
+        "invoke",
+        invoke(
+            "setMaxVideoRecvBandwidth",
+            json!({"maxVideoRecvBandwidth": 300}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        backend.made.lock()[0].1.bandwidth().max_video_recv_kbps,
+        300
+    );
+    assert_eq!(
+        c.ok("invoke", invoke("getMaxVideoRecvBandwidth", json!({})))
+            .await,
+        300
     );
 
     // Loopback: media follows the graph through the backend, both ways.

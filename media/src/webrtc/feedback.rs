@@ -1,24 +1,54 @@
-//! Letting the RTCP feedback an SFU acts on out of `rtc`'s interceptor chain.
+//! The RTCP feedback an SFU acts on: letting it out of `rtc`'s interceptor chain, and deciding
+//! the bandwidth rkms asks each remote sender for.
 //!
 //! In `rtc` 0.21 inbound RTCP stops at the end of the interceptor chain unless an interceptor
 //! marks the packet [`Attribute::DeliverToApplication`]. [`FeedbackTap`] sits last in the chain
-//! and marks compound packets holding a keyframe request (PLI, FIR) or a NACK, so the socket loop
-//! can relay them to the source or answer them from the routing core's history. Reports and
-//! TWCC feedback stay with the interceptors that consume them.
+//! and marks compound packets holding a keyframe request (PLI, FIR), a NACK or a receiver
+//! estimate (REMB), so the socket loop can relay them to the source, answer them from the routing
+//! core's history, or bound the publisher. Reports and TWCC feedback stay with the interceptors
+//! that consume them.
+//!
+//! # Bandwidth
+//!
+//! A browser sending to rkms runs Google congestion control on the transport-wide-cc feedback
+//! `rtc`'s TWCC receiver interceptor writes (every 100 ms, for every packet carrying the
+//! transport-wide sequence number): that measures the publisher's uplink to rkms and nothing
+//! more. What its subscribers can take is told by their receiver estimates: rkms writes
+//! abs-send-time (and no transport-wide sequence) on forwarded packets, so a browser receiving
+//! from rkms estimates on its side and answers with REMB. rkms folds those into one bound per
+//! publisher and sends it as REMB, which the browser's congestion control takes as a ceiling:
+//!
+//! - a subscriber's estimate bounds its publisher only while that subscriber is congested. A
+//!   receiver's estimate of a stream that does not fill its link follows the rate it receives
+//!   (it never grows past ~1.5x of it, and lags behind keyframe bursts), so taken as a ceiling it
+//!   would pin a quiet picture (a static scene, a camera starting up) at its current bitrate,
+//!   and a browser whose estimate was pulled down while its encoder does not fill it does not
+//!   climb back. Congestion shows as an estimate that drops; it is over once the estimate is
+//!   back above the rate rkms forwards that subscriber. While congested, the estimate is clamped
+//!   to the subscriber's `[minVideoSendBandwidth, maxVideoSendBandwidth]`; otherwise the
+//!   subscriber contributes its `maxVideoSendBandwidth` alone, if it has one;
+//! - the publisher is asked for the smallest of those, clamped to its own
+//!   `[max(minVideoRecvBandwidth, 30 kbps), maxVideoRecvBandwidth]`;
+//! - no subscriber and no maximum: no bound (after a bound was sent, a high one lifts it).
+//!
+//! [`RembPacer`] sends a bound at once when it drops by more than 3%, otherwise once a second.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
+
+use super::settings::BandwidthLimits;
 
 /// The chain position of [`FeedbackTap`]: after every built-in interceptor.
 pub const FEEDBACK_TAP_SLOT: usize = 1_000_000;
 
-/// Marks inbound PLI, FIR and NACK for delivery to the application.
+/// Marks inbound PLI, FIR, NACK and REMB for delivery to the application.
 #[derive(Default)]
 pub struct FeedbackTap {
     reads: VecDeque<TaggedPacket>,
@@ -30,6 +60,7 @@ fn is_feedback(packet: &dyn rtc::rtcp::Packet) -> bool {
     any.is::<PictureLossIndication>()
         || any.is::<FullIntraRequest>()
         || any.is::<TransportLayerNack>()
+        || any.is::<ReceiverEstimatedMaximumBitrate>()
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
@@ -69,4 +100,257 @@ impl Interceptor for FeedbackTap {
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// The lowest bound rkms ever asks a sender for, whatever the settings (as Kurento's).
+const FLOOR_BPS: u64 = 30_000;
+/// What a lifted bound is sent as: far above any camera.
+const UNBOUNDED_BPS: u64 = 1_000_000_000;
+/// How often a bound is repeated.
+const REMB_INTERVAL: Duration = Duration::from_secs(1);
+
+fn kbps(limit: u32) -> Option<u64> {
+    (limit > 0).then(|| u64::from(limit) * 1000)
+}
+
+/// A subscriber's receiver estimates (REMB) of what rkms sends it.
+#[derive(Debug, Default)]
+pub(crate) struct ReceiverEstimate {
+    latest: Option<u64>,
+    congested: bool,
+}
+
+impl ReceiverEstimate {
+    /// Takes a new estimate (bps); one that drops by more than 3% signals congestion.
+    pub(crate) fn update(&mut self, bps: u64) {
+        if self
+            .latest
+            .is_some_and(|previous| bps * 100 < previous * 97)
+        {
+            self.congested = true;
+        }
+        self.latest = Some(bps);
+    }
+
+    /// What this subscriber lets its publisher be asked for, in bps, now that rkms forwards it
+    /// `forwarded_bps` of video: its estimate while congested, clamped to its send limits;
+    /// otherwise its maximum only.
+    pub(crate) fn demand(&mut self, limits: &BandwidthLimits, forwarded_bps: u64) -> Option<u64> {
+        let max = kbps(limits.max_video_send_kbps);
+        match self.latest {
+            Some(estimate) if self.congested && estimate < forwarded_bps => {
+                let floored = estimate.max(u64::from(limits.min_video_send_kbps) * 1000);
+                Some(max.map_or(floored, |max| floored.min(max)))
+            }
+            _ => {
+                self.congested = false;
+                max
+            }
+        }
+    }
+}
+
+/// The bitrate of a byte counter, measured over windows of a second.
+#[derive(Debug, Default)]
+pub(crate) struct RateMeter {
+    window: Option<(u64, Instant)>,
+    bps: u64,
+}
+
+impl RateMeter {
+    /// Feeds the counter's total; returns the rate of the last complete window.
+    pub(crate) fn update(&mut self, total_bytes: u64, now: Instant) -> u64 {
+        match self.window {
+            None => self.window = Some((total_bytes, now)),
+            Some((start_bytes, start)) => {
+                let elapsed = now.saturating_duration_since(start);
+                if elapsed >= Duration::from_secs(1) {
+                    let bits = total_bytes.saturating_sub(start_bytes) * 8;
+                    self.bps = (bits as f64 / elapsed.as_secs_f64()) as u64;
+                    self.window = Some((total_bytes, now));
+                }
+            }
+        }
+        self.bps
+    }
+}
+
+/// The bound rkms asks a publisher for, in bps, from the smallest demand of its subscribers.
+pub(crate) fn publisher_bound(limits: &BandwidthLimits, demand: Option<u64>) -> Option<u64> {
+    let max = kbps(limits.max_video_recv_kbps);
+    let floor = (u64::from(limits.min_video_recv_kbps) * 1000).max(FLOOR_BPS);
+    match (demand, max) {
+        (None, max) => max.map(|m| m.max(FLOOR_BPS)),
+        (Some(d), None) => Some(d.max(floor)),
+        (Some(d), Some(max)) => Some(d.max(floor).min(max.max(FLOOR_BPS))),
+    }
+}
+
+/// `sdp` with `b=AS:` lines (kbps) in its audio and video m-sections for the limits set.
+pub(crate) fn announce_bandwidth(sdp: &str, limits: &BandwidthLimits) -> String {
+    let mut out = String::with_capacity(sdp.len() + 64);
+    let mut pending: Option<u32> = None;
+    for line in sdp.split_inclusive('\n') {
+        let text = line.trim_end();
+        // b= goes after m=, i= and c= (RFC 8866); an existing one is kept.
+        if !text.starts_with("c=")
+            && !text.starts_with("i=")
+            && let Some(kbps) = pending.take()
+            && !text.starts_with("b=")
+        {
+            out.push_str(&format!("b=AS:{kbps}\r\n"));
+        }
+        out.push_str(line);
+        if text.starts_with("m=") {
+            let limit = if text.starts_with("m=video") {
+                limits.max_video_recv_kbps
+            } else if text.starts_with("m=audio") {
+                limits.max_audio_recv_kbps
+            } else {
+                0
+            };
+            pending = (limit > 0).then_some(limit);
+        }
+    }
+    if let Some(kbps) = pending {
+        out.push_str(&format!("b=AS:{kbps}\r\n"));
+    }
+    out
+}
+
+/// When the bound of one publisher goes out.
+#[derive(Debug, Default)]
+pub(crate) struct RembPacer {
+    last: Option<(u64, Instant)>,
+}
+
+impl RembPacer {
+    /// The REMB bitrate to send now for `bound`, if one is due.
+    pub(crate) fn due(&mut self, bound: Option<u64>, now: Instant) -> Option<u64> {
+        let value = match (bound, self.last) {
+            (Some(b), _) => b,
+            // Never bounded: nothing to say.
+            (None, None) => return None,
+            (None, Some(_)) => UNBOUNDED_BPS,
+        };
+        let send = match self.last {
+            None => true,
+            Some((last, at)) => {
+                value * 100 < last * 97 || now.saturating_duration_since(at) >= REMB_INTERVAL
+            }
+        };
+        if send {
+            self.last = Some((value, now));
+        }
+        send.then_some(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KURENTO: BandwidthLimits = BandwidthLimits {
+        min_video_recv_kbps: 0,
+        max_video_recv_kbps: 0,
+        max_audio_recv_kbps: 0,
+        min_video_send_kbps: 100,
+        max_video_send_kbps: 500,
+    };
+
+    #[test]
+    fn subscribers_bound_their_publisher_only_while_congested() {
+        let mut estimate = ReceiverEstimate::default();
+        assert_eq!(estimate.demand(&KURENTO, 0), Some(500_000));
+        // A receiver following a quiet stream up: no bound but the maximum.
+        for bps in [20_000, 30_000, 50_000, 50_000] {
+            estimate.update(bps);
+            assert_eq!(estimate.demand(&KURENTO, 200_000), Some(500_000));
+        }
+        // Its estimate drops below what it is sent: congested, clamped to the send limits.
+        estimate.update(40_000);
+        assert_eq!(estimate.demand(&KURENTO, 200_000), Some(100_000));
+        estimate.update(300_000);
+        assert_eq!(estimate.demand(&KURENTO, 400_000), Some(300_000));
+        // Back above the forwarded rate: the bound is lifted.
+        estimate.update(450_000);
+        assert_eq!(estimate.demand(&KURENTO, 400_000), Some(500_000));
+        estimate.update(420_000);
+        assert_eq!(estimate.demand(&KURENTO, 1_000_000), Some(420_000));
+
+        let open = BandwidthLimits {
+            min_video_send_kbps: 0,
+            max_video_send_kbps: 0,
+            ..KURENTO
+        };
+        let mut estimate = ReceiverEstimate::default();
+        assert_eq!(estimate.demand(&open, 0), None);
+        estimate.update(9_000_000);
+        estimate.update(1_500_000);
+        assert_eq!(estimate.demand(&open, 2_000_000), Some(1_500_000));
+    }
+
+    #[test]
+    fn rate_meter_measures_whole_windows() {
+        let mut meter = RateMeter::default();
+        let t0 = Instant::now();
+        assert_eq!(meter.update(1_000, t0), 0);
+        assert_eq!(meter.update(60_000, t0 + Duration::from_millis(500)), 0);
+        assert_eq!(
+            meter.update(126_000, t0 + Duration::from_secs(1)),
+            1_000_000
+        );
+    }
+
+    #[test]
+    fn publishers_bound_respects_their_receive_limits_and_the_floor() {
+        assert_eq!(publisher_bound(&KURENTO, None), None);
+        assert_eq!(publisher_bound(&KURENTO, Some(10_000)), Some(30_000));
+        assert_eq!(publisher_bound(&KURENTO, Some(2_000_000)), Some(2_000_000));
+        let capped = BandwidthLimits {
+            min_video_recv_kbps: 200,
+            max_video_recv_kbps: 300,
+            ..KURENTO
+        };
+        assert_eq!(publisher_bound(&capped, None), Some(300_000));
+        assert_eq!(publisher_bound(&capped, Some(100_000)), Some(200_000));
+        assert_eq!(publisher_bound(&capped, Some(2_000_000)), Some(300_000));
+    }
+
+    #[test]
+    fn bandwidth_is_announced_per_media_section() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n\
+                   a=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\n\
+                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n";
+        let limits = BandwidthLimits {
+            max_video_recv_kbps: 300,
+            ..KURENTO
+        };
+        let out = announce_bandwidth(sdp, &limits);
+        assert_eq!(out.matches("b=AS:").count(), 1, "{out}");
+        assert!(
+            out.contains(
+                "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\nb=AS:300\r\na=mid:1"
+            ),
+            "{out}"
+        );
+        assert_eq!(announce_bandwidth(sdp, &KURENTO), sdp);
+        let parsed = rtc::sdp::SessionDescription::unmarshal(&mut std::io::Cursor::new(out));
+        assert!(parsed.is_ok(), "{parsed:?}");
+    }
+
+    #[test]
+    fn remb_goes_out_at_once_when_the_bound_drops_else_every_second() {
+        let mut pacer = RembPacer::default();
+        let t0 = Instant::now();
+        assert_eq!(pacer.due(None, t0), None);
+        assert_eq!(pacer.due(Some(1_000_000), t0), Some(1_000_000));
+        assert_eq!(pacer.due(Some(990_000), t0), None);
+        assert_eq!(pacer.due(Some(900_000), t0), Some(900_000));
+        assert_eq!(pacer.due(Some(2_000_000), t0), None);
+        let t1 = t0 + REMB_INTERVAL;
+        assert_eq!(pacer.due(Some(2_000_000), t1), Some(2_000_000));
+        // A lifted bound is sent high, and kept up.
+        assert_eq!(pacer.due(None, t1 + REMB_INTERVAL), Some(UNBOUNDED_BPS));
+    }
 }

@@ -23,7 +23,7 @@ use super::error::WebRtcError;
 use super::events::EndpointEvent;
 use super::extensions::CarriedExtensions;
 use super::peer::{Inbound, Peer};
-use super::settings::{EndpointOptions, NetworkSettings};
+use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 use super::udp::{SLOT_LEN, SendBatch, stun_local_ufrag};
 use crate::graph::{ElementId, MediaKind};
 use crate::routing::{Rewritten, Router, RtpPacket};
@@ -48,6 +48,7 @@ enum Command {
     RemoteDescription(ElementId, Reply<Option<String>>),
     AddIceCandidate(ElementId, RTCIceCandidateInit, Reply<()>),
     GatherCandidates(ElementId, Reply<()>),
+    SetBandwidth(ElementId, BandwidthLimits),
     Connect(ElementId, ElementId, MediaKind),
     Disconnect(ElementId, ElementId, MediaKind),
     Shutdown,
@@ -66,6 +67,7 @@ impl Command {
             | Command::RemoteDescription(id, ..)
             | Command::AddIceCandidate(id, ..)
             | Command::GatherCandidates(id, ..)
+            | Command::SetBandwidth(id, _)
             | Command::Connect(_, id, _)
             | Command::Disconnect(_, id, _) => *id,
             Command::Shutdown => ElementId(u32::MAX),
@@ -344,6 +346,13 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// Changes the bandwidth limits: the REMB bounds at once, `b=AS` from the next negotiation.
+    pub fn set_bandwidth(&self, limits: BandwidthLimits) -> Result<(), WebRtcError> {
+        self.handle.send(Command::SetBandwidth(self.id, limits))
+    }
+}
+
 impl Drop for Endpoint {
     fn drop(&mut self) {
         self.placement.lock().remove(&self.id);
@@ -491,6 +500,7 @@ impl EventLoop {
                 for peer in self.peers.values_mut() {
                     peer.check_flows(now);
                 }
+                self.bound_publishers(now);
                 if now >= next_report {
                     next_report = now + REPORT_INTERVAL;
                     let ids: Vec<ElementId> = self.peers.keys().copied().collect();
@@ -654,6 +664,32 @@ impl EventLoop {
         });
     }
 
+    /// Sends each video publisher the bound its subscribers' estimates set (see `feedback`).
+    fn bound_publishers(&mut self, now: Instant) {
+        let mut demands: HashMap<ElementId, Option<u64>> = HashMap::new();
+        for (&sink, peer) in &mut self.peers {
+            if let Some(source) = self.router.source_of(sink, MediaKind::Video) {
+                let demand = peer.video_demand(now);
+                let entry = demands.entry(source).or_insert(demand);
+                *entry = match (*entry, demand) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        let ids: Vec<ElementId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let demand = demands.get(&id).copied().flatten();
+            if self
+                .peers
+                .get_mut(&id)
+                .is_some_and(|p| p.bound_video_sender(demand, now))
+            {
+                self.service(id, now);
+            }
+        }
+    }
+
     fn send_keyframe_request(&mut self, source: ElementId, kind: MediaKind, now: Instant) {
         if let Some(peer) = self.peers.get_mut(&source) {
             peer.request_keyframe(kind, now);
@@ -710,6 +746,11 @@ impl EventLoop {
                     p.gather_candidates();
                     Ok(())
                 }));
+            }
+            Command::SetBandwidth(id, limits) => {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.set_bandwidth(limits);
+                }
             }
             Command::Connect(source, sink, kind) => {
                 if kind != MediaKind::Data && self.router.connect(source, sink, kind, now) {

@@ -92,9 +92,14 @@
 //! **Feedback.** A sink's PLI/FIR for rkms's SSRC becomes a keyframe request, merged and
 //! rate-limited per source by the router, sent to the publisher as a PLI through its receiver; a
 //! new video sink triggers one. A sink's NACK is answered from the source's history (last 512
-//! packets), renumbered for that sink. RTCP rkms sends (PLI, receiver reports, TWCC feedback) goes
-//! through the crate, and so do the sender reports rkms writes once a second for each stream it
-//! forwards (the crate's report interceptor never sees fast-path packets).
+//! packets), renumbered for that sink. RTCP rkms sends (PLI, receiver reports, TWCC feedback,
+//! REMB) goes through the crate, and so do the sender reports rkms writes once a second for each
+//! stream it forwards (the crate's report interceptor never sees fast-path packets).
+//!
+//! **Bandwidth.** Publishers get transport-wide-cc feedback from the crate's TWCC receiver (their
+//! congestion control measures the uplink) and a REMB bound from rkms: the smallest demand of
+//! their congested subscribers and the Kurento bandwidth properties ([`feedback`] explains the
+//! rules); `maxVideoRecvBandwidth`/`maxAudioRecvBandwidth` are also announced as `b=AS`.
 //!
 //! **Header extensions** on forwarded packets are written per sink under the sink's negotiated
 //! ids ([`extensions`]): its `mid`, a fresh `abs-send-time`, and the source's `ssrc-audio-level`
@@ -104,7 +109,8 @@
 //! sequence of our own on forwarded packets; sender reports that carry the publisher's own
 //! RTP/NTP mapping (ours map the last forwarded timestamp to the wall clock at forwarding time,
 //! so audio/video sync is as good as the arrival jitter); RTX on the send side; STUN/TURN candidate gathering and ICE-TCP (host candidates with the
-//! configured external addresses only); REMB/TWCC-driven bitrate.
+//! configured external addresses only); a send-side estimate of each subscriber's downlink from
+//! transport-wide-cc (subscribers' REMB is used instead, see [`feedback`]).
 //!
 //! # Safety of the fast path's keys
 //!
@@ -129,4 +135,4 @@ pub mod udp;
 pub use error::WebRtcError;
 pub use events::{ConnectionState, DtlsState, EndpointEvent, FlowState, IceComponentState};
 pub use host::{Endpoint, WebRtcHost};
-pub use settings::{EndpointOptions, NetworkSettings};
+pub use settings::{BandwidthLimits, EndpointOptions, NetworkSettings};

@@ -16,6 +16,7 @@ use rtc::peer_connection::transport::{RTCIceCandidateInit, RTCIceServer};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -29,7 +30,10 @@ use super::codecs::{CodecId, first_offered_codec, media_kind, media_setup, rtp_k
 use super::error::WebRtcError;
 use super::events::{ConnectionState, DtlsState, EndpointEvent, FlowState, IceComponentState};
 use super::extensions::{CarriedExtensions, SinkIds, SourceIds, abs_send_time};
-use super::settings::{EndpointOptions, NetworkSettings};
+use super::feedback::{
+    RateMeter, ReceiverEstimate, RembPacer, announce_bandwidth, publisher_bound,
+};
+use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 use super::srtp_out::{RolloverCounter, SrtpOut};
 use super::srtp_tap::{SUPPORTED_PROFILES, SrtpKeyTap};
 use crate::graph::MediaKind;
@@ -99,6 +103,16 @@ pub(crate) struct Peer {
     flow_out: [Flow; 2],
     /// Set when the transport comes up: the video it will be sent needs a keyframe.
     wants_keyframe: bool,
+    /// The crate's local SDP and the one announced for it.
+    announced: Option<(String, String)>,
+    /// The remote's receiver estimates (REMB) of what rkms sends it.
+    remote_estimate: ReceiverEstimate,
+    /// When the bound rkms asks the remote sender for goes out.
+    remb: RembPacer,
+    /// Bytes of forwarded video sent to this peer (what its receiver estimate covers), and
+    /// their rate.
+    forwarded_video_bytes: u64,
+    forwarded_video_rate: RateMeter,
 }
 
 fn kind_index(kind: MediaKind) -> usize {
@@ -169,6 +183,11 @@ impl Peer {
             flow_in: [Flow::default(); 2],
             flow_out: [Flow::default(); 2],
             wants_keyframe: false,
+            announced: None,
+            remote_estimate: ReceiverEstimate::default(),
+            remb: RembPacer::default(),
+            forwarded_video_bytes: 0,
+            forwarded_video_rate: RateMeter::default(),
         })
     }
 
@@ -286,8 +305,17 @@ impl Peer {
         Ok(())
     }
 
-    pub(crate) fn local_description(&self) -> Option<String> {
-        self.pc.local_description().map(|d| d.sdp)
+    /// The local SDP as the remote gets it: the crate's, with the bandwidth rkms announces
+    /// (fixed when it was negotiated).
+    pub(crate) fn local_description(&mut self) -> Option<String> {
+        let sdp = self.pc.local_description()?.sdp;
+        if self.announced.as_ref().is_none_or(|(from, _)| *from != sdp) {
+            let announced = announce_bandwidth(&sdp, &self.options.bandwidth);
+            self.announced = Some((sdp, announced));
+        }
+        self.announced
+            .as_ref()
+            .map(|(_, announced)| announced.clone())
     }
 
     pub(crate) fn remote_description(&self) -> Option<String> {
@@ -438,6 +466,9 @@ impl Peer {
                 if let Some(kind) = self.send_kind_of_ssrc(ssrc) {
                     inbound.push(Inbound::KeyframeRequest(kind));
                 }
+            } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
+                tracing::trace!("{remb}");
+                self.remote_estimate.update(remb.bitrate as u64);
             } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>()
                 && let Some(kind) = self.send_kind_of_ssrc(nack.media_ssrc)
             {
@@ -575,6 +606,52 @@ impl Peer {
         }
     }
 
+    /// Changes the bandwidth limits (`b=AS` lines of a later negotiation, the REMB bounds now).
+    pub(crate) fn set_bandwidth(&mut self, limits: BandwidthLimits) {
+        self.options.bandwidth = limits;
+    }
+
+    /// What this peer, as a subscriber, lets its video publisher be asked for (bps).
+    pub(crate) fn video_demand(&mut self, now: Instant) -> Option<u64> {
+        let forwarded = self
+            .forwarded_video_rate
+            .update(self.forwarded_video_bytes, now);
+        self.remote_estimate
+            .demand(&self.options.bandwidth, forwarded)
+    }
+
+    /// Sends the remote's video sender the bound its subscribers' `demand` sets, when due.
+    /// Returns whether a REMB was written (the peer then needs servicing).
+    pub(crate) fn bound_video_sender(&mut self, demand: Option<u64>, now: Instant) -> bool {
+        let Some(stream) = self.recv.iter().find(|s| s.kind == MediaKind::Video) else {
+            return false;
+        };
+        let receiver = stream.receiver;
+        let Some(bitrate) = self
+            .remb
+            .due(publisher_bound(&self.options.bandwidth, demand), now)
+        else {
+            return false;
+        };
+        let Some(mut receiver) = self.pc.rtp_receiver(receiver) else {
+            return false;
+        };
+        let ssrcs: Vec<u32> = receiver.track().ssrcs().collect();
+        if ssrcs.is_empty() {
+            return false;
+        }
+        let remb = ReceiverEstimatedMaximumBitrate {
+            sender_ssrc: 0,
+            bitrate: bitrate as f32,
+            ssrcs,
+        };
+        if let Err(e) = receiver.write_rtcp(now, vec![Box::new(remb)]) {
+            tracing::debug!("REMB not sent: {e}");
+            return false;
+        }
+        true
+    }
+
     /// Writes a forwarded packet for this peer into `buf` (header rewritten to this peer's
     /// stream, payload, SRTP tag). Returns the datagram length, or `None` when this peer cannot
     /// take it (not connected, codec not negotiated).
@@ -613,6 +690,9 @@ impl Peer {
         let n = out
             .protect(buf, header_len, len, stream.ssrc, rewritten.seq, roc)
             .ok()?;
+        if kind == MediaKind::Video {
+            self.forwarded_video_bytes += n as u64;
+        }
         stream.last_sent = Some((rewritten.timestamp, now, codec.clock_rate()));
         stream.packets = stream.packets.wrapping_add(1);
         stream.octets = stream.octets.wrapping_add(packet.payload.len() as u32);

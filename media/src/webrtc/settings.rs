@@ -54,4 +54,35 @@ pub struct EndpointOptions {
     /// Endpoints of one group (a pipeline) share a loop thread, so they can be connected;
     /// `None` places the endpoint on the first thread.
     pub group: Option<u64>,
+    /// Bandwidth limits (changeable later with [`super::Endpoint::set_bandwidth`]).
+    pub bandwidth: BandwidthLimits,
+}
+
+/// Kurento's bandwidth properties of an endpoint, in kbps; 0 means no limit. How rkms applies
+/// them is described in the `feedback` module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BandwidthLimits {
+    /// Floor of the bound rkms sends the remote sender as REMB (never below 30 kbps).
+    pub min_video_recv_kbps: u32,
+    /// Ceiling of the same, also announced as `b=AS` in video m-sections.
+    pub max_video_recv_kbps: u32,
+    /// Announced as `b=AS` in audio m-sections.
+    pub max_audio_recv_kbps: u32,
+    /// Floor of this endpoint's receiver estimate when it bounds its publisher.
+    pub min_video_send_kbps: u32,
+    /// Ceiling of the same.
+    pub max_video_send_kbps: u32,
+}
+
+impl Default for BandwidthLimits {
+    /// Kurento's defaults.
+    fn default() -> Self {
+        BandwidthLimits {
+            min_video_recv_kbps: 0,
+            max_video_recv_kbps: 0,
+            max_audio_recv_kbps: 0,
+            min_video_send_kbps: 100,
+            max_video_send_kbps: 500,
+        }
+    }
 }
