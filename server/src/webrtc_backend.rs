@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use parking_lot::Mutex;
 use rkms_media::webrtc::{
     BandwidthLimits, ConnectionState, DtlsState as HostDtls, Endpoint, EndpointEvent as HostEvent,
-    EndpointOptions, FlowState, IceComponentState as HostIce, NetworkSettings, WebRtcError,
-    WebRtcHost,
+    EndpointOptions, EndpointStats, FlowState, IceComponentState as HostIce, NetworkSettings,
+    WebRtcError, WebRtcHost,
 };
 use rkms_media::{ElementId, MediaKind, Pipeline};
 use rkms_signaling::backend::{
@@ -299,6 +299,13 @@ impl WebRtcEndpoint for EndpointAdapter {
         {
             tracing::warn!(error = %e, "bandwidth limits not applied");
         }
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Option<EndpointStats>> {
+        Box::pin(async move {
+            let endpoint = self.endpoint().ok()?;
+            endpoint.stats().await.ok()
+        })
     }
 
     fn release(&self) {

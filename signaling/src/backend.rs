@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use rkms_media::webrtc::BandwidthLimits;
+use rkms_media::webrtc::{BandwidthLimits, EndpointStats};
 use rkms_media::{ElementId, MediaKind, Pipeline};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -147,6 +147,8 @@ pub trait WebRtcEndpoint: Send + Sync {
     fn bandwidth(&self) -> BandwidthLimits;
     /// Changes them: feedback to the remote sender at once, SDP from the next negotiation.
     fn set_bandwidth(&self, limits: BandwidthLimits);
+    /// The endpoint's statistics (`None` once released).
+    fn stats(&self) -> BoxFuture<'_, Option<EndpointStats>>;
     /// Closes the peer connection and frees its resources.
     fn release(&self);
 }

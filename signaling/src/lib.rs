@@ -26,6 +26,7 @@ mod server_manager;
 pub mod session;
 pub mod values;
 mod webrtc_endpoint;
+mod webrtc_stats;
 
 pub use engine::{Connection, Engine, EngineConfig};
 pub use error::{ErrorCode, RpcError};

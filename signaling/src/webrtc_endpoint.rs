@@ -7,6 +7,7 @@ use std::sync::{Arc, Weak};
 
 use serde_json::{Map, Value, json};
 
+use rkms_media::MediaKind;
 use rkms_media::webrtc::BandwidthLimits;
 
 use crate::backend::{
@@ -17,6 +18,7 @@ use crate::engine::{Engine, Fields};
 use crate::error::{ErrorCode, RpcError, RpcResult};
 use crate::registry::{Kind, MediaObject};
 use crate::values::complex;
+use crate::webrtc_stats::stats_report;
 
 impl From<NegotiationError> for RpcError {
     fn from(e: NegotiationError) -> Self {
@@ -84,6 +86,17 @@ impl Engine {
                 .await
                 .map(|sdp| value(json!(sdp)))
                 .ok_or_else(|| RpcError::new(ErrorCode::NoRemoteSdp, "no remote description yet")),
+            "getStats" => {
+                let kind = args
+                    .get("mediaType")
+                    .and_then(Value::as_str)
+                    .and_then(MediaKind::parse);
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                let stats = endpoint.stats().await.unwrap_or_default();
+                Ok(value(stats_report(&stats, kind, now_ms)))
+            }
             "gatherCandidates" => endpoint
                 .gather_candidates()
                 .await

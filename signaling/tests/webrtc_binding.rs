@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use rkms_media::webrtc::BandwidthLimits;
+use rkms_media::webrtc::{BandwidthLimits, EndpointStats};
 use rkms_media::{ElementId, MediaKind, Pipeline};
 use rkms_signaling::backend::{
     BackendError, BoxFuture, EndpointEvent, EventSink, MediaBackend, NegotiationError,
@@ -100,6 +100,9 @@ impl WebRtcEndpoint for FakeEndpoint {
     }
     fn set_bandwidth(&self, limits: BandwidthLimits) {
         *self.bandwidth.lock() = limits;
+    }
+    fn stats(&self) -> BoxFuture<'_, Option<EndpointStats>> {
+        Box::pin(async { Some(EndpointStats::default()) })
     }
     fn release(&self) {
         self.released.store(true, Ordering::SeqCst);

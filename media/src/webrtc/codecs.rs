@@ -54,6 +54,19 @@ impl CodecId {
         })
     }
 
+    /// The encoding name as SDP writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CodecId::Opus => "opus",
+            CodecId::Pcmu => "PCMU",
+            CodecId::Pcma => "PCMA",
+            CodecId::Vp8 => "VP8",
+            CodecId::Vp9 => "VP9",
+            CodecId::H264SingleNal | CodecId::H264NonInterleaved => "H264",
+            CodecId::Av1 => "AV1",
+        }
+    }
+
     /// The RTP clock rate.
     pub fn clock_rate(self) -> u32 {
         match self {

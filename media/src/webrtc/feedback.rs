@@ -132,6 +132,11 @@ impl ReceiverEstimate {
         self.latest = Some(bps);
     }
 
+    /// The latest estimate, in bps.
+    pub(crate) fn latest(&self) -> Option<u64> {
+        self.latest
+    }
+
     /// What this subscriber lets its publisher be asked for, in bps, now that rkms forwards it
     /// `forwarded_bps` of video: its estimate while congested, clamped to its send limits;
     /// otherwise its maximum only.
@@ -225,6 +230,11 @@ pub(crate) struct RembPacer {
 }
 
 impl RembPacer {
+    /// The last bound sent, in bps.
+    pub(crate) fn last(&self) -> Option<u64> {
+        self.last.map(|(bps, _)| bps)
+    }
+
     /// The REMB bitrate to send now for `bound`, if one is due.
     pub(crate) fn due(&mut self, bound: Option<u64>, now: Instant) -> Option<u64> {
         let value = match (bound, self.last) {

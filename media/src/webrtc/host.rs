@@ -24,6 +24,7 @@ use super::events::EndpointEvent;
 use super::extensions::CarriedExtensions;
 use super::peer::{Inbound, Peer};
 use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
+use super::stats::EndpointStats;
 use super::udp::{SLOT_LEN, SendBatch, stun_local_ufrag};
 use crate::graph::{ElementId, MediaKind};
 use crate::routing::{Rewritten, Router, RtpPacket};
@@ -49,6 +50,7 @@ enum Command {
     AddIceCandidate(ElementId, RTCIceCandidateInit, Reply<()>),
     GatherCandidates(ElementId, Reply<()>),
     SetBandwidth(ElementId, BandwidthLimits),
+    Stats(ElementId, Reply<EndpointStats>),
     Connect(ElementId, ElementId, MediaKind),
     Disconnect(ElementId, ElementId, MediaKind),
     Shutdown,
@@ -68,6 +70,7 @@ impl Command {
             | Command::AddIceCandidate(id, ..)
             | Command::GatherCandidates(id, ..)
             | Command::SetBandwidth(id, _)
+            | Command::Stats(id, _)
             | Command::Connect(_, id, _)
             | Command::Disconnect(_, id, _) => *id,
             Command::Shutdown => ElementId(u32::MAX),
@@ -347,6 +350,11 @@ impl Endpoint {
 }
 
 impl Endpoint {
+    /// The endpoint's statistics.
+    pub async fn stats(&self) -> Result<EndpointStats, WebRtcError> {
+        self.handle.call(|r| Command::Stats(self.id, r)).await
+    }
+
     /// Changes the bandwidth limits: the REMB bounds at once, `b=AS` from the next negotiation.
     pub fn set_bandwidth(&self, limits: BandwidthLimits) -> Result<(), WebRtcError> {
         self.handle.send(Command::SetBandwidth(self.id, limits))
@@ -746,6 +754,9 @@ impl EventLoop {
                     p.gather_candidates();
                     Ok(())
                 }));
+            }
+            Command::Stats(id, reply) => {
+                let _ = reply.send(self.with_peer(id, |p| Ok(p.stats(now))));
             }
             Command::SetBandwidth(id, limits) => {
                 if let Some(peer) = self.peers.get_mut(&id) {

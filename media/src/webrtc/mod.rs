@@ -130,9 +130,11 @@ mod peer;
 mod settings;
 pub mod srtp_out;
 pub mod srtp_tap;
+mod stats;
 pub mod udp;
 
 pub use error::WebRtcError;
 pub use events::{ConnectionState, DtlsState, EndpointEvent, FlowState, IceComponentState};
 pub use host::{Endpoint, WebRtcHost};
 pub use settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
+pub use stats::{CandidatePairStats, EndpointStats, RtpStreamStats};

@@ -36,6 +36,7 @@ use super::feedback::{
 use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 use super::srtp_out::{RolloverCounter, SrtpOut};
 use super::srtp_tap::{SUPPORTED_PROFILES, SrtpKeyTap};
+use super::stats::{CandidatePairStats, EndpointStats, RtpStreamStats};
 use crate::graph::MediaKind;
 use crate::routing::{Rewritten, RtpPacket};
 
@@ -52,8 +53,14 @@ struct SendStream {
     roc: RolloverCounter,
     /// For sender reports: the last timestamp sent, when, and at what clock rate; counters.
     last_sent: Option<(u32, Instant, u32)>,
-    packets: u32,
-    octets: u32,
+    /// Packets and payload bytes forwarded, datagram bytes sent (SRTP included).
+    packets: u64,
+    octets: u64,
+    datagram_bytes: u64,
+    /// Feedback the remote sent about this stream.
+    plis: u64,
+    firs: u64,
+    nacks: u64,
 }
 
 /// A stream rkms receives on this peer.
@@ -64,6 +71,10 @@ struct RecvStream {
     /// Codec of each payload type.
     codecs: Vec<(u8, CodecId)>,
     extensions: SourceIds,
+    /// Keyframe requests rkms sent the remote for this stream.
+    plis: u64,
+    /// The payload type and codec of the last packet.
+    current: Option<(u8, CodecId)>,
 }
 
 /// What the loop must do after servicing a peer.
@@ -109,10 +120,10 @@ pub(crate) struct Peer {
     remote_estimate: ReceiverEstimate,
     /// When the bound rkms asks the remote sender for goes out.
     remb: RembPacer,
-    /// Bytes of forwarded video sent to this peer (what its receiver estimate covers), and
-    /// their rate.
-    forwarded_video_bytes: u64,
+    /// The rate of forwarded video sent to this peer (what its receiver estimate covers).
     forwarded_video_rate: RateMeter,
+    data_channels_opened: u32,
+    data_channels_closed: u32,
 }
 
 fn kind_index(kind: MediaKind) -> usize {
@@ -186,7 +197,8 @@ impl Peer {
             announced: None,
             remote_estimate: ReceiverEstimate::default(),
             remb: RembPacer::default(),
-            forwarded_video_bytes: 0,
+            data_channels_opened: 0,
+            data_channels_closed: 0,
             forwarded_video_rate: RateMeter::default(),
         })
     }
@@ -234,6 +246,10 @@ impl Peer {
             last_sent: None,
             packets: 0,
             octets: 0,
+            datagram_bytes: 0,
+            plis: 0,
+            firs: 0,
+            nacks: 0,
         });
         Ok(())
     }
@@ -416,13 +432,14 @@ impl Peer {
         while let Some(msg) = self.pc.poll_read() {
             match msg.message {
                 RTCMessage::RtpPacket(track_id, packet) => {
-                    let Some(stream) = self.recv.iter().find(|s| s.track_id == track_id) else {
+                    let Some(stream) = self.recv.iter_mut().find(|s| s.track_id == track_id) else {
                         continue;
                     };
                     let pt = packet.header.payload_type;
                     let Some(&(_, codec)) = stream.codecs.iter().find(|(p, _)| *p == pt) else {
                         continue;
                     };
+                    stream.current = Some((pt, codec));
                     let kind = stream.kind;
                     let carried = stream.extensions.read(&packet);
                     let flow = &mut self.flow_in[kind_index(kind)];
@@ -459,11 +476,13 @@ impl Peer {
             let any = packet.as_any();
             if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
                 if let Some(kind) = self.send_kind_of_ssrc(pli.media_ssrc) {
+                    self.count_feedback(kind, |s| &mut s.plis);
                     inbound.push(Inbound::KeyframeRequest(kind));
                 }
             } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
                 let ssrc = fir.fir.first().map_or(fir.media_ssrc, |e| e.ssrc);
                 if let Some(kind) = self.send_kind_of_ssrc(ssrc) {
+                    self.count_feedback(kind, |s| &mut s.firs);
                     inbound.push(Inbound::KeyframeRequest(kind));
                 }
             } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
@@ -472,6 +491,7 @@ impl Peer {
             } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>()
                 && let Some(kind) = self.send_kind_of_ssrc(nack.media_ssrc)
             {
+                self.count_feedback(kind, |s| &mut s.nacks);
                 let lost = nack
                     .nacks
                     .iter()
@@ -479,6 +499,16 @@ impl Peer {
                     .collect();
                 inbound.push(Inbound::Nack(kind, lost));
             }
+        }
+    }
+
+    fn count_feedback(
+        &mut self,
+        kind: MediaKind,
+        counter: impl FnOnce(&mut SendStream) -> &mut u64,
+    ) {
+        if let Some(stream) = self.send[kind_index(kind)].as_mut() {
+            *counter(stream) += 1;
         }
     }
 
@@ -544,9 +574,11 @@ impl Peer {
             },
             RTCPeerConnectionEvent::OnDataChannel(event) => match event {
                 RTCDataChannelEvent::OnOpen(id) => {
+                    self.data_channels_opened += 1;
                     self.emit(EndpointEvent::DataChannelOpened(id as u16));
                 }
                 RTCDataChannelEvent::OnClose(id) => {
+                    self.data_channels_closed += 1;
                     self.emit(EndpointEvent::DataChannelClosed(id as u16));
                 }
                 _ => {}
@@ -569,6 +601,8 @@ impl Peer {
                         receiver: init.receiver_id,
                         codecs,
                         extensions,
+                        plis: 0,
+                        current: None,
                     });
                 }
             }
@@ -588,9 +622,10 @@ impl Peer {
 
     /// Asks the remote sender of `kind` for a keyframe.
     pub(crate) fn request_keyframe(&mut self, kind: MediaKind, now: Instant) {
-        let Some(stream) = self.recv.iter().find(|s| s.kind == kind) else {
+        let Some(stream) = self.recv.iter_mut().find(|s| s.kind == kind) else {
             return;
         };
+        stream.plis += 1;
         let receiver = stream.receiver;
         if let Some(mut receiver) = self.pc.rtp_receiver(receiver) {
             let Some(media_ssrc) = receiver.track().ssrcs().next() else {
@@ -613,9 +648,10 @@ impl Peer {
 
     /// What this peer, as a subscriber, lets its video publisher be asked for (bps).
     pub(crate) fn video_demand(&mut self, now: Instant) -> Option<u64> {
-        let forwarded = self
-            .forwarded_video_rate
-            .update(self.forwarded_video_bytes, now);
+        let sent = self.send[kind_index(MediaKind::Video)]
+            .as_ref()
+            .map_or(0, |s| s.datagram_bytes);
+        let forwarded = self.forwarded_video_rate.update(sent, now);
         self.remote_estimate
             .demand(&self.options.bandwidth, forwarded)
     }
@@ -690,12 +726,10 @@ impl Peer {
         let n = out
             .protect(buf, header_len, len, stream.ssrc, rewritten.seq, roc)
             .ok()?;
-        if kind == MediaKind::Video {
-            self.forwarded_video_bytes += n as u64;
-        }
         stream.last_sent = Some((rewritten.timestamp, now, codec.clock_rate()));
-        stream.packets = stream.packets.wrapping_add(1);
-        stream.octets = stream.octets.wrapping_add(packet.payload.len() as u32);
+        stream.packets += 1;
+        stream.octets += packet.payload.len() as u64;
+        stream.datagram_bytes += n as u64;
         let flow = &mut self.flow_out[kind_index(kind)];
         flow.last = Some(now);
         if !flow.flowing {
@@ -722,8 +756,9 @@ impl Peer {
                 ssrc: stream.ssrc,
                 ntp_time: ntp,
                 rtp_time: ts.wrapping_add((elapsed * f64::from(clock_rate)) as u32),
-                packet_count: stream.packets,
-                octet_count: stream.octets,
+                // The report's counters wrap at 32 bits.
+                packet_count: stream.packets as u32,
+                octet_count: stream.octets as u32,
                 ..Default::default()
             };
             if let Some(mut sender) = self.pc.rtp_sender(stream.sender)
@@ -732,6 +767,93 @@ impl Peer {
                 tracing::debug!("sender report not sent: {e}");
             }
         }
+    }
+
+    /// The endpoint's statistics: the crate's for what it receives and its transport, rkms's
+    /// counters for what the fast path sends.
+    pub(crate) fn stats(&mut self, now: Instant) -> EndpointStats {
+        use rtc::statistics::StatsSelector;
+        use rtc::statistics::report::RTCStatsReportEntry;
+        let report = self.pc.get_stats(now, StatsSelector::None);
+        let bound = self.remb.last().unwrap_or(0);
+        let estimate = self.remote_estimate.latest().unwrap_or(0);
+        let mut out = EndpointStats {
+            data_channels_opened: self.data_channels_opened,
+            data_channels_closed: self.data_channels_closed,
+            ..EndpointStats::default()
+        };
+        for received in report.inbound_rtp_streams() {
+            let rtp = &received.received_rtp_stream_stats;
+            let Some(kind) = media_kind(rtp.rtp_stream_stats.kind) else {
+                continue;
+            };
+            let mut stream = RtpStreamStats::new(kind, rtp.rtp_stream_stats.ssrc);
+            let ours = self.recv.iter().find(|s| s.kind == kind);
+            stream.codec = ours.and_then(|s| s.current);
+            stream.packets = rtp.packets_received;
+            stream.bytes = received.bytes_received;
+            stream.packets_lost = rtp.packets_lost;
+            // The crate counts jitter in RTP timestamp units; Kurento reports seconds.
+            stream.jitter = stream
+                .codec
+                .map_or(0.0, |(_, c)| rtp.jitter / f64::from(c.clock_rate()));
+            stream.nack_count = u64::from(received.nack_count);
+            stream.fir_count = u64::from(received.fir_count);
+            stream.pli_count = ours.map_or(0, |s| s.plis);
+            stream.remb = if kind == MediaKind::Video { bound } else { 0 };
+            out.inbound.push(stream);
+        }
+        for (kind, send) in [MediaKind::Audio, MediaKind::Video]
+            .into_iter()
+            .filter_map(|k| self.send[kind_index(k)].as_ref().map(|s| (k, s)))
+        {
+            let mut stream = RtpStreamStats::new(kind, send.ssrc);
+            stream.codec = send.payload_types.first().map(|(codec, pt)| (*pt, *codec));
+            stream.packets = send.packets;
+            stream.bytes = send.octets;
+            stream.pli_count = send.plis;
+            stream.fir_count = send.firs;
+            stream.nack_count = send.nacks;
+            stream.remb = if kind == MediaKind::Video {
+                estimate
+            } else {
+                0
+            };
+            let remote = report.iter().find_map(|entry| match entry {
+                RTCStatsReportEntry::RemoteInboundRtp(r)
+                    if r.received_rtp_stream_stats.rtp_stream_stats.ssrc == send.ssrc =>
+                {
+                    Some(r)
+                }
+                _ => None,
+            });
+            if let Some(remote) = remote {
+                stream.packets_lost = remote.received_rtp_stream_stats.packets_lost;
+                stream.fraction_lost = remote.fraction_lost;
+                stream.round_trip_time = remote.round_trip_time;
+            }
+            out.bytes_sent += send.datagram_bytes;
+            out.outbound.push(stream);
+        }
+        if let Some(transport) = report.transport() {
+            out.bytes_sent += transport.bytes_sent;
+            out.bytes_received = transport.bytes_received;
+        }
+        let forwarded: u64 = self.send.iter().flatten().map(|s| s.datagram_bytes).sum();
+        out.candidate_pair = report
+            .candidate_pairs()
+            .find(|p| p.nominated)
+            .zip(self.remote)
+            .map(|(pair, (remote, local))| CandidatePairStats {
+                local: local.to_string(),
+                remote: remote.to_string(),
+                bytes_sent: pair.bytes_sent + forwarded,
+                bytes_received: pair.bytes_received,
+                round_trip_time: pair.current_round_trip_time,
+                available_outgoing_bitrate: estimate as f64,
+                available_incoming_bitrate: bound as f64,
+            });
+        out
     }
 
     /// Reports flows that stopped.
