@@ -35,9 +35,10 @@ struct Cli {
     /// default: `modules/kurento` beside the configuration file.
     #[arg(long)]
     modules_config_path: Option<PathBuf>,
-    /// Log filter in RUST_LOG syntax, e.g. `info` or `rkms_signaling=debug`.
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
-    log: String,
+    /// Log filter in RUST_LOG syntax, e.g. `info` or `rkms_signaling=debug` (default: `info`;
+    /// `warn` for `loadtest`, whose thousands of peers would otherwise drown its report).
+    #[arg(long, env = "RUST_LOG")]
+    log: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -52,9 +53,14 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let default_log = match cli.command {
+        Some(Command::Loadtest(_)) => "warn",
+        _ => "info",
+    };
+    let log = cli.log.as_deref().unwrap_or(default_log);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(EnvFilter::try_new(&cli.log).context("invalid log filter")?)
+        .with_env_filter(EnvFilter::try_new(log).context("invalid log filter")?)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

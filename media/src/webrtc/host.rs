@@ -25,7 +25,7 @@ use super::extensions::CarriedExtensions;
 use super::peer::{Inbound, Peer};
 use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 use super::stats::EndpointStats;
-use super::udp::{SLOT_LEN, SendBatch, stun_local_ufrag};
+use super::udp::{SendBatch, stun_local_ufrag};
 use crate::graph::{ElementId, MediaKind};
 use crate::routing::{Rewritten, Router, RtpPacket};
 
@@ -813,13 +813,8 @@ fn send_to_sink(
     let Some(index) = sockets.iter().position(|(_, a)| *a == local) else {
         return;
     };
-    let batch = &mut batches[index];
-    if batch.is_full() {
-        batch.flush(&sockets[index].0);
-    }
-    if let Some(slot) = batch.slot(to) {
-        let slot: &mut [u8; SLOT_LEN] = slot;
-        if let Some(len) = peer.write_forwarded(
+    batches[index].push(&sockets[index].0, to, |slot| {
+        peer.write_forwarded(
             leg.kind,
             leg.codec,
             leg.packet,
@@ -827,8 +822,6 @@ fn send_to_sink(
             rewritten,
             slot,
             now,
-        ) {
-            batch.commit(len);
-        }
-    }
+        )
+    });
 }

@@ -17,7 +17,6 @@ use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
-use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -34,7 +33,7 @@ use super::feedback::{
     RateMeter, ReceiverEstimate, RembPacer, announce_bandwidth, publisher_bound,
 };
 use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
-use super::srtp_out::{RolloverCounter, SrtpOut};
+use super::srtp_out::{OutStream, SrtpOut};
 use super::srtp_tap::{SUPPORTED_PROFILES, SrtpKeyTap};
 use super::stats::{CandidatePairStats, EndpointStats, RtpStreamStats};
 use crate::graph::MediaKind;
@@ -45,18 +44,8 @@ const FLOW_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A stream rkms sends on this peer (one per media kind).
 struct SendStream {
-    ssrc: u32,
     sender: RTCRtpSenderId,
-    /// Negotiated payload type per codec, filled once the session is negotiated.
-    payload_types: Vec<(CodecId, u8)>,
-    extensions: SinkIds,
-    roc: RolloverCounter,
-    /// For sender reports: the last timestamp sent, when, and at what clock rate; counters.
-    last_sent: Option<(u32, Instant, u32)>,
-    /// Packets and payload bytes forwarded, datagram bytes sent (SRTP included).
-    packets: u64,
-    octets: u64,
-    datagram_bytes: u64,
+    fwd: OutStream,
     /// Feedback the remote sent about this stream.
     plis: u64,
     firs: u64,
@@ -238,15 +227,8 @@ impl Peer {
             .add_track(track)
             .map_err(|e| WebRtcError::Negotiation(e.to_string()))?;
         self.send[kind_index(kind)] = Some(SendStream {
-            ssrc,
             sender,
-            payload_types: Vec::new(),
-            extensions: SinkIds::default(),
-            roc: RolloverCounter::default(),
-            last_sent: None,
-            packets: 0,
-            octets: 0,
-            datagram_bytes: 0,
+            fwd: OutStream::new(ssrc),
             plis: 0,
             firs: 0,
             nacks: 0,
@@ -264,6 +246,7 @@ impl Peer {
             .map_err(|e| WebRtcError::InvalidSdp(e.to_string()))?;
         let offered: Vec<_> = [MediaKind::Audio, MediaKind::Video]
             .into_iter()
+            .filter(|kind| offer_receives(&offer.sdp, *kind))
             .filter_map(|kind| first_offered_codec(&offer.sdp, kind).map(|c| (kind, c)))
             .collect();
         self.pc
@@ -394,15 +377,16 @@ impl Peer {
         for slot in self.send.iter_mut().flatten() {
             if let Some(mut sender) = self.pc.rtp_sender(slot.sender) {
                 let parameters = &sender.get_parameters().rtp_parameters;
-                slot.payload_types = parameters
+                let payload_types = parameters
                     .codecs
                     .iter()
                     .filter_map(|c| CodecId::of(&c.rtp_codec).map(|id| (id, c.payload_type)))
                     .collect();
-                slot.extensions = SinkIds::from_negotiated(
+                let extensions = SinkIds::from_negotiated(
                     &parameters.header_extensions,
-                    mid_of_ssrc(&local_sdp, slot.ssrc),
+                    mid_of_ssrc(&local_sdp, slot.fwd.ssrc()),
                 );
+                slot.fwd.negotiated(payload_types, extensions);
             }
         }
     }
@@ -467,7 +451,7 @@ impl Peer {
         [MediaKind::Audio, MediaKind::Video].into_iter().find(|k| {
             self.send[kind_index(*k)]
                 .as_ref()
-                .is_some_and(|s| s.ssrc == ssrc)
+                .is_some_and(|s| s.fwd.ssrc() == ssrc)
         })
     }
 
@@ -650,7 +634,7 @@ impl Peer {
     pub(crate) fn video_demand(&mut self, now: Instant) -> Option<u64> {
         let sent = self.send[kind_index(MediaKind::Video)]
             .as_ref()
-            .map_or(0, |s| s.datagram_bytes);
+            .map_or(0, |s| s.fwd.datagram_bytes());
         let forwarded = self.forwarded_video_rate.update(sent, now);
         self.remote_estimate
             .demand(&self.options.bandwidth, forwarded)
@@ -704,32 +688,10 @@ impl Peer {
     ) -> Option<usize> {
         let out = self.out.as_mut()?;
         let stream = self.send[kind_index(kind)].as_mut()?;
-        let &(_, pt) = stream.payload_types.iter().find(|(c, _)| *c == codec)?;
-        // Room for the header, the largest extension block, the payload and the tag.
-        if 12 + 40 + packet.payload.len() + super::srtp_out::MAX_SRTP_OVERHEAD > buf.len() {
-            return None;
-        }
-        let ext_len = stream.extensions.write(
-            carried,
-            abs_send_time(now.saturating_duration_since(self.created)),
-            buf,
-        );
-        let header_len = 12 + ext_len;
-        let len = header_len + packet.payload.len();
-        buf[0] = if ext_len > 0 { 0x90 } else { 0x80 };
-        buf[1] = pt | if packet.header.marker { 0x80 } else { 0 };
-        buf[2..4].copy_from_slice(&rewritten.seq.to_be_bytes());
-        buf[4..8].copy_from_slice(&rewritten.timestamp.to_be_bytes());
-        buf[8..12].copy_from_slice(&stream.ssrc.to_be_bytes());
-        buf[header_len..len].copy_from_slice(&packet.payload);
-        let roc = stream.roc.next(rewritten.seq);
-        let n = out
-            .protect(buf, header_len, len, stream.ssrc, rewritten.seq, roc)
-            .ok()?;
-        stream.last_sent = Some((rewritten.timestamp, now, codec.clock_rate()));
-        stream.packets += 1;
-        stream.octets += packet.payload.len() as u64;
-        stream.datagram_bytes += n as u64;
+        let abs = abs_send_time(now.saturating_duration_since(self.created));
+        let n = stream
+            .fwd
+            .write(out, codec, packet, carried, rewritten, abs, now, buf)?;
         let flow = &mut self.flow_out[kind_index(kind)];
         flow.last = Some(now);
         if !flow.flowing {
@@ -748,18 +710,8 @@ impl Peer {
     pub(crate) fn send_reports(&mut self, now: Instant) {
         let ntp = ntp_now();
         for stream in self.send.iter().flatten() {
-            let Some((ts, at, clock_rate)) = stream.last_sent else {
+            let Some(report) = stream.fwd.sender_report(now, ntp) else {
                 continue;
-            };
-            let elapsed = now.saturating_duration_since(at).as_secs_f64();
-            let report = SenderReport {
-                ssrc: stream.ssrc,
-                ntp_time: ntp,
-                rtp_time: ts.wrapping_add((elapsed * f64::from(clock_rate)) as u32),
-                // The report's counters wrap at 32 bits.
-                packet_count: stream.packets as u32,
-                octet_count: stream.octets as u32,
-                ..Default::default()
             };
             if let Some(mut sender) = self.pc.rtp_sender(stream.sender)
                 && let Err(e) = sender.write_rtcp(now, vec![Box::new(report)])
@@ -807,10 +759,10 @@ impl Peer {
             .into_iter()
             .filter_map(|k| self.send[kind_index(k)].as_ref().map(|s| (k, s)))
         {
-            let mut stream = RtpStreamStats::new(kind, send.ssrc);
-            stream.codec = send.payload_types.first().map(|(codec, pt)| (*pt, *codec));
-            stream.packets = send.packets;
-            stream.bytes = send.octets;
+            let mut stream = RtpStreamStats::new(kind, send.fwd.ssrc());
+            stream.codec = send.fwd.first_codec().map(|(codec, pt)| (pt, codec));
+            stream.packets = send.fwd.packets();
+            stream.bytes = send.fwd.octets();
             stream.pli_count = send.plis;
             stream.fir_count = send.firs;
             stream.nack_count = send.nacks;
@@ -821,7 +773,7 @@ impl Peer {
             };
             let remote = report.iter().find_map(|entry| match entry {
                 RTCStatsReportEntry::RemoteInboundRtp(r)
-                    if r.received_rtp_stream_stats.rtp_stream_stats.ssrc == send.ssrc =>
+                    if r.received_rtp_stream_stats.rtp_stream_stats.ssrc == send.fwd.ssrc() =>
                 {
                     Some(r)
                 }
@@ -832,14 +784,19 @@ impl Peer {
                 stream.fraction_lost = remote.fraction_lost;
                 stream.round_trip_time = remote.round_trip_time;
             }
-            out.bytes_sent += send.datagram_bytes;
+            out.bytes_sent += send.fwd.datagram_bytes();
             out.outbound.push(stream);
         }
         if let Some(transport) = report.transport() {
             out.bytes_sent += transport.bytes_sent;
             out.bytes_received = transport.bytes_received;
         }
-        let forwarded: u64 = self.send.iter().flatten().map(|s| s.datagram_bytes).sum();
+        let forwarded: u64 = self
+            .send
+            .iter()
+            .flatten()
+            .map(|s| s.fwd.datagram_bytes())
+            .sum();
         out.candidate_pair = report
             .candidate_pairs()
             .find(|p| p.nominated)
@@ -897,6 +854,23 @@ fn mid_of_ssrc(sdp: &str, ssrc: u32) -> Option<String> {
         .find_map(|l| l.strip_prefix("a=mid:").map(|m| m.trim().to_owned()))
 }
 
+/// Whether the remote wants to receive media of `kind` (its first m-section of that kind is not
+/// `sendonly` or `inactive`): only then does rkms send a track, so a send-only offer gets a
+/// receive-only answer.
+fn offer_receives(sdp: &str, kind: MediaKind) -> bool {
+    let media = if kind == MediaKind::Audio {
+        "audio"
+    } else {
+        "video"
+    };
+    let Some(section) = sdp.split("\nm=").skip(1).find(|s| s.starts_with(media)) else {
+        return false;
+    };
+    !section
+        .lines()
+        .any(|l| matches!(l.trim_end(), "a=sendonly" | "a=inactive"))
+}
+
 /// The wall clock as a 64-bit NTP timestamp.
 fn ntp_now() -> u64 {
     const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
@@ -944,4 +918,18 @@ fn random_token(len: usize) -> String {
         .take(len)
         .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_only_section_does_not_receive() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n";
+        assert!(offer_receives(sdp, MediaKind::Audio));
+        assert!(!offer_receives(sdp, MediaKind::Video));
+        assert!(!offer_receives("v=0\r\n", MediaKind::Audio));
+    }
 }

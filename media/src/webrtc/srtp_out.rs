@@ -5,13 +5,22 @@
 //! A forwarded packet needs none of that: the routing core writes the rewritten header and the
 //! shared payload into one reusable buffer and [`SrtpOut::protect`] encrypts it there, with keys
 //! derived (RFC 3711 §4.3) from the master key [`super::srtp_tap`] learned from the session.
+//! [`OutStream`] is one forwarded stream of a sink: it writes a routed packet as that sink's
+//! datagram (its SSRC, payload type, extension ids) and protects it.
+
+use std::time::Instant;
 
 use rtc::crypto::{
     AeadAlgorithm, AeadCipher, BlockCipherAlgorithm, CryptoError, HmacAlgorithm, Mac, RTCCrypto,
     StreamCipher, StreamCipherAlgorithm,
 };
 
+use rtc::rtcp::sender_report::SenderReport;
+
+use super::codecs::CodecId;
+use super::extensions::{CarriedExtensions, SinkIds};
 use super::srtp_tap::{SrtpMasterKey, SrtpProfile};
+use crate::routing::{Rewritten, RtpPacket};
 
 /// The most bytes [`SrtpOut::protect`] appends to a packet.
 pub const MAX_SRTP_OVERHEAD: usize = 16;
@@ -113,6 +122,129 @@ impl SrtpOut {
                 Ok(len + SHA1_80_TAG_LEN)
             }
         }
+    }
+}
+
+/// Room a forwarded datagram needs besides its payload: header, largest extension block, tag.
+pub const DATAGRAM_OVERHEAD: usize = 12 + 40 + MAX_SRTP_OVERHEAD;
+
+/// One RTP stream rkms forwards on a peer connection: its SSRC, what the session negotiated for
+/// it, its rollover counter and the counters its sender reports carry.
+#[derive(Debug, Clone)]
+pub struct OutStream {
+    ssrc: u32,
+    /// Negotiated payload type per codec.
+    payload_types: Vec<(CodecId, u8)>,
+    extensions: SinkIds,
+    roc: RolloverCounter,
+    /// The last timestamp sent, when, and at what clock rate.
+    last_sent: Option<(u32, Instant, u32)>,
+    /// Packets and payload bytes forwarded, datagram bytes sent (SRTP included).
+    packets: u64,
+    octets: u64,
+    datagram_bytes: u64,
+}
+
+impl OutStream {
+    /// A stream sending as `ssrc`, with nothing negotiated yet.
+    pub fn new(ssrc: u32) -> Self {
+        OutStream {
+            ssrc,
+            payload_types: Vec::new(),
+            extensions: SinkIds::default(),
+            roc: RolloverCounter::default(),
+            last_sent: None,
+            packets: 0,
+            octets: 0,
+            datagram_bytes: 0,
+        }
+    }
+
+    /// The SSRC rkms sends this stream as.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// The first negotiated codec and its payload type.
+    pub fn first_codec(&self) -> Option<(CodecId, u8)> {
+        self.payload_types.first().copied()
+    }
+
+    /// Packets forwarded.
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// Payload bytes forwarded.
+    pub fn octets(&self) -> u64 {
+        self.octets
+    }
+
+    /// Datagram bytes sent (headers and SRTP tags included).
+    pub fn datagram_bytes(&self) -> u64 {
+        self.datagram_bytes
+    }
+
+    /// Records what the session negotiated: payload type per codec, header extension ids.
+    pub fn negotiated(&mut self, payload_types: Vec<(CodecId, u8)>, extensions: SinkIds) {
+        self.payload_types = payload_types;
+        self.extensions = extensions;
+    }
+
+    /// Writes a routed packet into `buf` as this stream's datagram (rewritten header, this
+    /// stream's extensions with `abs_send_time`, payload) and protects it in place with `srtp`.
+    /// Returns the datagram length, or `None` if the codec was not negotiated or `buf` is too
+    /// small.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write(
+        &mut self,
+        srtp: &mut SrtpOut,
+        codec: CodecId,
+        packet: &RtpPacket,
+        carried: &CarriedExtensions,
+        rewritten: Rewritten,
+        abs_send_time: u32,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let &(_, pt) = self.payload_types.iter().find(|(c, _)| *c == codec)?;
+        if packet.payload.len() + DATAGRAM_OVERHEAD > buf.len() {
+            return None;
+        }
+        let ext_len = self.extensions.write(carried, abs_send_time, buf);
+        let header_len = 12 + ext_len;
+        let len = header_len + packet.payload.len();
+        buf[0] = if ext_len > 0 { 0x90 } else { 0x80 };
+        buf[1] = pt | if packet.header.marker { 0x80 } else { 0 };
+        buf[2..4].copy_from_slice(&rewritten.seq.to_be_bytes());
+        buf[4..8].copy_from_slice(&rewritten.timestamp.to_be_bytes());
+        buf[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        buf[header_len..len].copy_from_slice(&packet.payload);
+        let roc = self.roc.next(rewritten.seq);
+        let n = srtp
+            .protect(buf, header_len, len, self.ssrc, rewritten.seq, roc)
+            .ok()?;
+        self.last_sent = Some((rewritten.timestamp, now, codec.clock_rate()));
+        self.packets += 1;
+        self.octets += packet.payload.len() as u64;
+        self.datagram_bytes += n as u64;
+        Some(n)
+    }
+
+    /// A sender report for this stream, once it has sent something: the last forwarded
+    /// timestamp advanced to `now`, paired with the wall clock `ntp`.
+    pub fn sender_report(&self, now: Instant, ntp: u64) -> Option<SenderReport> {
+        let (ts, at, clock_rate) = self.last_sent?;
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        Some(SenderReport {
+            ssrc: self.ssrc,
+            ntp_time: ntp,
+            rtp_time: ts.wrapping_add((elapsed * f64::from(clock_rate)) as u32),
+            // The report's counters wrap at 32 bits.
+            packet_count: self.packets as u32,
+            octet_count: self.octets as u32,
+            ..Default::default()
+        })
     }
 }
 

@@ -61,6 +61,25 @@ impl SendBatch {
         Some(&mut self.bufs[self.used])
     }
 
+    /// Adds one datagram to `to`, written in place by `fill` (which returns its length, or `None`
+    /// to leave the slot free). A full batch is flushed on `socket` first. Returns whether a
+    /// datagram was added.
+    pub fn push(
+        &mut self,
+        socket: &impl AsRawFd,
+        to: SocketAddr,
+        fill: impl FnOnce(&mut [u8; SLOT_LEN]) -> Option<usize>,
+    ) -> bool {
+        if self.is_full() {
+            self.flush(socket);
+        }
+        let Some(len) = self.slot(to).and_then(fill) else {
+            return false;
+        };
+        self.commit(len);
+        true
+    }
+
     /// Marks the slot last handed out as filled with `len` bytes.
     pub fn commit(&mut self, len: usize) {
         self.lens[self.used] = len.min(SLOT_LEN);
