@@ -1,0 +1,197 @@
+// Forwarding under loss: a UDP proxy of the test sits between each Chromium
+// peer connection and rkms and drops 5% of the datagrams in each direction.
+// The same one-to-one forward (a publisher page, a viewer page) runs twice:
+// with NACK negotiated, and with NACK taken out of the offers. Retransmission
+// must be what makes the difference: the viewer's remaining loss and frozen
+// time fall, the publisher is asked for and resends packets, the viewer's
+// NACKs are sent and answered.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { createRequire } from 'node:module';
+import { startRkms, sleep } from './helpers.mjs';
+import { launchBrowser } from './browser.mjs';
+import { connectEndpoint, mainPc, rtpStats } from './kurento-peers.mjs';
+
+const require = createRequire(import.meta.url);
+const kurento = require('kurento-client');
+
+const LOSS = 0.05;
+const LOSSY_SECONDS = 15;
+
+let server;
+let browser;
+let client;
+const proxies = [];
+before(async () => {
+  server = await startRkms({ env: { KMS_NETWORK_INTERFACES: 'lo' } });
+  browser = await launchBrowser();
+  client = await kurento(server.url, { failAfter: 3 });
+});
+after(async () => {
+  for (const p of proxies) p.close();
+  client?.close();
+  await browser?.close();
+  await server?.stop();
+});
+
+/** A deterministic pseudo-random sequence in [0, 1) (mulberry32). */
+function random(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function bind() {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    s.bind(0, '127.0.0.1', () => resolve(s));
+  });
+}
+
+/**
+ * A UDP relay for one peer connection: the browser talks to `browserSide`,
+ * rkms to `serverSide`. Datagrams are dropped with probability `loss` once
+ * it is set.
+ */
+async function lossyProxy(seed) {
+  const browserSide = await bind();
+  const serverSide = await bind();
+  const next = random(seed);
+  const proxy = {
+    loss: 0,
+    server: null, // rkms's address, from its candidate
+    browser: null, // the browser's address, from its first datagram
+    dropped: 0,
+    passed: 0,
+    close() { browserSide.close(); serverSide.close(); },
+    browserCandidate: `candidate:1 1 udp 2122260223 127.0.0.1 ${browserSide.address().port} typ host`,
+    serverCandidate: `candidate:1 1 udp 2122260223 127.0.0.1 ${serverSide.address().port} typ host`,
+  };
+  const pass = () => {
+    if (next() < proxy.loss) { proxy.dropped++; return false; }
+    proxy.passed++;
+    return true;
+  };
+  browserSide.on('message', (msg, from) => {
+    proxy.browser = from;
+    if (proxy.server && pass()) serverSide.send(msg, proxy.server.port, proxy.server.address);
+  });
+  serverSide.on('message', (msg) => {
+    if (proxy.browser && pass()) browserSide.send(msg, proxy.browser.port, proxy.browser.address);
+  });
+  proxies.push(proxy);
+  return proxy;
+}
+
+/** Candidate rewriting so that the peer connection only knows the proxy. */
+function throughProxy(proxy) {
+  let told = false;
+  return {
+    // The browser learns the proxy's browser side as rkms's only candidate.
+    toBrowser(c) {
+      const [address, port] = c.candidate.split(' ').slice(4, 6);
+      if (!c.candidate.includes(' udp ') && !c.candidate.includes(' UDP ')) return null;
+      if (proxy.server) return null;
+      proxy.server = { address, port: Number(port) };
+      return { ...c, candidate: proxy.browserCandidate };
+    },
+    // rkms learns the proxy's server side as the browser's only candidate.
+    toServer(c) {
+      if (told) return null;
+      told = true;
+      return { ...c, candidate: proxy.serverCandidate };
+    },
+  };
+}
+
+const NACK_LINE = '^a=rtcp-fb:\\S+ nack$';
+const withoutLines = (sdp, re) => sdp.split('\r\n').filter((l) => !new RegExp(re).test(l)).join('\r\n');
+// Candidates travel only as (rewritten) trickle candidates.
+const withoutCandidates = (sdp) => withoutLines(sdp, '^a=candidate:');
+const withoutNack = (sdp) => withoutLines(withoutCandidates(sdp), NACK_LINE);
+
+/** The page's offer, set as its local description without the lines matching `strip`. */
+function offerWithout(page, strip) {
+  return page.evaluate(async (re) => {
+    const pc = window.peer.pc;
+    let { sdp } = await pc.createOffer();
+    if (re) sdp = sdp.split('\r\n').filter((l) => !new RegExp(re).test(l)).join('\r\n');
+    await pc.setLocalDescription({ type: 'offer', sdp });
+    return pc.localDescription.sdp;
+  }, strip);
+}
+
+/** One publisher → rkms → viewer forward through lossy proxies; returns the figures. */
+async function lossyForward({ nack, seed }) {
+  const pipeline = await client.create('MediaPipeline');
+  const sides = [];
+  for (const role of ['publisher', 'viewer']) {
+    const endpoint = await pipeline.create('WebRtcEndpoint');
+    const peer = await browser.newPeer();
+    const proxy = await lossyProxy(seed + sides.length);
+    // Without NACK, the browser's own description leaves it out too (munged before
+    // setLocalDescription), so neither side asks for retransmissions.
+    const side = { ...mainPc(peer), createOffer: () => offerWithout(peer.page, nack ? null : NACK_LINE) };
+    await connectEndpoint(endpoint, side, {
+      ...throughProxy(proxy),
+      offer: withoutCandidates,
+      answer: nack ? withoutCandidates : withoutNack,
+      timeoutMs: 20000,
+    });
+    sides.push({ role, endpoint, peer, proxy });
+  }
+  const [publisher, viewer] = sides;
+  await publisher.endpoint.connect(viewer.endpoint);
+  await viewer.peer.waitFor((s) => s.video?.framesDecoded > 20);
+  const start = await rtpStats(viewer.peer.page);
+  const startSent = (await rtpStats(publisher.peer.page)).sent;
+  for (const s of sides) s.proxy.loss = LOSS;
+  await sleep(LOSSY_SECONDS * 1000);
+  for (const s of sides) s.proxy.loss = 0;
+  const end = await rtpStats(viewer.peer.page);
+  const endSent = (await rtpStats(publisher.peer.page)).sent;
+  await pipeline.release();
+  const d = (k) => end.video[k] - start.video[k];
+  const expected = d('packetsReceived') + d('packetsLost');
+  return {
+    nack,
+    lossRatio: d('packetsLost') / Math.max(1, expected),
+    packetsReceived: d('packetsReceived'),
+    framesDecoded: d('framesDecoded'),
+    framesDropped: d('framesDropped'),
+    freezes: d('freezeCount'),
+    frozenSeconds: d('totalFreezesDuration'),
+    plis: d('pliCount'),
+    viewerNacks: d('nackCount'),
+    publisherNacksReceived: endSent.nackCount - startSent.nackCount,
+    publisherResent: endSent.retransmittedPacketsSent - startSent.retransmittedPacketsSent,
+    dropped: sides.reduce((n, s) => n + s.proxy.dropped, 0),
+  };
+}
+
+test('NACK answered through 5% loss each way: less remaining loss and freezing than without', async (t) => {
+  const withNack = await lossyForward({ nack: true, seed: 1 });
+  const noNack = await lossyForward({ nack: false, seed: 1 });
+  t.diagnostic(`with NACK:    ${JSON.stringify(withNack)}`);
+  t.diagnostic(`without NACK: ${JSON.stringify(noNack)}`);
+  // The proxies really dropped packets in both runs.
+  assert.ok(withNack.dropped > 0 && noNack.dropped > 0);
+  // Without NACK nobody asks for anything back.
+  assert.equal(noNack.viewerNacks, 0, 'NACK was not taken out of the viewer\'s session');
+  assert.equal(noNack.publisherNacksReceived, 0, 'rkms NACKed a publisher that did not negotiate it');
+  // With NACK: the viewer asks rkms, rkms asks the publisher, which resends.
+  assert.ok(withNack.viewerNacks > 0, 'the viewer sent no NACK');
+  assert.ok(withNack.publisherNacksReceived > 0, 'rkms sent the publisher no NACK');
+  assert.ok(withNack.publisherResent > 0, 'the publisher resent nothing');
+  // Answered NACKs repair the stream: far less remaining loss, less frozen video.
+  assert.ok(withNack.lossRatio < noNack.lossRatio / 2,
+    `remaining loss with NACK ${withNack.lossRatio} vs without ${noNack.lossRatio}`);
+  assert.ok(withNack.frozenSeconds < noNack.frozenSeconds,
+    `frozen ${withNack.frozenSeconds} s with NACK vs ${noNack.frozenSeconds} s without`);
+});
