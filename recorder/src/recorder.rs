@@ -131,12 +131,23 @@ impl Recorder {
 
     /// One RTP packet (decrypted) of the `kind` track.
     pub fn push_rtp(&mut self, kind: TrackKind, packet: &[u8], arrival: Instant) -> Result<()> {
-        let packet = RtpPacket::parse(packet)?;
+        self.push_packet(kind, &RtpPacket::parse(packet)?, arrival)
+    }
+
+    /// One RTP packet of the `kind` track whose header was parsed elsewhere
+    /// (the media core hands over header fields and payload without
+    /// re-serialising them).
+    pub fn push_packet(
+        &mut self,
+        kind: TrackKind,
+        packet: &RtpPacket<'_>,
+        arrival: Instant,
+    ) -> Result<()> {
         let Some(i) = self.tracks.iter().position(|t| t.kind == kind) else {
             return Ok(());
         };
         let mut units = std::mem::take(&mut self.scratch);
-        self.tracks[i].depacketizer.push(&packet, &mut units);
+        self.tracks[i].depacketizer.push(packet, &mut units);
         for unit in units.drain(..) {
             self.enqueue(i, unit, arrival);
         }

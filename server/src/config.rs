@@ -2,7 +2,7 @@
 //! already write it, with the shipped defaults embedded in the binary so
 //! that no file is needed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -21,7 +21,13 @@ pub struct Config {
     pub gc_period: Duration,
     /// The embedded STUN/TURN relay (`rkms.turn` in the file).
     pub turn: rkms_turn::TurnConfig,
+    /// Directories RecorderEndpoints may write into (`rkms.recording.roots`).
+    pub recording_roots: Vec<PathBuf>,
 }
+
+/// Where recordings may go when the configuration does not say: `/tmp`, where Kurento's
+/// tutorials and many applications record, and a directory meant for it.
+const DEFAULT_RECORDING_ROOTS: [&str; 2] = ["/tmp", "/var/lib/rkms/recordings"];
 
 /// The subset of `kurento.conf.json` rkms reads; unknown keys are ignored
 /// so an existing Kurento file loads as it is.
@@ -38,6 +44,13 @@ struct KurentoFile {
 #[derive(Debug, Default, Deserialize)]
 struct RkmsSection {
     turn: Option<rkms_turn::TurnConfig>,
+    recording: Option<Recording>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Recording {
+    roots: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +102,7 @@ impl Config {
             path: "kurento".into(),
             gc_period: Duration::from_secs(240),
             turn: rkms_turn::TurnConfig::default(),
+            recording_roots: DEFAULT_RECORDING_ROOTS.map(PathBuf::from).to_vec(),
         }
     }
 
@@ -110,6 +124,10 @@ impl Config {
                 .map(Duration::from_secs)
                 .unwrap_or(base.gc_period),
             turn: file.rkms.turn.unwrap_or(base.turn),
+            recording_roots: file
+                .rkms
+                .recording
+                .map_or(base.recording_roots, |r| r.roots),
         })
     }
 }
@@ -196,6 +214,23 @@ mod tests {
         assert_eq!(c.turn.realm, "example.org");
         assert!(c.turn.enabled);
         let bad = r#"{"rkms": {"turn": {"listening_prot": 0}}}"#;
+        assert!(Config::from_json(bad, Config::fallback()).is_err());
+    }
+
+    #[test]
+    fn the_rkms_section_names_the_recording_roots() {
+        let c = Config::from_json("{}", Config::fallback()).unwrap();
+        assert_eq!(
+            c.recording_roots,
+            [
+                PathBuf::from("/tmp"),
+                PathBuf::from("/var/lib/rkms/recordings")
+            ]
+        );
+        let text = r#"{"rkms": {"recording": {"roots": ["/srv/rec"]}}}"#;
+        let c = Config::from_json(text, Config::fallback()).unwrap();
+        assert_eq!(c.recording_roots, [PathBuf::from("/srv/rec")]);
+        let bad = r#"{"rkms": {"recording": {"root": ["/srv/rec"]}}}"#;
         assert!(Config::from_json(bad, Config::fallback()).is_err());
     }
 

@@ -3,6 +3,7 @@
 mod config;
 mod endpoint_settings;
 mod http;
+mod uri_elements;
 mod webrtc_backend;
 
 use std::collections::HashMap;
@@ -91,7 +92,9 @@ async fn serve(
     });
     let env: HashMap<String, String> = std::env::vars().collect();
     let endpoint_settings = EndpointSettings::load(modules_dir.as_deref(), &env)?;
-    let webrtc = WebRtcBackend::start(&endpoint_settings)?;
+    let recording_roots =
+        rkms_recorder::path_policy::RecordingRoots::new(config.recording_roots.clone());
+    let webrtc = WebRtcBackend::start(&endpoint_settings, recording_roots)?;
     if let Some(bind) = bind {
         config.address = bind;
     }

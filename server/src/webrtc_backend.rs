@@ -12,13 +12,16 @@ use rkms_media::webrtc::{
     WebRtcError, WebRtcHost,
 };
 use rkms_media::{ElementId, MediaKind, Pipeline};
+use rkms_recorder::path_policy::RecordingRoots;
 use rkms_signaling::backend::{
     BackendError, BoxFuture, DtlsState, EndpointEvent, EventSink, IceComponentState, MediaBackend,
-    NegotiationError, WebRtcEndpoint, WebRtcOptions,
+    NegotiationError, PlayerEndpoint, PlayerOptions, RecorderEndpoint, RecorderOptions,
+    UriElementError, UriEventSink, WebRtcEndpoint, WebRtcOptions,
 };
 use tokio::sync::mpsc;
 
 use crate::endpoint_settings::EndpointSettings;
+use crate::uri_elements;
 
 /// Kurento reports one bundled stream and component.
 const STREAM: u32 = 1;
@@ -28,17 +31,19 @@ pub struct WebRtcBackend {
     host: WebRtcHost,
     /// New endpoints' bandwidth properties.
     bandwidth: BandwidthLimits,
+    recording_roots: RecordingRoots,
 }
 
 impl WebRtcBackend {
     /// Starts the host on the configured interfaces and ports.
-    pub fn start(settings: &EndpointSettings) -> Result<Self> {
+    pub fn start(settings: &EndpointSettings, recording_roots: RecordingRoots) -> Result<Self> {
         let host =
             WebRtcHost::start(network_settings(settings)?).context("starting the WebRTC host")?;
         tracing::info!(addresses = ?host.local_addrs(), "WebRTC host listening");
         Ok(Self {
             host,
             bandwidth: settings.bandwidth,
+            recording_roots,
         })
     }
 
@@ -154,6 +159,33 @@ impl MediaBackend for WebRtcBackend {
         if let Err(e) = self.host.disconnect(source, sink, kind) {
             tracing::warn!(error = %e, ?source, ?sink, %kind, "cannot unroute media");
         }
+    }
+
+    fn create_recorder(
+        &self,
+        pipeline: &Arc<Pipeline>,
+        element: ElementId,
+        options: RecorderOptions,
+        events: UriEventSink,
+    ) -> Result<Arc<dyn RecorderEndpoint>, UriElementError> {
+        uri_elements::create_recorder(
+            &self.host,
+            &self.recording_roots,
+            pipeline,
+            element,
+            options,
+            events,
+        )
+    }
+
+    fn create_player(
+        &self,
+        pipeline: &Arc<Pipeline>,
+        element: ElementId,
+        options: PlayerOptions,
+        events: UriEventSink,
+    ) -> Result<Arc<dyn PlayerEndpoint>, UriElementError> {
+        uri_elements::create_player(&self.host, pipeline, element, options, events)
     }
 }
 

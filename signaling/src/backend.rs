@@ -1,5 +1,6 @@
 //! The media core as the signaling layer sees it: a port through which
-//! `create WebRtcEndpoint` gets a negotiable endpoint and the endpoint's
+//! `create WebRtcEndpoint` gets a negotiable endpoint (and `create
+//! RecorderEndpoint`/`PlayerEndpoint` a recorder or player) and their
 //! events come back. The server plugs the real WebRTC layer in; tests plug
 //! a fake. Nothing here knows JSON or RTP.
 
@@ -169,4 +170,112 @@ pub trait MediaBackend: Send + Sync {
 
     /// `sink` no longer takes `kind` media from `source`.
     fn disconnect(&self, source: ElementId, sink: ElementId, kind: MediaKind);
+
+    /// Creates a RecorderEndpoint on the pipeline's media thread.
+    fn create_recorder(
+        &self,
+        _pipeline: &Arc<Pipeline>,
+        _element: ElementId,
+        _options: RecorderOptions,
+        _events: UriEventSink,
+    ) -> Result<Arc<dyn RecorderEndpoint>, UriElementError> {
+        Err(UriElementError::NotSupported)
+    }
+
+    /// Creates a PlayerEndpoint on the pipeline's media thread.
+    fn create_player(
+        &self,
+        _pipeline: &Arc<Pipeline>,
+        _element: ElementId,
+        _options: PlayerOptions,
+        _events: UriEventSink,
+    ) -> Result<Arc<dyn PlayerEndpoint>, UriElementError> {
+        Err(UriElementError::NotSupported)
+    }
+}
+
+/// Constructor options of a RecorderEndpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecorderOptions {
+    pub uri: String,
+    /// Kurento's `MediaProfileSpecType` name (`WEBM`, `MP4_AUDIO_ONLY`, ...).
+    pub profile: String,
+    pub stop_on_end_of_stream: bool,
+}
+
+/// Constructor options of a PlayerEndpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlayerOptions {
+    pub uri: String,
+    pub use_encoded_media: bool,
+    /// Milliseconds of buffering for network inputs.
+    pub network_cache_ms: u32,
+}
+
+/// Why a recorder or player could not be created.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UriElementError {
+    /// A constructor parameter is refused: a `uri` outside the recording roots, with `..`, of a
+    /// scheme rkms does not handle; a profile rkms does not record.
+    #[error("parameter '{param}': {why}")]
+    BadParam { param: &'static str, why: String },
+    #[error("{0}")]
+    Failed(String),
+    #[error("not supported by this media backend")]
+    NotSupported,
+}
+
+/// What a recorder or player reports to its clients.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UriEndpointEvent {
+    Recording,
+    Paused,
+    Stopped,
+    EndOfStream,
+    MediaFlowIn {
+        kind: MediaKind,
+        flowing: bool,
+    },
+    MediaFlowOut {
+        kind: MediaKind,
+        flowing: bool,
+    },
+    /// `kind` is Kurento's error type (`RESOURCE_ERROR_OPEN`, `URI_ERROR`, ...).
+    Error {
+        kind: String,
+        description: String,
+    },
+}
+
+/// Where a recorder or player sends its events; called from any thread.
+pub type UriEventSink = Arc<dyn Fn(UriEndpointEvent) + Send + Sync>;
+
+/// A RecorderEndpoint of the media core.
+pub trait RecorderEndpoint: Send + Sync {
+    /// Starts or resumes recording (`Recording` is raised once media is written).
+    fn record(&self);
+    fn pause(&self);
+    /// Stops; the file is closed in the background.
+    fn stop(&self);
+    /// Stops; resolves once the file is closed.
+    fn stop_and_wait(&self) -> BoxFuture<'_, ()>;
+    fn release(&self);
+}
+
+/// `getVideoInfo`'s answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VideoInfo {
+    pub seekable: bool,
+    pub duration_ms: u64,
+}
+
+/// A PlayerEndpoint of the media core.
+pub trait PlayerEndpoint: Send + Sync {
+    fn play(&self);
+    fn pause(&self);
+    fn stop(&self);
+    fn position_ms(&self) -> u64;
+    fn set_position(&self, ms: u64) -> BoxFuture<'_, Result<(), String>>;
+    fn video_info(&self) -> BoxFuture<'_, Result<VideoInfo, String>>;
+    fn release(&self);
 }

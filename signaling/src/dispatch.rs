@@ -13,7 +13,9 @@ use crate::backend::WebRtcOptions;
 use crate::engine::{Engine, Fields};
 use crate::error::{ErrorCode, RpcError, RpcResult};
 use crate::model::NAMESPACE;
-use crate::registry::{Kind, MediaObject, SERVER_MANAGER_ID, new_element_id, new_pipeline_id};
+use crate::registry::{
+    Kind, MediaObject, SERVER_MANAGER_ID, UriElement, new_element_id, new_pipeline_id,
+};
 use crate::session::Session;
 use crate::values::{check_params, object_refs_as_ids};
 
@@ -101,7 +103,9 @@ impl Engine {
             ("WebRtcEndpoint", Some(backend)) => Some(backend.clone()),
             _ => None,
         };
-        if webrtc_backend.is_none() && !BUILT_IN_TYPES.contains(&class.name.as_str()) {
+        let uri_type = matches!(class.name.as_str(), "RecorderEndpoint" | "PlayerEndpoint")
+            && self.backend.is_some();
+        if webrtc_backend.is_none() && !uri_type && !BUILT_IN_TYPES.contains(&class.name.as_str()) {
             return Err(RpcError::new(
                 ErrorCode::NotImplemented,
                 format!("type '{}' is not implemented in rkms yet", class.name),
@@ -213,6 +217,16 @@ impl Engine {
                     }
                 }
             };
+            let uri = match self.create_uri_element(class, media, element, ctor_params, &id) {
+                Ok(uri) => uri,
+                Err(e) => {
+                    if let Some(endpoint) = webrtc {
+                        endpoint.release();
+                    }
+                    media.remove_element(element);
+                    return Err(e);
+                }
+            };
             MediaObject::new(
                 id,
                 class,
@@ -222,10 +236,12 @@ impl Engine {
                     media: media.clone(),
                     element,
                     webrtc,
+                    uri,
                 },
             )
         };
         let object = Arc::new(object);
+        crate::uri_endpoint::init_properties(&object, ctor_params);
         if let Some(Value::Object(props)) = params.get("properties")
             && let Err(e) = self.apply_initial_properties(&object, props)
         {
@@ -407,12 +423,16 @@ impl Engine {
 /// Frees what an element holds in the media core: its endpoint. (Its graph
 /// connections are torn down by the caller, which raises the events.)
 fn discard(object: &MediaObject) {
-    if let Kind::Element {
-        webrtc: Some(endpoint),
-        ..
-    } = &object.kind
-    {
+    let Kind::Element { webrtc, uri, .. } = &object.kind else {
+        return;
+    };
+    if let Some(endpoint) = webrtc {
         endpoint.release();
+    }
+    match uri {
+        Some(UriElement::Recorder(r)) => r.release(),
+        Some(UriElement::Player(p)) => p.release(),
+        None => {}
     }
 }
 

@@ -12,7 +12,7 @@ use crate::dispatch::{str_param, value};
 use crate::engine::{Engine, Fields};
 use crate::error::{ErrorCode, RpcError, RpcResult};
 use crate::model::{Operation, ParamDef, PropertyDef};
-use crate::registry::{Kind, MediaObject};
+use crate::registry::{Kind, MediaObject, UriElement};
 use crate::values::{check_params, complex, default_value, object_refs_as_ids, tag};
 use crate::webrtc_endpoint::{bandwidth_property, is_flowing, set_bandwidth_property};
 
@@ -45,9 +45,19 @@ impl Engine {
                 check_params(self.model, &self.registry, &m.params, args)?;
                 self.call_method(&object, operation, args).await
             }
-            Operation::Getter(p) => self.get_property(&object, &p.name, &p.ty).await,
+            Operation::Getter(p) => match self.uri_element_method(&object, operation, args).await {
+                Some(result) => result,
+                None => self.get_property(&object, &p.name, &p.ty).await,
+            },
             Operation::Setter(p) => {
                 let v = args.get(&p.name).cloned().unwrap_or(Value::Null);
+                if p.name == "position" {
+                    self.set_checked(&object, p, v)?;
+                    if let Some(result) = self.uri_element_method(&object, operation, args).await {
+                        return result;
+                    }
+                    return Ok(Fields::new());
+                }
                 self.set_checked(&object, p, v)?;
                 Ok(Fields::new())
             }
@@ -66,6 +76,9 @@ impl Engine {
         } = &object.kind
             && let Some(result) = self.webrtc_method(endpoint, operation, args).await
         {
+            return result;
+        }
+        if let Some(result) = self.uri_element_method(object, operation, args).await {
             return result;
         }
         if self.model.is_a(object.class, "Hub")
@@ -152,6 +165,26 @@ impl Engine {
                     object.class.name
                 ),
             )),
+        }
+    }
+
+    /// A RecorderEndpoint's or PlayerEndpoint's own operations.
+    async fn uri_element_method(
+        &self,
+        object: &MediaObject,
+        operation: &str,
+        args: &Map<String, Value>,
+    ) -> Option<RpcResult<Fields>> {
+        match &object.kind {
+            Kind::Element {
+                uri: Some(UriElement::Recorder(r)),
+                ..
+            } => self.recorder_method(object, r, operation).await,
+            Kind::Element {
+                uri: Some(UriElement::Player(p)),
+                ..
+            } => self.player_method(object, p, operation, args).await,
+            _ => None,
         }
     }
 

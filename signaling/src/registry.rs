@@ -13,7 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use rkms_media::{ElementId, Pipeline};
 use serde_json::Value;
 
-use crate::backend::WebRtcEndpoint;
+use crate::backend::{PlayerEndpoint, RecorderEndpoint, WebRtcEndpoint};
 use crate::model::{ClassDef, NAMESPACE};
 
 /// Id of the ServerManager singleton.
@@ -31,7 +31,16 @@ pub enum Kind {
         element: ElementId,
         /// The media backend's endpoint, for WebRtcEndpoint objects.
         webrtc: Option<Arc<dyn WebRtcEndpoint>>,
+        /// The media backend's recorder or player, for those objects.
+        uri: Option<UriElement>,
     },
+}
+
+/// A RecorderEndpoint's or PlayerEndpoint's media side.
+#[derive(Clone)]
+pub enum UriElement {
+    Recorder(Arc<dyn RecorderEndpoint>),
+    Player(Arc<dyn PlayerEndpoint>),
 }
 
 /// Mutable per-object state, changed by requests.

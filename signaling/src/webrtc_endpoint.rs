@@ -333,7 +333,7 @@ pub(crate) fn is_flowing(object: &MediaObject, inbound: bool, kind: &str) -> boo
         .unwrap_or(false)
 }
 
-fn remember(object: &MediaObject, key: &str, v: Value) {
+pub(crate) fn remember(object: &MediaObject, key: &str, v: Value) {
     object.state.lock().properties.insert(key.to_owned(), v);
 }
 

@@ -25,6 +25,7 @@ use super::extensions::CarriedExtensions;
 use super::peer::{Inbound, Peer};
 use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 use super::stats::EndpointStats;
+use super::taps::{ElementPort, TapInput, Taps};
 use super::udp::{SendBatch, stun_local_ufrag};
 use crate::graph::{ElementId, MediaKind};
 use crate::routing::{Rewritten, Router, RtpPacket};
@@ -39,7 +40,7 @@ const READ_BUDGET: usize = 256;
 
 type Reply<T> = oneshot::Sender<Result<T, WebRtcError>>;
 
-enum Command {
+pub(super) enum Command {
     Add(ElementId, Box<Peer>, Reply<()>),
     Release(ElementId),
     ProcessOffer(ElementId, String, Reply<String>),
@@ -53,6 +54,8 @@ enum Command {
     Stats(ElementId, Reply<EndpointStats>),
     Connect(ElementId, ElementId, MediaKind),
     Disconnect(ElementId, ElementId, MediaKind),
+    /// From a non-WebRTC element ([`super::taps`]).
+    Tap(ElementId, TapInput),
     Shutdown,
 }
 
@@ -72,7 +75,8 @@ impl Command {
             | Command::SetBandwidth(id, _)
             | Command::Stats(id, _)
             | Command::Connect(_, id, _)
-            | Command::Disconnect(_, id, _) => *id,
+            | Command::Disconnect(_, id, _)
+            | Command::Tap(id, _) => *id,
             Command::Shutdown => ElementId(u32::MAX),
         }
     }
@@ -80,13 +84,13 @@ impl Command {
 
 /// Handle to the loop: sends commands and wakes it.
 #[derive(Clone)]
-struct LoopHandle {
+pub(super) struct LoopHandle {
     commands: Sender<Command>,
     waker: Arc<Waker>,
 }
 
 impl LoopHandle {
-    fn send(&self, command: Command) -> Result<(), WebRtcError> {
+    pub(super) fn send(&self, command: Command) -> Result<(), WebRtcError> {
         self.commands
             .send(command)
             .map_err(|_| WebRtcError::HostStopped)?;
@@ -145,7 +149,7 @@ impl Shard {
 }
 
 /// Which loop thread each endpoint lives on (control plane only; the media path never reads it).
-type Placement = Arc<parking_lot::Mutex<HashMap<ElementId, usize>>>;
+pub(super) type Placement = Arc<parking_lot::Mutex<HashMap<ElementId, usize>>>;
 
 /// The WebRTC host: socket loop threads serving every endpoint on shared UDP ports.
 ///
@@ -198,9 +202,7 @@ impl WebRtcHost {
         id: ElementId,
         options: EndpointOptions,
     ) -> Result<(Endpoint, mpsc::UnboundedReceiver<EndpointEvent>), WebRtcError> {
-        let index = options
-            .group
-            .map_or(0, |g| (g % self.shards.len() as u64) as usize);
+        let index = self.shard_index(options.group);
         let shard = &self.shards[index];
         let (events, event_rx) = mpsc::unbounded_channel();
         // Key generation for the DTLS certificate happens here, off the socket loop.
@@ -221,6 +223,22 @@ impl WebRtcHost {
             placement: self.placement.clone(),
         };
         Ok((endpoint, event_rx))
+    }
+
+    /// The loop a group's elements live on.
+    fn shard_index(&self, group: Option<u64>) -> usize {
+        group.map_or(0, |g| (g % self.shards.len() as u64) as usize)
+    }
+
+    /// Places a non-WebRTC element (recorder, player) on the loop of its `group` (pipeline).
+    pub fn add_element(&self, id: ElementId, group: Option<u64>) -> ElementPort {
+        let index = self.shard_index(group);
+        self.placement.lock().insert(id, index);
+        ElementPort::new(
+            id,
+            self.shards[index].handle.clone(),
+            self.placement.clone(),
+        )
     }
 
     /// The loop both elements live on.
@@ -436,6 +454,7 @@ struct EventLoop {
     by_ufrag: HashMap<Vec<u8>, ElementId>,
     router: Router,
     inbound: Vec<Inbound>,
+    taps: Taps,
 }
 
 impl EventLoop {
@@ -451,6 +470,7 @@ impl EventLoop {
             by_ufrag: HashMap::new(),
             router: Router::new(),
             inbound: Vec::with_capacity(64),
+            taps: Taps::default(),
         }
     }
 
@@ -589,6 +609,7 @@ impl EventLoop {
             self.by_ufrag.remove(peer.ufrag.as_bytes());
             self.by_addr.retain(|_, v| *v != id);
         }
+        self.taps.remove(id);
         self.router.remove_element(id);
     }
 
@@ -635,6 +656,7 @@ impl EventLoop {
         let peers = &mut self.peers;
         let batches = &mut self.batches;
         let sockets = &self.sockets;
+        let taps = &self.taps;
         let leg = Leg {
             kind,
             codec,
@@ -643,7 +665,9 @@ impl EventLoop {
         };
         self.router
             .route(source, kind, packet, now, |sink, rewritten| {
-                send_to_sink(peers, sockets, batches, sink, &leg, rewritten, now);
+                if !taps.deliver(sink, kind, codec, packet, rewritten, now) {
+                    send_to_sink(peers, sockets, batches, sink, &leg, rewritten, now);
+                }
             });
     }
 
@@ -769,6 +793,15 @@ impl EventLoop {
                 }
             }
             Command::Disconnect(source, sink, kind) => self.router.disconnect(source, sink, kind),
+            Command::Tap(id, TapInput::AttachSink(tap)) => self.taps.attach(id, tap),
+            Command::Tap(id, TapInput::Rtp(kind, codec, packet)) => {
+                self.forward(id, kind, codec, &packet, &CarriedExtensions::default(), now)
+            }
+            Command::Tap(id, TapInput::KeyframeRequest(kind)) => {
+                if let Some(source) = self.router.keyframe_requested(id, kind, now) {
+                    self.send_keyframe_request(source, kind, now);
+                }
+            }
             Command::Shutdown => {}
         }
     }

@@ -131,10 +131,13 @@ mod settings;
 pub mod srtp_out;
 pub mod srtp_tap;
 mod stats;
+mod taps;
 pub mod udp;
 
 pub use error::WebRtcError;
 pub use events::{ConnectionState, DtlsState, EndpointEvent, FlowState, IceComponentState};
 pub use host::{Endpoint, WebRtcHost};
+pub(crate) use peer::random_u32;
 pub use settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 pub use stats::{CandidatePairStats, EndpointStats, RtpStreamStats};
+pub use taps::{ElementPort, SinkPacket};

@@ -906,7 +906,7 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-fn random_u32() -> u32 {
+pub(crate) fn random_u32() -> u32 {
     u32::from_be_bytes(random_bytes::<4>()).max(1)
 }
 

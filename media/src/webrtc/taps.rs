@@ -1,0 +1,188 @@
+//! Elements that live on a socket loop without being WebRTC peers.
+//!
+//! A pipeline's elements share one loop thread, and the loop's [`crate::routing::Router`] is
+//! the only place media is routed. A recorder or a player joins that loop through an
+//! [`ElementPort`] (see [`super::WebRtcHost::add_element`]):
+//!
+//! - a **sink** (RecorderEndpoint) calls [`ElementPort::receive`]: from then on every packet the
+//!   router sends it is handed, with the sink's rewritten sequence number and timestamp and the
+//!   source's payload `Bytes` (no copy), to a bounded channel that the element's own thread
+//!   drains. File I/O never runs on the loop; when the channel is full the packet is dropped and
+//!   counted ([`ElementPort::dropped`]), the loop never waits.
+//! - a **source** (PlayerEndpoint) calls [`ElementPort::send_rtp`] from its pacing thread; the
+//!   packet reaches the loop as a command (woken through the loop's waker) and is routed
+//!   exactly like a peer's inbound RTP.
+//! - Either asks its source for a keyframe with [`ElementPort::request_keyframe`], merged and
+//!   rate-limited with the WebRTC sinks' PLIs by the router.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use super::codecs::CodecId;
+use super::error::WebRtcError;
+use super::host::{Command, LoopHandle, Placement};
+use crate::graph::{ElementId, MediaKind};
+use crate::routing::{Rewritten, RtpPacket};
+
+/// A routed packet as a sink element receives it.
+#[derive(Debug, Clone)]
+pub struct SinkPacket {
+    /// Media kind of the sink pad it arrived on.
+    pub kind: MediaKind,
+    /// Codec of the payload.
+    pub codec: CodecId,
+    /// RTP marker bit.
+    pub marker: bool,
+    /// Sequence number in the sink's numbering.
+    pub seq: u16,
+    /// RTP timestamp in the sink's numbering.
+    pub timestamp: u32,
+    /// The payload, shared with every other sink of the packet.
+    pub payload: Bytes,
+    /// When the loop routed it.
+    pub arrival: Instant,
+}
+
+/// What an element asks of its loop.
+pub(crate) enum TapInput {
+    /// The element is a sink: routed packets go to this channel.
+    AttachSink(SinkTap),
+    /// A packet the element (a source) produced, to route.
+    Rtp(MediaKind, CodecId, RtpPacket),
+    /// The element (a sink) wants a keyframe from its source.
+    KeyframeRequest(MediaKind),
+}
+
+/// The loop's side of a sink element.
+pub(crate) struct SinkTap {
+    tx: Sender<SinkPacket>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The sink elements of one loop.
+#[derive(Default)]
+pub(crate) struct Taps {
+    sinks: HashMap<ElementId, SinkTap>,
+}
+
+impl Taps {
+    pub(crate) fn attach(&mut self, id: ElementId, tap: SinkTap) {
+        self.sinks.insert(id, tap);
+    }
+
+    pub(crate) fn remove(&mut self, id: ElementId) {
+        self.sinks.remove(&id);
+    }
+
+    /// Hands a routed packet to `sink` if it is a sink element; `false` when it is not one.
+    pub(crate) fn deliver(
+        &self,
+        sink: ElementId,
+        kind: MediaKind,
+        codec: CodecId,
+        packet: &RtpPacket,
+        rewritten: Rewritten,
+        now: Instant,
+    ) -> bool {
+        if self.sinks.is_empty() {
+            return false;
+        }
+        let Some(tap) = self.sinks.get(&sink) else {
+            return false;
+        };
+        let item = SinkPacket {
+            kind,
+            codec,
+            marker: packet.header.marker,
+            seq: rewritten.seq,
+            timestamp: rewritten.timestamp,
+            payload: packet.payload.clone(),
+            arrival: now,
+        };
+        match tap.tx.try_send(item) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                if tap.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        element = sink.0,
+                        "element thread is behind; dropping packets (counted)"
+                    );
+                }
+            }
+        }
+        true
+    }
+}
+
+/// A recorder's or player's link to the loop its pipeline lives on. Dropping it removes the
+/// element from that loop (its routes with it).
+pub struct ElementPort {
+    id: ElementId,
+    handle: LoopHandle,
+    placement: Placement,
+    dropped: Arc<AtomicU64>,
+}
+
+impl ElementPort {
+    pub(super) fn new(id: ElementId, handle: LoopHandle, placement: Placement) -> Self {
+        Self {
+            id,
+            handle,
+            placement,
+            dropped: Arc::default(),
+        }
+    }
+
+    /// The element id.
+    pub fn id(&self) -> ElementId {
+        self.id
+    }
+
+    /// Makes the element a sink: the packets routed to it arrive on the returned channel, which
+    /// holds at most `capacity` of them.
+    pub fn receive(&self, capacity: usize) -> Result<Receiver<SinkPacket>, WebRtcError> {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        let tap = SinkTap {
+            tx,
+            dropped: self.dropped.clone(),
+        };
+        self.handle
+            .send(Command::Tap(self.id, TapInput::AttachSink(tap)))?;
+        Ok(rx)
+    }
+
+    /// Routes a packet this element produced to its sinks.
+    pub fn send_rtp(
+        &self,
+        kind: MediaKind,
+        codec: CodecId,
+        packet: RtpPacket,
+    ) -> Result<(), WebRtcError> {
+        self.handle
+            .send(Command::Tap(self.id, TapInput::Rtp(kind, codec, packet)))
+    }
+
+    /// Asks the source feeding this element's `kind` pad for a keyframe.
+    pub fn request_keyframe(&self, kind: MediaKind) {
+        let _ = self
+            .handle
+            .send(Command::Tap(self.id, TapInput::KeyframeRequest(kind)));
+    }
+
+    /// Packets dropped because this sink's thread was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ElementPort {
+    fn drop(&mut self) {
+        self.placement.lock().remove(&self.id);
+        let _ = self.handle.send(Command::Release(self.id));
+    }
+}
