@@ -4,9 +4,9 @@
 //!
 //! Nothing is decoded: a sink that did not negotiate the input's codec cannot take it (the
 //! loop drops those packets for that sink). The first video track and the first Opus track of
-//! the input are played; AAC (MP4 files) cannot travel over WebRTC and is left out, with an
-//! `Error` event saying so. The RTP timestamps keep running across pause, seek and replay,
-//! so receivers see one continuous stream.
+//! the input are played; AAC (MP4 files) cannot travel over WebRTC and is left out (logged).
+//! The RTP timestamps keep running across pause, seek and replay, so receivers see one
+//! continuous stream.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -280,15 +280,14 @@ impl PlayerThread {
                     })
                 }
                 _ => {
+                    // Not an Error event: the rest plays, and applications commonly release
+                    // an element on its first Error.
                     if codec.is_none() {
-                        self.emit(ElementEvent::Error {
-                            kind: "STREAM_ERROR_FORMAT",
-                            description: format!(
-                                "{:?} {} cannot be sent over WebRTC (no transcoding); playing without it",
-                                config.codec,
-                                kind.as_str()
-                            ),
-                        });
+                        tracing::warn!(
+                            uri = %self.uri,
+                            codec = ?config.codec,
+                            "track cannot be sent over WebRTC (no transcoding); playing without it"
+                        );
                     }
                     None
                 }

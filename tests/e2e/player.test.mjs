@@ -1,0 +1,105 @@
+// PlayerEndpoint with real files and a real viewer: ffmpeg-made WebM and
+// MP4 files played to headless Chromium through a WebRtcEndpoint, which
+// must decode them; broken inputs raise Error and the server carries on.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRkms } from './helpers.mjs';
+import { launchBrowser } from './browser.mjs';
+import { connectPage, flowingIn, nextEvent, kurento } from './media-peers.mjs';
+
+const dir = mkdtempSync(join(tmpdir(), 'rkms-play-'));
+const SECONDS = 4;
+
+/** An ffmpeg test pattern with a tone, `SECONDS` long, a keyframe a second. */
+function makeFile(name, videoArgs, audioArgs) {
+  const file = join(dir, name);
+  execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y',
+    '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=30',
+    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+    '-t', String(SECONDS), '-g', '30', ...videoArgs, ...audioArgs, file]);
+  return file;
+}
+
+let server;
+let browser;
+let webm;
+let mp4;
+before(async () => {
+  webm = makeFile('vp8-opus.webm', ['-c:v', 'libvpx', '-b:v', '500k', '-deadline', 'realtime', '-cpu-used', '8'],
+    ['-c:a', 'libopus', '-b:a', '64k']);
+  mp4 = makeFile('h264-aac.mp4', ['-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p'],
+    ['-c:a', 'aac', '-b:a', '96k']);
+  server = await startRkms({ env: { KMS_NETWORK_INTERFACES: 'lo' } });
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** Plays `uri` to a new page; returns what the page decoded and the events. */
+async function playToPage(uri, codec) {
+  const client = await kurento(server.url, { failAfter: 3 });
+  const pipeline = await client.create('MediaPipeline');
+  const player = await pipeline.create('PlayerEndpoint', { uri });
+  const errors = [];
+  player.on('Error', (e) => errors.push(e));
+  const { endpoint, peer } = await connectPage(browser, pipeline, { codec });
+  await flowingIn(endpoint); // the page is connected
+  await player.connect(endpoint);
+  const info = await player.getVideoInfo();
+  const ended = nextEvent(player, 'EndOfStream', () => true, (SECONDS + 10) * 1000);
+  await player.play();
+  const stats = await peer.waitFor((s) => s.video?.framesDecoded > 30);
+  await ended;
+  const position = await player.getPosition();
+  await pipeline.release();
+  client.close();
+  return { stats, errors, info, position };
+}
+
+test('a VP8/opus WebM file plays to Chromium, which decodes it; EndOfStream fires', async () => {
+  const { stats, errors, info } = await playToPage(`file://${webm}`, 'VP8');
+  assert.match(stats.video.codec, /VP8/i);
+  assert.equal(stats.video.frameWidth, 320);
+  assert.ok(stats.audio?.packetsReceived > 0, 'no audio reached the page');
+  assert.deepEqual(errors, []);
+  assert.equal(info.isSeekable, true);
+  assert.ok(Math.abs(info.duration - SECONDS * 1000) < 200, `duration ${info.duration} ms`);
+});
+
+test('an H264/AAC MP4 file plays its video to Chromium (AAC cannot travel over WebRTC)', async () => {
+  const { stats, errors } = await playToPage(mp4, 'H264');
+  assert.match(stats.video.codec, /H264/i);
+  assert.equal(stats.video.frameHeight, 240);
+  assert.deepEqual(errors, []);
+});
+
+test('a missing or garbage file raises Error, and the server carries on', async () => {
+  const garbage = join(dir, 'garbage.webm');
+  writeFileSync(garbage, Buffer.alloc(4096, 7));
+  const truncated = join(dir, 'truncated.webm');
+  writeFileSync(truncated, execFileSync('head', ['-c', '200', webm]));
+  const client = await kurento(server.url, { failAfter: 3 });
+  const pipeline = await client.create('MediaPipeline');
+  for (const [file, type] of [[join(dir, 'absent.webm'), 'RESOURCE_ERROR_OPEN'],
+    [garbage, 'STREAM_ERROR_DEMUX'], [truncated, 'STREAM_ERROR_DEMUX']]) {
+    const player = await pipeline.create('PlayerEndpoint', { uri: `file://${file}` });
+    const error = nextEvent(player, 'Error');
+    await player.play();
+    const e = await error;
+    assert.equal(e.type, type, JSON.stringify(e));
+    assert.ok(e.description.length > 0);
+  }
+  const refused = await pipeline.create('PlayerEndpoint', { uri: 'gopher://x/y' }).then(() => null, (e) => e);
+  assert.ok(refused, 'an unsupported scheme is refused');
+  // Still serving: a player of a good file works after the bad ones.
+  const good = await pipeline.create('PlayerEndpoint', { uri: `file://${webm}` });
+  assert.equal((await good.getVideoInfo()).isSeekable, true);
+  await pipeline.release();
+  client.close();
+});
