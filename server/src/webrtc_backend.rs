@@ -7,9 +7,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use parking_lot::Mutex;
 use rkms_media::webrtc::{
-    BandwidthLimits, ConnectionState, DtlsState as HostDtls, Endpoint, EndpointEvent as HostEvent,
-    EndpointOptions, EndpointStats, FlowState, IceComponentState as HostIce, NetworkSettings,
-    WebRtcError, WebRtcHost,
+    BandwidthLimits, ConnectionState, DataChannelOptions, DtlsState as HostDtls, Endpoint,
+    EndpointEvent as HostEvent, EndpointOptions, EndpointStats, FlowState,
+    IceComponentState as HostIce, NetworkSettings, WebRtcError, WebRtcHost,
 };
 use rkms_media::{ElementId, MediaKind, Pipeline};
 use rkms_recorder::path_policy::RecordingRoots;
@@ -331,6 +331,29 @@ impl WebRtcEndpoint for EndpointAdapter {
         {
             tracing::warn!(error = %e, "bandwidth limits not applied");
         }
+    }
+
+    fn create_data_channel(
+        &self,
+        options: DataChannelOptions,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let endpoint = self.endpoint().map_err(|e| e.to_string())?;
+            endpoint
+                .create_data_channel(options)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn close_data_channel(&self, channel_id: u16) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let endpoint = self.endpoint().map_err(|e| e.to_string())?;
+            endpoint
+                .close_data_channel(channel_id)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 
     fn stats(&self) -> BoxFuture<'_, Option<EndpointStats>> {

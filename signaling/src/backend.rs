@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use rkms_media::webrtc::{BandwidthLimits, EndpointStats};
+use rkms_media::webrtc::{BandwidthLimits, DataChannelOptions, EndpointStats};
 use rkms_media::{ElementId, MediaKind, Pipeline};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -148,6 +148,11 @@ pub trait WebRtcEndpoint: Send + Sync {
     fn bandwidth(&self) -> BandwidthLimits;
     /// Changes them: feedback to the remote sender at once, SDP from the next negotiation.
     fn set_bandwidth(&self, limits: BandwidthLimits);
+    /// Opens a data channel to the remote peer; `DataChannelOpened` follows.
+    fn create_data_channel(&self, options: DataChannelOptions)
+    -> BoxFuture<'_, Result<(), String>>;
+    /// Closes the data channel whose SCTP stream id is `channel_id`.
+    fn close_data_channel(&self, channel_id: u16) -> BoxFuture<'_, Result<(), String>>;
     /// The endpoint's statistics (`None` once released).
     fn stats(&self) -> BoxFuture<'_, Option<EndpointStats>>;
     /// Closes the peer connection and frees its resources.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use serde_json::{Map, Value, json};
 
 use rkms_media::MediaKind;
-use rkms_media::webrtc::BandwidthLimits;
+use rkms_media::webrtc::{BandwidthLimits, DataChannelOptions};
 
 use crate::backend::{
     DtlsState, EndpointEvent, EventSink, IceComponentState, NegotiationError, WebRtcEndpoint,
@@ -86,6 +86,37 @@ impl Engine {
                 .await
                 .map(|sdp| value(json!(sdp)))
                 .ok_or_else(|| RpcError::new(ErrorCode::NoRemoteSdp, "no remote description yet")),
+            "createDataChannel" => {
+                let number = |name: &str| {
+                    args.get(name)
+                        .and_then(Value::as_i64)
+                        .filter(|v| *v >= 0)
+                        .map(|v| u16::try_from(v).unwrap_or(u16::MAX))
+                };
+                let options = DataChannelOptions {
+                    label: text("label"),
+                    ordered: args.get("ordered").and_then(Value::as_bool).unwrap_or(true),
+                    max_packet_life_time: number("maxPacketLifeTime"),
+                    max_retransmits: number("maxRetransmits"),
+                    protocol: text("protocol"),
+                };
+                endpoint
+                    .create_data_channel(options)
+                    .await
+                    .map(|()| Fields::new())
+                    .map_err(|e| RpcError::new(ErrorCode::OperationNotSupported, e))
+            }
+            "closeDataChannel" => {
+                let id = args.get("channelId").and_then(Value::as_i64).unwrap_or(-1);
+                match u16::try_from(id) {
+                    Ok(id) => endpoint
+                        .close_data_channel(id)
+                        .await
+                        .map(|()| Fields::new())
+                        .map_err(|e| RpcError::illegal_param("channelId", e)),
+                    Err(_) => Err(RpcError::illegal_param("channelId", "not a channel id")),
+                }
+            }
             "getStats" => {
                 let kind = args
                     .get("mediaType")

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use rkms_media::webrtc::{BandwidthLimits, EndpointStats};
+use rkms_media::webrtc::{BandwidthLimits, DataChannelOptions, EndpointStats};
 use rkms_media::{ElementId, MediaKind, Pipeline};
 use rkms_signaling::backend::{
     BackendError, BoxFuture, EndpointEvent, EventSink, MediaBackend, NegotiationError,
@@ -100,6 +100,15 @@ impl WebRtcEndpoint for FakeEndpoint {
     }
     fn set_bandwidth(&self, limits: BandwidthLimits) {
         *self.bandwidth.lock() = limits;
+    }
+    fn create_data_channel(
+        &self,
+        _options: DataChannelOptions,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn close_data_channel(&self, channel_id: u16) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { Err(format!("no channel {channel_id}")) })
     }
     fn stats(&self) -> BoxFuture<'_, Option<EndpointStats>> {
         Box::pin(async { Some(EndpointStats::default()) })

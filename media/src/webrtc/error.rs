@@ -38,6 +38,8 @@ pub enum WebRtcError {
     #[error("endpoints {0} and {1} are on different media threads; connect endpoints of one group")]
     DifferentThreads(u32, u32),
     /// The host's loop thread has stopped.
+    #[error("data channel: {0}")]
+    DataChannel(String),
     #[error("the WebRTC host has stopped")]
     HostStopped,
 }

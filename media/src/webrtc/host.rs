@@ -19,6 +19,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codecs::CodecId;
+use super::data::{DataChannelOptions, DataRoutes};
 use super::error::WebRtcError;
 use super::events::EndpointEvent;
 use super::extensions::CarriedExtensions;
@@ -52,6 +53,8 @@ pub(super) enum Command {
     GatherCandidates(ElementId, Reply<()>),
     SetBandwidth(ElementId, BandwidthLimits),
     Stats(ElementId, Reply<EndpointStats>),
+    CreateDataChannel(ElementId, DataChannelOptions, Reply<()>),
+    CloseDataChannel(ElementId, u16, Reply<()>),
     Connect(ElementId, ElementId, MediaKind),
     Disconnect(ElementId, ElementId, MediaKind),
     /// From a non-WebRTC element ([`super::taps`]).
@@ -74,6 +77,8 @@ impl Command {
             | Command::GatherCandidates(id, ..)
             | Command::SetBandwidth(id, _)
             | Command::Stats(id, _)
+            | Command::CreateDataChannel(id, ..)
+            | Command::CloseDataChannel(id, ..)
             | Command::Connect(_, id, _)
             | Command::Disconnect(_, id, _)
             | Command::Tap(id, _) => *id,
@@ -368,6 +373,23 @@ impl Endpoint {
 }
 
 impl Endpoint {
+    /// Opens a data channel to the remote; `DataChannelOpened` tells its id.
+    pub async fn create_data_channel(
+        &self,
+        options: DataChannelOptions,
+    ) -> Result<(), WebRtcError> {
+        self.handle
+            .call(|r| Command::CreateDataChannel(self.id, options, r))
+            .await
+    }
+
+    /// Closes the data channel of SCTP stream `channel_id`.
+    pub async fn close_data_channel(&self, channel_id: u16) -> Result<(), WebRtcError> {
+        self.handle
+            .call(|r| Command::CloseDataChannel(self.id, channel_id, r))
+            .await
+    }
+
     /// The endpoint's statistics.
     pub async fn stats(&self) -> Result<EndpointStats, WebRtcError> {
         self.handle.call(|r| Command::Stats(self.id, r)).await
@@ -453,6 +475,7 @@ struct EventLoop {
     by_addr: HashMap<SocketAddr, ElementId>,
     by_ufrag: HashMap<Vec<u8>, ElementId>,
     router: Router,
+    data_routes: DataRoutes,
     inbound: Vec<Inbound>,
     taps: Taps,
 }
@@ -469,6 +492,7 @@ impl EventLoop {
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
             router: Router::new(),
+            data_routes: DataRoutes::default(),
             inbound: Vec::with_capacity(64),
             taps: Taps::default(),
         }
@@ -611,6 +635,7 @@ impl EventLoop {
         }
         self.taps.remove(id);
         self.router.remove_element(id);
+        self.data_routes.remove_element(id);
     }
 
     /// Drains one peer and acts on what it received: routes media, answers feedback.
@@ -639,6 +664,14 @@ impl EventLoop {
                     }
                 }
                 Inbound::Nack(kind, lost) => self.answer_nack(id, kind, lost, now),
+                Inbound::Data(message) => {
+                    for sink in self.data_routes.sinks_of(id).to_vec() {
+                        if let Some(peer) = self.peers.get_mut(&sink) {
+                            peer.send_data(&message, now);
+                        }
+                        self.service(sink, now);
+                    }
+                }
             }
         }
         self.inbound = inbound;
@@ -779,6 +812,14 @@ impl EventLoop {
                     Ok(())
                 }));
             }
+            Command::CreateDataChannel(id, options, reply) => {
+                let _ = reply.send(self.with_peer(id, |p| p.create_data_channel(options)));
+                self.service(id, now);
+            }
+            Command::CloseDataChannel(id, channel, reply) => {
+                let _ = reply.send(self.with_peer(id, |p| p.close_data_channel(channel)));
+                self.service(id, now);
+            }
             Command::Stats(id, reply) => {
                 let _ = reply.send(self.with_peer(id, |p| Ok(p.stats(now))));
             }
@@ -787,8 +828,14 @@ impl EventLoop {
                     peer.set_bandwidth(limits);
                 }
             }
+            Command::Connect(source, sink, MediaKind::Data) => {
+                self.data_routes.connect(source, sink);
+            }
+            Command::Disconnect(source, sink, MediaKind::Data) => {
+                self.data_routes.disconnect(source, sink);
+            }
             Command::Connect(source, sink, kind) => {
-                if kind != MediaKind::Data && self.router.connect(source, sink, kind, now) {
+                if self.router.connect(source, sink, kind, now) {
                     self.send_keyframe_request(source, kind, now);
                 }
             }

@@ -121,6 +121,7 @@
 //! unit test compares [`srtp_out::SrtpOut`] byte for byte with the crate's SRTP context.
 
 pub mod codecs;
+mod data;
 mod error;
 mod events;
 pub mod extensions;
@@ -134,6 +135,7 @@ mod stats;
 mod taps;
 pub mod udp;
 
+pub use data::DataChannelOptions;
 pub use error::WebRtcError;
 pub use events::{ConnectionState, DtlsState, EndpointEvent, FlowState, IceComponentState};
 pub use host::{Endpoint, WebRtcHost};

@@ -26,6 +26,7 @@ use rtc::sansio::Protocol;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::codecs::{CodecId, first_offered_codec, media_kind, media_setup, rtp_kind};
+use super::data::{DataChannelOptions, DataMessage, OpenChannel, pick_channel};
 use super::error::WebRtcError;
 use super::events::{ConnectionState, DtlsState, EndpointEvent, FlowState, IceComponentState};
 use super::extensions::{CarriedExtensions, SinkIds, SourceIds, abs_send_time};
@@ -74,6 +75,8 @@ pub(crate) enum Inbound {
     KeyframeRequest(MediaKind),
     /// The remote lost these packets (its numbering) of the stream of `kind`.
     Nack(MediaKind, Vec<u16>),
+    /// The remote sent a data channel message.
+    Data(DataMessage),
 }
 
 /// Per-direction flow bookkeeping of one media kind.
@@ -113,6 +116,8 @@ pub(crate) struct Peer {
     forwarded_video_rate: RateMeter,
     data_channels_opened: u32,
     data_channels_closed: u32,
+    /// Open data channels.
+    channels: Vec<OpenChannel>,
 }
 
 fn kind_index(kind: MediaKind) -> usize {
@@ -189,6 +194,7 @@ impl Peer {
             data_channels_opened: 0,
             data_channels_closed: 0,
             forwarded_video_rate: RateMeter::default(),
+            channels: Vec::new(),
         })
     }
 
@@ -438,6 +444,15 @@ impl Peer {
                     inbound.push(Inbound::Rtp(kind, codec, packet, carried));
                 }
                 RTCMessage::RtcpPacket(_, packets) => self.on_rtcp(&packets, inbound),
+                RTCMessage::DataChannelMessage(handle, message) => {
+                    if let Some(channel) = self.channels.iter().find(|c| c.handle == handle) {
+                        inbound.push(Inbound::Data(DataMessage {
+                            label: channel.label.clone(),
+                            stream_id: channel.stream_id,
+                            message,
+                        }));
+                    }
+                }
                 _ => {}
             }
         }
@@ -557,13 +572,28 @@ impl Peer {
                 _ => {}
             },
             RTCPeerConnectionEvent::OnDataChannel(event) => match event {
-                RTCDataChannelEvent::OnOpen(id) => {
+                RTCDataChannelEvent::OnOpen(handle) => {
+                    let Some(channel) = self.pc.data_channel(handle) else {
+                        return;
+                    };
+                    let Some(stream_id) = channel.stream_id() else {
+                        return;
+                    };
+                    let label = channel.label().to_owned();
+                    self.channels.push(OpenChannel {
+                        handle,
+                        stream_id,
+                        label,
+                    });
                     self.data_channels_opened += 1;
-                    self.emit(EndpointEvent::DataChannelOpened(id as u16));
+                    self.emit(EndpointEvent::DataChannelOpened(stream_id));
                 }
-                RTCDataChannelEvent::OnClose(id) => {
-                    self.data_channels_closed += 1;
-                    self.emit(EndpointEvent::DataChannelClosed(id as u16));
+                RTCDataChannelEvent::OnClose(handle) => {
+                    if let Some(at) = self.channels.iter().position(|c| c.handle == handle) {
+                        let channel = self.channels.remove(at);
+                        self.data_channels_closed += 1;
+                        self.emit(EndpointEvent::DataChannelClosed(channel.stream_id));
+                    }
                 }
                 _ => {}
             },
@@ -622,6 +652,64 @@ impl Peer {
             if let Err(e) = receiver.write_rtcp(now, vec![Box::new(pli)]) {
                 tracing::debug!("PLI not sent: {e}");
             }
+        }
+    }
+
+    /// Opens a data channel to the remote (`createDataChannel`); `DataChannelOpened` follows.
+    pub(crate) fn create_data_channel(
+        &mut self,
+        options: DataChannelOptions,
+    ) -> Result<(), WebRtcError> {
+        if !self.options.use_data_channels {
+            return Err(WebRtcError::DataChannel(
+                "the endpoint was created without useDataChannels".into(),
+            ));
+        }
+        let init = rtc::data_channel::RTCDataChannelInit {
+            ordered: options.ordered,
+            max_packet_life_time: options.max_packet_life_time,
+            max_retransmits: options.max_retransmits,
+            protocol: options.protocol,
+            negotiated: None,
+        };
+        self.pc
+            .create_data_channel(&options.label, Some(init))
+            .map(|_| ())
+            .map_err(|e| WebRtcError::DataChannel(e.to_string()))
+    }
+
+    /// Closes the data channel of SCTP stream `stream_id` (`closeDataChannel`).
+    pub(crate) fn close_data_channel(&mut self, stream_id: u16) -> Result<(), WebRtcError> {
+        let handle = self
+            .channels
+            .iter()
+            .find(|c| c.stream_id == stream_id)
+            .map(|c| c.handle)
+            .ok_or_else(|| WebRtcError::DataChannel(format!("no open channel {stream_id}")))?;
+        self.pc
+            .data_channel(handle)
+            .ok_or_else(|| WebRtcError::DataChannel(format!("no channel {stream_id}")))?
+            .close()
+            .map_err(|e| WebRtcError::DataChannel(e.to_string()))
+    }
+
+    /// Sends a message another endpoint (or this one) received; see [`super::data`].
+    pub(crate) fn send_data(&mut self, data: &DataMessage, now: Instant) {
+        let Some(handle) =
+            pick_channel(&self.channels, &data.label, data.stream_id).map(|c| c.handle)
+        else {
+            return;
+        };
+        let Some(mut channel) = self.pc.data_channel(handle) else {
+            return;
+        };
+        let bytes = data.message.data.clone();
+        let sent = match std::str::from_utf8(&bytes) {
+            Ok(text) if data.message.is_string => channel.send_text(now, text),
+            _ => channel.send(now, bytes),
+        };
+        if let Err(e) = sent {
+            tracing::debug!("data channel message dropped: {e}");
         }
     }
 
