@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every rkms test on a fresh Debian machine with Rust: installs the real
 # peers the tests drive (Chromium, coturn, ffmpeg, Janus, the npm
-# kurento-client), builds the server, then runs the Rust and end-to-end suites.
+# kurento-client, aiortc from PyPI), builds the server, then runs the Rust and end-to-end suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +29,7 @@ install_debian_packages() {
 
 install_debian_packages
 (cd tests/e2e && npm install --ignore-scripts --no-audit --no-fund --loglevel=error)
+python3 -m pip install --quiet --disable-pip-version-check aiortc==1.16.0  # second WebRTC stack of the e2e tests
 
 cargo build --release -p rkms-server
 cargo test --workspace
