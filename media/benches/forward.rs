@@ -232,23 +232,30 @@ fn fanout(c: &mut Criterion, to: SocketAddr) {
                     packet.header.timestamp = u32::from(seq / 4) * 3000;
                     let now = Instant::now();
                     let abs = abs_send_time(now.saturating_duration_since(start));
-                    router.route(source, MediaKind::Video, &packet, now, |id, rewritten| {
-                        let Some(sink) = sinks.get_mut(id.0 as usize) else {
-                            return;
-                        };
-                        batch.push(&socket, sink.to, |slot| {
-                            sink.stream.write(
-                                &mut sink.srtp,
-                                CodecId::Vp8,
-                                &packet,
-                                &carried,
-                                rewritten,
-                                abs,
-                                now,
-                                slot,
-                            )
-                        });
-                    });
+                    router.route(
+                        source,
+                        MediaKind::Video,
+                        &packet,
+                        now,
+                        || false,
+                        |id, rewritten| {
+                            let Some(sink) = sinks.get_mut(id.0 as usize) else {
+                                return;
+                            };
+                            batch.push(&socket, sink.to, |slot| {
+                                sink.stream.write(
+                                    &mut sink.srtp,
+                                    CodecId::Vp8,
+                                    &packet,
+                                    &carried,
+                                    rewritten,
+                                    abs,
+                                    now,
+                                    slot,
+                                )
+                            });
+                        },
+                    );
                     batch.flush(&socket);
                 }
                 let cpu = thread_cpu() - cpu0;

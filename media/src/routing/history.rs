@@ -20,9 +20,24 @@ impl Default for History {
 }
 
 impl History {
-    /// Remembers a packet (replacing the one `HISTORY_LEN` numbers older).
+    /// Remembers a packet (replacing the one `HISTORY_LEN` numbers older): the header fields a
+    /// resend needs and the shared payload. Header extensions and CSRCs are left out, so keeping
+    /// a packet allocates nothing.
     pub fn push(&mut self, packet: &RtpPacket) {
-        self.slots[usize::from(packet.header.sequence_number) % HISTORY_LEN] = Some(packet.clone());
+        let h = &packet.header;
+        let kept = RtpPacket {
+            header: rtc::rtp::header::Header {
+                version: h.version,
+                marker: h.marker,
+                payload_type: h.payload_type,
+                sequence_number: h.sequence_number,
+                timestamp: h.timestamp,
+                ssrc: h.ssrc,
+                ..Default::default()
+            },
+            payload: packet.payload.clone(),
+        };
+        self.slots[usize::from(h.sequence_number) % HISTORY_LEN] = Some(kept);
     }
 
     /// The packet numbered `seq`, if still kept.

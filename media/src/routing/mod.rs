@@ -14,16 +14,23 @@
 //! Feedback from sinks flows back through the same table: keyframe requests are merged and
 //! rate-limited per source ([`KeyframeGate`]); a new sink asks for one; NACKs are answered from
 //! the source's [`History`] with the sink's own numbering.
+//!
+//! A video sink pad whose source is replaced (a Dispatcher switching, an application
+//! re-connecting) keeps its old source's picture until the new source's next keyframe starts,
+//! then switches on that packet: the viewer sees no frozen picture while the keyframe it needs
+//! is requested and sent. A disconnected video sink lingers on its source for
+//! [`LINGER`] so that the connect that usually follows (graph changes arrive as removals, then
+//! additions) is seen as a replacement; [`SWITCH_TIMEOUT`] bounds the wait for the keyframe.
 
 mod history;
 mod keyframe;
 mod rewriter;
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use history::{HISTORY_LEN, History};
-pub use keyframe::{KeyframeGate, MIN_KEYFRAME_INTERVAL};
+pub use keyframe::{KeyframeGate, MIN_KEYFRAME_INTERVAL, starts_keyframe};
 pub use rewriter::{Rewriter, Rewritten};
 
 pub use crate::graph::{ElementId, MediaKind};
@@ -42,7 +49,14 @@ struct SourcePad {
     legs: Vec<Leg>,
     history: History,
     keyframes: KeyframeGate,
+    /// Video sinks that switch to this source at its next keyframe.
+    incoming: Vec<ElementId>,
 }
+
+/// How long a disconnected video sink pad stays on its source, waiting for a replacement.
+pub const LINGER: Duration = Duration::from_millis(100);
+/// The longest a video sink pad waits for its new source's keyframe before switching anyway.
+pub const SWITCH_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// The forwarding table of every element's media.
 #[derive(Default)]
@@ -52,6 +66,10 @@ pub struct Router {
     source_of: HashMap<(ElementId, MediaKind), ElementId>,
     /// Rewriters of disconnected sink pads, kept so a later source continues their stream.
     parked: HashMap<(ElementId, MediaKind), Rewriter>,
+    /// Video sink pads switching source: the new source, and since when.
+    switching: HashMap<ElementId, (ElementId, Instant)>,
+    /// Video sink pads disconnected from their (still feeding) source, and when.
+    lingering: HashMap<ElementId, Instant>,
 }
 
 fn clock_rate(kind: MediaKind) -> u32 {
@@ -67,8 +85,9 @@ impl Router {
         Self::default()
     }
 
-    /// Feeds `sink`'s `kind` pad from `source`, replacing its previous source. For video, asks
-    /// the source for a keyframe (returns `true` when the request should go out now).
+    /// Feeds `sink`'s `kind` pad from `source`, replacing its previous source (for video, at the
+    /// new source's next keyframe). For video, asks the source for a keyframe (returns `true`
+    /// when the request should go out now).
     pub fn connect(
         &mut self,
         source: ElementId,
@@ -76,6 +95,20 @@ impl Router {
         kind: MediaKind,
         now: Instant,
     ) -> bool {
+        if kind == MediaKind::Video {
+            self.cancel_switch(sink);
+            let lingered = self.lingering.remove(&sink).is_some();
+            match self.source_of(sink, kind) {
+                Some(old) if old == source && lingered => return false,
+                Some(old) if old != source => {
+                    self.switching.insert(sink, (source, now));
+                    let pad = self.sources.entry((source, kind)).or_default();
+                    pad.incoming.push(sink);
+                    return pad.keyframes.request(now);
+                }
+                _ => {}
+            }
+        }
         let rewriter = self.detach(sink, kind);
         let mut rewriter = rewriter.unwrap_or_else(|| Rewriter::new(clock_rate(kind)));
         rewriter.source_changed();
@@ -85,23 +118,95 @@ impl Router {
         kind == MediaKind::Video && pad.keyframes.request(now)
     }
 
-    /// Stops feeding `sink`'s `kind` pad from `source` (no effect if it is fed by another).
-    pub fn disconnect(&mut self, source: ElementId, sink: ElementId, kind: MediaKind) {
-        if self.source_of.get(&(sink, kind)) == Some(&source)
-            && let Some(rewriter) = self.detach(sink, kind)
-        {
+    /// Stops feeding `sink`'s `kind` pad from `source` (no effect if it is fed by another). A
+    /// video pad lingers for [`LINGER`] (see [`Router::settle`]).
+    pub fn disconnect(
+        &mut self,
+        source: ElementId,
+        sink: ElementId,
+        kind: MediaKind,
+        now: Instant,
+    ) {
+        if kind == MediaKind::Video && self.switching.get(&sink).is_some_and(|s| s.0 == source) {
+            self.cancel_switch(sink);
+            return;
+        }
+        if self.source_of.get(&(sink, kind)) != Some(&source) {
+            return;
+        }
+        if kind == MediaKind::Video {
+            self.cancel_switch(sink);
+            self.lingering.insert(sink, now);
+        } else {
+            self.park(sink, kind);
+        }
+    }
+
+    /// Ends the lingering of video sink pads disconnected [`LINGER`] ago or more and not
+    /// reconnected since (call periodically).
+    pub fn settle(&mut self, now: Instant) {
+        let done: Vec<ElementId> = self
+            .lingering
+            .iter()
+            .filter(|(_, since)| now.saturating_duration_since(**since) >= LINGER)
+            .map(|(sink, _)| *sink)
+            .collect();
+        for sink in done {
+            self.lingering.remove(&sink);
+            self.park(sink, MediaKind::Video);
+        }
+    }
+
+    fn park(&mut self, sink: ElementId, kind: MediaKind) {
+        if let Some(rewriter) = self.detach(sink, kind) {
             self.parked.insert((sink, kind), rewriter);
         }
     }
 
-    /// Forgets an element: its source pads, its sink pads.
+    /// Forgets a pending switch of `sink`'s video pad.
+    fn cancel_switch(&mut self, sink: ElementId) {
+        if let Some((to, _)) = self.switching.remove(&sink)
+            && let Some(pad) = self.sources.get_mut(&(to, MediaKind::Video))
+        {
+            pad.incoming.retain(|s| *s != sink);
+        }
+    }
+
+    /// Moves `sink`'s video pad to the source it is switching to.
+    fn complete_switch(&mut self, sink: ElementId) {
+        let Some((to, _)) = self.switching.remove(&sink) else {
+            return;
+        };
+        let kind = MediaKind::Video;
+        let mut rewriter = self
+            .detach(sink, kind)
+            .unwrap_or_else(|| Rewriter::new(clock_rate(kind)));
+        rewriter.source_changed();
+        self.source_of.insert((sink, kind), to);
+        let pad = self.sources.entry((to, kind)).or_default();
+        pad.incoming.retain(|s| *s != sink);
+        pad.legs.push(Leg { sink, rewriter });
+    }
+
+    /// Forgets an element: its source pads, its sink pads. Sinks that were switching away from
+    /// it switch now; sinks that were switching to it stay where they are.
     pub fn remove_element(&mut self, element: ElementId) {
+        self.cancel_switch(element);
+        self.lingering.remove(&element);
         for kind in MediaKind::ALL {
             self.detach(element, kind);
             self.parked.remove(&(element, kind));
             if let Some(pad) = self.sources.remove(&(element, kind)) {
+                for sink in pad.incoming {
+                    self.switching.remove(&sink);
+                }
                 for leg in pad.legs {
                     self.source_of.remove(&(leg.sink, kind));
+                    self.lingering.remove(&leg.sink);
+                    if kind == MediaKind::Video && self.switching.contains_key(&leg.sink) {
+                        self.parked.insert((leg.sink, kind), leg.rewriter);
+                        self.complete_switch(leg.sink);
+                    }
                 }
             }
         }
@@ -131,15 +236,37 @@ impl Router {
     }
 
     /// Forwards a packet that `source` received: remembers it for NACKs and calls `send` once
-    /// per sink with the sink's header fields.
+    /// per sink with the sink's header fields. `starts_keyframe` tells whether the packet starts
+    /// a keyframe; it is asked only while sinks are switching to this source.
     pub fn route(
         &mut self,
         source: ElementId,
         kind: MediaKind,
         packet: &RtpPacket,
         now: Instant,
+        starts_keyframe: impl FnOnce() -> bool,
         mut send: impl FnMut(ElementId, Rewritten),
     ) {
+        let Some(pad) = self.sources.get(&(source, kind)) else {
+            return;
+        };
+        if !pad.incoming.is_empty() {
+            let keyframe = starts_keyframe();
+            let due: Vec<ElementId> = pad
+                .incoming
+                .iter()
+                .copied()
+                .filter(|sink| {
+                    keyframe
+                        || self.switching.get(sink).is_none_or(|(_, since)| {
+                            now.saturating_duration_since(*since) >= SWITCH_TIMEOUT
+                        })
+                })
+                .collect();
+            for sink in due {
+                self.complete_switch(sink);
+            }
+        }
         let Some(pad) = self.sources.get_mut(&(source, kind)) else {
             return;
         };
@@ -217,6 +344,15 @@ impl Router {
 mod tests {
     use super::*;
 
+    /// The first payload byte of a keyframe's first packet, in these tests.
+    const KEY: u8 = 0x4b;
+
+    fn keyframe(seq: u16, ts: u32) -> RtpPacket {
+        let mut p = packet(seq, ts);
+        p.payload = bytes::Bytes::from_static(&[KEY]);
+        p
+    }
+
     fn packet(seq: u16, ts: u32) -> RtpPacket {
         let mut p = RtpPacket::default();
         p.header.sequence_number = seq;
@@ -232,9 +368,14 @@ mod tests {
         p: &RtpPacket,
     ) -> Vec<(u32, Rewritten)> {
         let mut out = Vec::new();
-        r.route(ElementId(source), kind, p, Instant::now(), |sink, rw| {
-            out.push((sink.0, rw))
-        });
+        r.route(
+            ElementId(source),
+            kind,
+            p,
+            Instant::now(),
+            || p.payload.first() == Some(&KEY),
+            |sink, rw| out.push((sink.0, rw)),
+        );
         out.sort_by_key(|(s, _)| *s);
         out
     }
@@ -254,17 +395,69 @@ mod tests {
         assert_eq!(out.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2, 3]);
         assert!(routed(&mut r, 1, MediaKind::Audio, &packet(10, 900)).is_empty());
 
-        // c switches to b as its source; a no longer feeds it and its stream continues.
+        // c switches to b as its source: a feeds it until b's keyframe starts, then b does and
+        // c's stream continues.
         r.connect(b, c, MediaKind::Video, now);
-        assert_eq!(r.sink_count(a, MediaKind::Video), 2);
-        let out = routed(&mut r, 2, MediaKind::Video, &packet(5000, 1));
+        assert!(routed(&mut r, 2, MediaKind::Video, &packet(4999, 1)).is_empty());
+        assert_eq!(
+            routed(&mut r, 1, MediaKind::Video, &packet(11, 990)).len(),
+            3
+        );
+        let out = routed(&mut r, 2, MediaKind::Video, &keyframe(5000, 1));
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].1.seq, 11);
+        assert_eq!(out[0].1.seq, 12);
+        assert_eq!(r.sink_count(a, MediaKind::Video), 2);
 
-        r.disconnect(b, c, MediaKind::Video);
-        assert!(routed(&mut r, 2, MediaKind::Video, &packet(5001, 2)).is_empty());
+        // A disconnected video pad lingers, then stops.
+        r.disconnect(b, c, MediaKind::Video, now);
+        assert_eq!(
+            routed(&mut r, 2, MediaKind::Video, &packet(5001, 2)).len(),
+            1
+        );
+        r.settle(now + LINGER);
+        assert!(routed(&mut r, 2, MediaKind::Video, &packet(5002, 3)).is_empty());
         r.remove_element(a);
         assert_eq!(r.source_of(b, MediaKind::Video), None);
+    }
+
+    #[test]
+    fn a_replaced_video_source_feeds_until_the_new_keyframe_or_the_timeout() {
+        let now = Instant::now();
+        let mut r = Router::new();
+        let (a, b, c, v) = (ElementId(1), ElementId(2), ElementId(3), ElementId(9));
+        r.connect(a, v, MediaKind::Video, now);
+        r.connect(a, v, MediaKind::Audio, now);
+        // As graph changes arrive: the old route removed, then the new one added.
+        r.disconnect(a, v, MediaKind::Video, now);
+        r.disconnect(a, v, MediaKind::Audio, now);
+        assert!(
+            r.connect(b, v, MediaKind::Video, now),
+            "b is asked for a keyframe"
+        );
+        r.connect(b, v, MediaKind::Audio, now);
+        r.settle(now + LINGER);
+        assert_eq!(routed(&mut r, 1, MediaKind::Video, &packet(1, 0)).len(), 1);
+        assert!(routed(&mut r, 1, MediaKind::Audio, &packet(1, 0)).is_empty());
+        assert_eq!(routed(&mut r, 2, MediaKind::Audio, &packet(1, 0)).len(), 1);
+        assert_eq!(r.source_of(v, MediaKind::Video), Some(a));
+        // No keyframe from c in time: the switch happens anyway.
+        r.connect(c, v, MediaKind::Video, now);
+        let mut out = Vec::new();
+        let late = now + SWITCH_TIMEOUT;
+        r.route(
+            c,
+            MediaKind::Video,
+            &packet(7, 0),
+            late,
+            || false,
+            |s, _| out.push(s),
+        );
+        assert_eq!(out, [v]);
+        assert!(routed(&mut r, 1, MediaKind::Video, &packet(2, 0)).is_empty());
+        // The source that was being left is released mid-switch: the sink moves at once.
+        r.connect(b, v, MediaKind::Video, now);
+        r.remove_element(c);
+        assert_eq!(r.source_of(v, MediaKind::Video), Some(b));
     }
 
     #[test]
@@ -274,8 +467,8 @@ mod tests {
         let (a, b, c) = (ElementId(1), ElementId(2), ElementId(3));
         r.connect(a, b, MediaKind::Video, now);
         routed(&mut r, 1, MediaKind::Video, &packet(100, 0));
-        r.connect(c, b, MediaKind::Video, now); // b now continues at 101 from c's 7
-        routed(&mut r, 3, MediaKind::Video, &packet(7, 0));
+        r.connect(c, b, MediaKind::Video, now); // b continues at 101 from c's keyframe, 7
+        routed(&mut r, 3, MediaKind::Video, &keyframe(7, 0));
         routed(&mut r, 3, MediaKind::Video, &packet(8, 0));
         let mut resent = Vec::new();
         let found = r.nack(b, MediaKind::Video, [102, 300], |p, rw| {

@@ -29,7 +29,7 @@ use super::stats::EndpointStats;
 use super::taps::{ElementPort, TapInput, Taps};
 use super::udp::{SendBatch, stun_local_ufrag};
 use crate::graph::{ElementId, MediaKind};
-use crate::routing::{Rewritten, Router, RtpPacket};
+use crate::routing::{Rewritten, Router, RtpPacket, starts_keyframe};
 
 const WAKER: Token = Token(usize::MAX);
 /// The longest the loop sleeps, so flow timeouts and deferred keyframe requests run.
@@ -471,7 +471,9 @@ struct EventLoop {
     sockets: Vec<(UdpSocket, SocketAddr)>,
     batches: Vec<SendBatch>,
     commands: Receiver<Command>,
-    peers: HashMap<ElementId, Peer>,
+    /// Boxed: a peer connection is ~9 KB, and a map of inline values would keep up to as much
+    /// again in empty slots after each doubling.
+    peers: HashMap<ElementId, Box<Peer>>,
     by_addr: HashMap<SocketAddr, ElementId>,
     by_ufrag: HashMap<Vec<u8>, ElementId>,
     router: Router,
@@ -549,6 +551,7 @@ impl EventLoop {
                 for (source, kind) in due_keyframes {
                     self.send_keyframe_request(source, kind, now);
                 }
+                self.router.settle(now);
                 for peer in self.peers.values_mut() {
                     peer.check_flows(now);
                 }
@@ -696,12 +699,19 @@ impl EventLoop {
             packet,
             carried,
         };
-        self.router
-            .route(source, kind, packet, now, |sink, rewritten| {
+        let starts_keyframe = || starts_keyframe(codec, &packet.payload);
+        self.router.route(
+            source,
+            kind,
+            packet,
+            now,
+            starts_keyframe,
+            |sink, rewritten| {
                 if !taps.deliver(sink, kind, codec, packet, rewritten, now) {
                     send_to_sink(peers, sockets, batches, sink, &leg, rewritten, now);
                 }
-            });
+            },
+        );
     }
 
     fn answer_nack(&mut self, sink: ElementId, kind: MediaKind, lost: Vec<u16>, now: Instant) {
@@ -778,7 +788,7 @@ impl EventLoop {
                     Err(WebRtcError::Duplicate(id.0))
                 } else {
                     self.by_ufrag.insert(peer.ufrag.clone().into_bytes(), id);
-                    self.peers.insert(id, *peer);
+                    self.peers.insert(id, peer);
                     Ok(())
                 };
                 let _ = reply.send(result);
@@ -839,7 +849,9 @@ impl EventLoop {
                     self.send_keyframe_request(source, kind, now);
                 }
             }
-            Command::Disconnect(source, sink, kind) => self.router.disconnect(source, sink, kind),
+            Command::Disconnect(source, sink, kind) => {
+                self.router.disconnect(source, sink, kind, now)
+            }
             Command::Tap(id, TapInput::AttachSink(tap)) => self.taps.attach(id, tap),
             Command::Tap(id, TapInput::Rtp(kind, codec, packet)) => {
                 self.forward(id, kind, codec, &packet, &CarriedExtensions::default(), now)
@@ -876,7 +888,7 @@ struct Leg<'a> {
 
 /// Writes one forwarded packet for `sink` into its socket's batch.
 fn send_to_sink(
-    peers: &mut HashMap<ElementId, Peer>,
+    peers: &mut HashMap<ElementId, Box<Peer>>,
     sockets: &[(UdpSocket, SocketAddr)],
     batches: &mut [SendBatch],
     sink: ElementId,
