@@ -157,6 +157,7 @@ async function lossyForward({ nack, seed }) {
   const end = await rtpStats(viewer.peer.page);
   const endSent = (await rtpStats(publisher.peer.page)).sent;
   await pipeline.release();
+  await Promise.all(sides.map((s) => s.peer.page.close()));
   const d = (k) => end.video[k] - start.video[k];
   const expected = d('packetsReceived') + d('packetsLost');
   return {

@@ -1,7 +1,7 @@
 // Forwarding between browsers through rkms, as Kurento's one-to-one,
 // one-to-many and group-call tutorials wire it: every viewer must decode
 // the sender's video and receive its audio.
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { startRkms, sleep } from './helpers.mjs';
@@ -26,7 +26,17 @@ after(async () => {
 });
 
 /** A browser peer and a new WebRtcEndpoint of `pipeline`, connected. */
-const join = (pipeline) => joinEndpoint(browser, pipeline);
+let pages = [];
+async function join(pipeline) {
+  const joined = await joinEndpoint(browser, pipeline);
+  pages.push(joined.peer.page);
+  return joined;
+}
+// A finished test's pages go, or their cameras keep encoding and starve the next test.
+afterEach(async () => {
+  await Promise.all(pages.map((p) => p.close()));
+  pages = [];
+});
 
 async function decodes(peer, label) {
   const first = await peer.waitFor((s) => s.video?.framesDecoded > 20 && s.audio?.packetsReceived > 10);
