@@ -12,11 +12,11 @@ export const RKMS_BIN = process.env.RKMS_BIN || join(here, '../../target/release
 
 /** Starts rkms; resolves once it prints the address it listens on. The
  * embedded TURN relay gets a free port unless the config says otherwise. */
-export function startRkms({ config = {}, args = [], env = {} } = {}) {
+export function startRkms({ config = {}, args = [], env = {}, bin = RKMS_BIN } = {}) {
   const full = { ...config, rkms: { ...config.rkms, turn: { listening_port: 0, ...config.rkms?.turn } } };
   const file = join(mkdtempSync(join(tmpdir(), 'rkms-conf-')), 'kurento.conf.json');
   writeFileSync(file, JSON.stringify(full));
-  const proc = spawn(RKMS_BIN, ['--bind', '127.0.0.1', '--port', '0', '--config', file, ...args], {
+  const proc = spawn(bin, ['--bind', '127.0.0.1', '--port', '0', '--config', file, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', ...env },
   });
