@@ -8,7 +8,7 @@
 //! the caller's pacing deadline.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 
 use crate::error::{Error, Result};
 use crate::media::{CodecConfig, Frame};
@@ -45,16 +45,18 @@ pub fn open(uri: &str) -> Result<Box<dyn Source>> {
     } else {
         file_uri_to_path(uri)?
     };
-    let mut file = File::open(&path).map_err(|source| Error::Open {
-        path: path.clone(),
-        source,
-    })?;
-    let mut magic = [0u8; 8];
-    let n = read_up_to(&mut file, &mut magic)?;
     let file = File::open(&path).map_err(|source| Error::Open {
         path: path.clone(),
         source,
     })?;
+    open_file(file)
+}
+
+/// Opens WebM/Matroska or MP4 from an open file (a download, say), recognised by content.
+pub fn open_file(mut file: File) -> Result<Box<dyn Source>> {
+    let mut magic = [0u8; 8];
+    let n = read_up_to(&mut file, &mut magic)?;
+    file.seek(SeekFrom::Start(0))?;
     match &magic[..n] {
         [0x1a, 0x45, 0xdf, 0xa3, ..] => Ok(Box::new(MkvReader::open(file)?)),
         [_, _, _, _, b'f', b't', b'y', b'p'] | [_, _, _, _, b'm', b'o', b'o', b'v'] => {

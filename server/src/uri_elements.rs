@@ -2,8 +2,8 @@
 //! on the pipeline's socket loop) plugged into the signaling layer's media backend port.
 //!
 //! Recordings are confined to the configured roots (`rkms.recording.roots`): a `uri` outside
-//! them, or with a `..` component, is refused at `create` with the reason. Players read
-//! `file://` URIs (or absolute paths) of WebM, MKV and MP4 files.
+//! them, or with a `..` component, is refused at `create` with the reason. Players read WebM,
+//! MKV and MP4 files from `file://` URIs (or absolute paths) and `http(s)://` URLs.
 
 use std::sync::Arc;
 
@@ -18,6 +18,9 @@ use rkms_signaling::backend::{
     BoxFuture, PlayerEndpoint, PlayerOptions, RecorderEndpoint, RecorderOptions, UriElementError,
     UriEndpointEvent, UriEventSink, VideoInfo,
 };
+
+/// How long a player's HTTP download may take.
+const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn bad_uri(why: impl ToString) -> UriElementError {
     UriElementError::BadParam {
@@ -64,9 +67,11 @@ pub fn create_player(
     let uri = options.uri;
     let open: Opener = if uri.starts_with("file://") || uri.starts_with('/') {
         Arc::new(rkms_recorder::player::open)
+    } else if uri.starts_with("http://") || uri.starts_with("https://") {
+        Arc::new(|uri: &str| rkms_media::elements::http::open(uri, HTTP_TIMEOUT))
     } else {
         return Err(bad_uri(format!(
-            "'{uri}': rkms plays file:// URIs (WebM, MKV, MP4)"
+            "'{uri}': rkms plays file://, http:// and https:// URIs of WebM, MKV and MP4 files"
         )));
     };
     let port = host.add_element(element, Some(pipeline.id()));

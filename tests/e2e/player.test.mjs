@@ -4,7 +4,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, createReadStream, existsSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRkms } from './helpers.mjs';
@@ -28,6 +29,7 @@ let server;
 let browser;
 let webm;
 let mp4;
+let http;
 before(async () => {
   webm = makeFile('vp8-opus.webm', ['-c:v', 'libvpx', '-b:v', '500k', '-deadline', 'realtime', '-cpu-used', '8'],
     ['-c:a', 'libopus', '-b:a', '64k']);
@@ -35,8 +37,20 @@ before(async () => {
     ['-c:a', 'aac', '-b:a', '96k']);
   server = await startRkms({ env: { KMS_NETWORK_INTERFACES: 'lo' } });
   browser = await launchBrowser();
+  // Serves the test files on loopback.
+  http = createServer((req, res) => {
+    const file = join(dir, decodeURIComponent(req.url.slice(1)));
+    if (!existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'video/webm' });
+    createReadStream(file).pipe(res);
+  });
+  await new Promise((r) => http.listen(0, '127.0.0.1', r));
 });
 after(async () => {
+  http?.close();
   await browser?.close();
   await server?.stop();
 });
@@ -100,6 +114,24 @@ test('a missing or garbage file raises Error, and the server carries on', async 
   // Still serving: a player of a good file works after the bad ones.
   const good = await pipeline.create('PlayerEndpoint', { uri: `file://${webm}` });
   assert.equal((await good.getVideoInfo()).isSeekable, true);
+  await pipeline.release();
+  client.close();
+});
+
+test('a file served over HTTP plays; a missing URL raises Error', async () => {
+  const base = `http://127.0.0.1:${http.address().port}`;
+  const { stats, errors } = await playToPage(`${base}/vp8-opus.webm`, 'VP8');
+  assert.match(stats.video.codec, /VP8/i);
+  assert.deepEqual(errors, []);
+
+  const client = await kurento(server.url, { failAfter: 3 });
+  const pipeline = await client.create('MediaPipeline');
+  const player = await pipeline.create('PlayerEndpoint', { uri: `${base}/absent.webm` });
+  const error = nextEvent(player, 'Error');
+  await player.play();
+  const e = await error;
+  assert.equal(e.type, 'RESOURCE_ERROR_OPEN', JSON.stringify(e));
+  assert.match(e.description, /404/);
   await pipeline.release();
   client.close();
 });

@@ -3,6 +3,7 @@
 //! own thread) and the player (a source, pacing a demuxed input into the loop from its own
 //! thread). Neither ever blocks the loop; both report what happens as [`ElementEvent`]s.
 
+pub mod http;
 pub mod player;
 pub mod recorder;
 
