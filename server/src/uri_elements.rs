@@ -46,9 +46,6 @@ pub fn create_recorder(
                 options.profile
             ),
         })?;
-    if options.stop_on_end_of_stream {
-        tracing::debug!("stopOnEndOfStream is accepted but not acted on yet");
-    }
     let port = host.add_element(element, Some(pipeline.id()));
     let recorder = RecorderElement::start(port, path, profile, element_events(events))
         .map_err(|e| UriElementError::Failed(e.to_string()))?;

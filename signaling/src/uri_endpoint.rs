@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 
 use serde_json::{Map, Value, json};
 
+use rkms_media::graph::PadFilter;
 use rkms_media::{ElementId, Pipeline};
 
 use crate::backend::{
@@ -150,6 +151,52 @@ pub(crate) fn init_properties(object: &MediaObject, ctor: &Map<String, Value>) {
         state
             .properties
             .insert("state".into(), json!(UriState::Stop.name()));
+        if let Some(stop) = ctor.get("stopOnEndOfStream") {
+            state
+                .properties
+                .insert(STOP_ON_END_OF_STREAM.into(), stop.clone());
+        }
+    }
+}
+
+/// Where a recorder keeps its `stopOnEndOfStream` constructor flag.
+const STOP_ON_END_OF_STREAM: &str = "stopOnEndOfStream";
+
+/// A player reached its end: the recorders it feeds directly that were created with
+/// `stopOnEndOfStream` stop (and close their files).
+fn stop_recorders_fed_by(engine: &Engine, player: &MediaObject) {
+    let Kind::Element { media, element, .. } = &player.kind else {
+        return;
+    };
+    let mut sinks: Vec<ElementId> = media
+        .sinks_of(*element, PadFilter::default())
+        .iter()
+        .map(|c| c.sink)
+        .collect();
+    sinks.sort_by_key(|e| e.0);
+    sinks.dedup();
+    for sink in sinks {
+        let Some(object) = media.label(sink).and_then(|l| engine.registry.get(&l)) else {
+            continue;
+        };
+        let Kind::Element {
+            uri: Some(UriElement::Recorder(recorder)),
+            ..
+        } = &object.kind
+        else {
+            continue;
+        };
+        let stop = object
+            .state
+            .lock()
+            .properties
+            .get(STOP_ON_END_OF_STREAM)
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if stop {
+            recorder.stop();
+            engine.set_uri_state(&object, UriState::Stop);
+        }
     }
 }
 
@@ -159,7 +206,10 @@ fn raise(engine: &Engine, object: &MediaObject, event: UriEndpointEvent) {
         UriEndpointEvent::Recording => "Recording",
         UriEndpointEvent::Paused => "Paused",
         UriEndpointEvent::Stopped => "Stopped",
-        UriEndpointEvent::EndOfStream => "EndOfStream",
+        UriEndpointEvent::EndOfStream => {
+            stop_recorders_fed_by(engine, object);
+            "EndOfStream"
+        }
         UriEndpointEvent::MediaFlowIn { kind, flowing }
         | UriEndpointEvent::MediaFlowOut { kind, flowing } => {
             let inbound = matches!(event, UriEndpointEvent::MediaFlowIn { .. });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRkms } from './helpers.mjs';
 import { launchBrowser } from './browser.mjs';
-import { connectPage, flowingIn, nextEvent, kurento } from './media-peers.mjs';
+import { connectPage, flowingIn, nextEvent, probe, decodeErrors, kurento } from './media-peers.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'rkms-play-'));
 const SECONDS = 4;
@@ -35,7 +35,7 @@ before(async () => {
     ['-c:a', 'libopus', '-b:a', '64k']);
   mp4 = makeFile('h264-aac.mp4', ['-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p'],
     ['-c:a', 'aac', '-b:a', '96k']);
-  server = await startRkms({ env: { KMS_NETWORK_INTERFACES: 'lo' } });
+  server = await startRkms({ config: { rkms: { recording: { roots: [dir] } } }, env: { KMS_NETWORK_INTERFACES: 'lo' } });
   browser = await launchBrowser();
   // Serves the test files on loopback.
   http = createServer((req, res) => {
@@ -132,6 +132,27 @@ test('a file served over HTTP plays; a missing URL raises Error', async () => {
   const e = await error;
   assert.equal(e.type, 'RESOURCE_ERROR_OPEN', JSON.stringify(e));
   assert.match(e.description, /404/);
+  await pipeline.release();
+  client.close();
+});
+
+test('a player feeding a recorder with stopOnEndOfStream: the recording stops at the end', async () => {
+  const client = await kurento(server.url, { failAfter: 3 });
+  const pipeline = await client.create('MediaPipeline');
+  const player = await pipeline.create('PlayerEndpoint', { uri: `file://${webm}` });
+  const out = join(dir, 'replayed.mkv');
+  const recorder = await pipeline.create('RecorderEndpoint',
+    { uri: `file://${out}`, mediaProfile: 'MKV', stopOnEndOfStream: true });
+  await player.connect(recorder);
+  await recorder.record();
+  const stopped = nextEvent(recorder, 'Stopped', () => true, (SECONDS + 10) * 1000);
+  await player.play();
+  await stopped;
+  assert.equal(await recorder.getState(), 'STOP');
+  const { streams, duration } = probe(out);
+  assert.deepEqual(streams.map((s) => s.codec_name).sort(), ['opus', 'vp8']);
+  assert.ok(Math.abs(duration - SECONDS) < 0.5, `duration ${duration} s of a ${SECONDS} s file`);
+  assert.equal(decodeErrors(out), '');
   await pipeline.release();
   client.close();
 });
