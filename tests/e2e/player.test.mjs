@@ -72,12 +72,14 @@ async function playToPage(uri, codec) {
   await ended;
   const position = await player.getPosition();
   await pipeline.release();
+  await peer.page.close();
   client.close();
   return { stats, errors, info, position };
 }
 
 test('a VP8/opus WebM file plays to Chromium, which decodes it; EndOfStream fires', async () => {
-  const { stats, errors, info } = await playToPage(`file://${webm}`, 'VP8');
+  const { stats, errors, info, position } = await playToPage(`file://${webm}`, 'VP8');
+  assert.ok(position >= (SECONDS - 1) * 1000, `position ${position} ms at the end`);
   assert.match(stats.video.codec, /VP8/i);
   assert.equal(stats.video.frameWidth, 320);
   assert.ok(stats.audio?.packetsReceived > 0, 'no audio reached the page');

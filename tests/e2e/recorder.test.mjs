@@ -26,9 +26,9 @@ after(async () => {
 /** A page publishing to a new pipeline; resolves once video flows in. */
 async function publisher(client, codec) {
   const pipeline = await client.create('MediaPipeline');
-  const { endpoint } = await connectPage(browser, pipeline, { codec });
+  const { endpoint, peer } = await connectPage(browser, pipeline, { codec });
   await flowingIn(endpoint);
-  return { pipeline, endpoint };
+  return { pipeline, endpoint, peer };
 }
 
 /** Records `source` with each profile at once for `seconds`; returns
@@ -77,7 +77,7 @@ function checkFile(r, expected) {
 
 test('VP8 + opus from Chromium recorded with every WebM and MKV profile', async () => {
   const client = await kurento(server.url, { failAfter: 3 });
-  const { pipeline, endpoint } = await publisher(client, 'VP8');
+  const { pipeline, endpoint, peer } = await publisher(client, 'VP8');
   const recorders = await recordAll(pipeline, endpoint,
     ['WEBM', 'WEBM_AUDIO_ONLY', 'WEBM_VIDEO_ONLY', 'MKV', 'MKV_AUDIO_ONLY', 'MKV_VIDEO_ONLY'], 5);
   const expected = {
@@ -90,12 +90,13 @@ test('VP8 + opus from Chromium recorded with every WebM and MKV profile', async 
   };
   for (const r of recorders) checkFile(r, expected[r.profile]);
   await pipeline.release();
+  await peer.page.close();
   client.close();
 });
 
 test('H264 + opus from Chromium recorded with every MP4 profile and MKV', async () => {
   const client = await kurento(server.url, { failAfter: 3 });
-  const { pipeline, endpoint } = await publisher(client, 'H264');
+  const { pipeline, endpoint, peer } = await publisher(client, 'H264');
   const recorders = await recordAll(pipeline, endpoint,
     ['MP4', 'MP4_AUDIO_ONLY', 'MP4_VIDEO_ONLY', 'MKV'], 5);
   const expected = {
@@ -106,12 +107,13 @@ test('H264 + opus from Chromium recorded with every MP4 profile and MKV', async 
   };
   for (const r of recorders) checkFile(r, expected[r.profile]);
   await pipeline.release();
+  await peer.page.close();
   client.close();
 });
 
 test('pause leaves the paused time out of the file', async () => {
   const client = await kurento(server.url, { failAfter: 3 });
-  const { pipeline, endpoint } = await publisher(client, 'VP8');
+  const { pipeline, endpoint, peer } = await publisher(client, 'VP8');
   const file = join(dir, `paused-${Date.now()}.webm`);
   const recorder = await pipeline.create('RecorderEndpoint', { uri: `file://${file}`, mediaProfile: 'WEBM' });
   await endpoint.connect(recorder);
@@ -140,6 +142,7 @@ test('pause leaves the paused time out of the file', async () => {
     `duration ${duration} s for ${recorded} s recorded around a 3 s pause`);
   assert.equal(decodeErrors(file), '');
   await pipeline.release();
+  await peer.page.close();
   client.close();
 });
 
@@ -147,7 +150,7 @@ test('a recording survives SIGKILL of rkms', async () => {
   const own = await startRkms({ config, env: { KMS_NETWORK_INTERFACES: 'lo' } });
   const client = await kurento(own.url, { failAfter: 1 });
   const pipeline = await client.create('MediaPipeline');
-  const { endpoint } = await connectPage(browser, pipeline, { codec: 'VP8' });
+  const { endpoint, peer } = await connectPage(browser, pipeline, { codec: 'VP8' });
   await flowingIn(endpoint);
   const files = [];
   // The page sends VP8, which MP4 does not hold: the MP4 recording is audio only.
@@ -163,6 +166,7 @@ test('a recording survives SIGKILL of rkms', async () => {
   await sleep(4000);
   own.proc.kill('SIGKILL');
   await new Promise((r) => own.proc.once('exit', r));
+  await peer.page.close();
   client.close();
   for (const file of files) {
     const { streams, duration } = probe(file);
