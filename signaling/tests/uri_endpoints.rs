@@ -1,0 +1,276 @@
+//! RecorderEndpoint's and PlayerEndpoint's Kurento surface over a fake media backend: the uri
+//! refusal, methods and the states they report, events, and `stopOnEndOfStream`.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use rkms_media::{ElementId, MediaKind, Pipeline};
+use rkms_signaling::backend::{
+    BackendError, BoxFuture, EventSink, MediaBackend, PlayerEndpoint, PlayerOptions,
+    RecorderEndpoint, RecorderOptions, UriElementError, UriEndpointEvent, UriEventSink, VideoInfo,
+    WebRtcEndpoint, WebRtcOptions,
+};
+use rkms_signaling::{Engine, EngineConfig};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+struct FakeElement {
+    log: Log,
+    events: UriEventSink,
+}
+
+impl FakeElement {
+    fn note(&self, what: &str) {
+        self.log.lock().push(what.to_owned());
+    }
+}
+
+impl RecorderEndpoint for FakeElement {
+    fn record(&self) {
+        self.note("record");
+        (self.events)(UriEndpointEvent::Recording);
+    }
+    fn pause(&self) {
+        self.note("pause");
+    }
+    fn stop(&self) {
+        self.note("stop");
+    }
+    fn stop_and_wait(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move { self.note("stopAndWait") })
+    }
+    fn release(&self) {
+        self.note("release");
+    }
+}
+
+impl PlayerEndpoint for FakeElement {
+    fn play(&self) {
+        self.note("play");
+    }
+    fn pause(&self) {
+        self.note("pause");
+    }
+    fn stop(&self) {
+        self.note("stop");
+    }
+    fn position_ms(&self) -> u64 {
+        1234
+    }
+    fn set_position(&self, ms: u64) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.note(&format!("seek {ms}"));
+            Ok(())
+        })
+    }
+    fn video_info(&self) -> BoxFuture<'_, Result<VideoInfo, String>> {
+        Box::pin(async {
+            Ok(VideoInfo {
+                seekable: true,
+                duration_ms: 4000,
+            })
+        })
+    }
+    fn release(&self) {
+        self.note("release");
+    }
+}
+
+#[derive(Default)]
+struct FakeBackend {
+    recorders: Mutex<Vec<Log>>,
+    players: Mutex<Vec<(Log, UriEventSink)>>,
+}
+
+impl MediaBackend for FakeBackend {
+    fn create_webrtc_endpoint<'a>(
+        &'a self,
+        _pipeline: &'a Arc<Pipeline>,
+        _element: ElementId,
+        _options: WebRtcOptions,
+        _events: EventSink,
+    ) -> BoxFuture<'a, Result<Arc<dyn WebRtcEndpoint>, BackendError>> {
+        Box::pin(async { Err(BackendError("no WebRTC here".into())) })
+    }
+    fn connect(&self, _source: ElementId, _sink: ElementId, _kind: MediaKind) {}
+    fn disconnect(&self, _source: ElementId, _sink: ElementId, _kind: MediaKind) {}
+    fn create_recorder(
+        &self,
+        _pipeline: &Arc<Pipeline>,
+        _element: ElementId,
+        options: RecorderOptions,
+        events: UriEventSink,
+    ) -> Result<Arc<dyn RecorderEndpoint>, UriElementError> {
+        if !options.uri.starts_with("file:///rec/") {
+            return Err(UriElementError::BadParam {
+                param: "uri",
+                why: "outside the recording roots".into(),
+            });
+        }
+        let log = Log::default();
+        self.recorders.lock().push(log.clone());
+        Ok(Arc::new(FakeElement { log, events }))
+    }
+    fn create_player(
+        &self,
+        _pipeline: &Arc<Pipeline>,
+        _element: ElementId,
+        _options: PlayerOptions,
+        events: UriEventSink,
+    ) -> Result<Arc<dyn PlayerEndpoint>, UriElementError> {
+        let log = Log::default();
+        self.players.lock().push((log.clone(), events.clone()));
+        Ok(Arc::new(FakeElement { log, events }))
+    }
+}
+
+struct Client {
+    conn: rkms_signaling::Connection,
+    rx: mpsc::Receiver<String>,
+    id: u64,
+}
+
+impl Client {
+    async fn send(&mut self, method: &str, params: Value) -> Value {
+        self.id += 1;
+        let frame = json!({"jsonrpc": "2.0", "id": self.id, "method": method, "params": params});
+        let answer = self.conn.handle_text(&frame.to_string()).await;
+        serde_json::from_str(&answer.expect("requests get answers")).expect("answers are JSON")
+    }
+    async fn ok(&mut self, method: &str, params: Value) -> Value {
+        let a = self.send(method, params).await;
+        assert!(a.get("error").is_none(), "{a}");
+        a["result"]["value"].clone()
+    }
+    async fn invoke(&mut self, object: &Value, operation: &str, params: Value) -> Value {
+        self.ok(
+            "invoke",
+            json!({"object": object, "operation": operation, "operationParams": params}),
+        )
+        .await
+    }
+    /// Event types received so far, in order.
+    fn event_types(&mut self) -> Vec<String> {
+        std::iter::from_fn(|| self.rx.try_recv().ok())
+            .map(|t| {
+                let v: Value = serde_json::from_str(&t).expect("events are JSON");
+                v["params"]["value"]["type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+fn setup() -> (Arc<FakeBackend>, Client) {
+    let backend = Arc::new(FakeBackend::default());
+    let engine = Engine::with_backend(EngineConfig::default(), Some(backend.clone()));
+    let (tx, rx) = mpsc::channel(64);
+    let client = Client {
+        conn: engine.connect(tx),
+        rx,
+        id: 0,
+    };
+    (backend, client)
+}
+
+#[tokio::test]
+async fn recorder_refuses_bad_uris_and_reports_its_state() {
+    let (backend, mut c) = setup();
+    let p = c.ok("create", json!({"type": "MediaPipeline"})).await;
+    let refused = c
+        .send(
+            "create",
+            json!({"type": "RecorderEndpoint", "constructorParams": {"mediaPipeline": p, "uri": "file:///etc/x.webm"}}),
+        )
+        .await;
+    assert_eq!(refused["error"]["code"], 40107, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("uri") && m.contains("recording roots")),
+        "{refused}"
+    );
+
+    let uri = "file:///rec/a.webm";
+    let r = c
+        .ok(
+            "create",
+            json!({"type": "RecorderEndpoint", "constructorParams": {"mediaPipeline": p, "uri": uri, "mediaProfile": "MP4"}}),
+        )
+        .await;
+    for event in ["Recording", "UriEndpointStateChanged"] {
+        c.ok("subscribe", json!({"object": r, "type": event})).await;
+    }
+    assert_eq!(c.invoke(&r, "getUri", json!({})).await, uri);
+    assert_eq!(c.invoke(&r, "getState", json!({})).await, "STOP");
+    c.invoke(&r, "record", json!({})).await;
+    assert_eq!(c.invoke(&r, "getState", json!({})).await, "START");
+    c.invoke(&r, "pause", json!({})).await;
+    assert_eq!(c.invoke(&r, "getState", json!({})).await, "PAUSE");
+    c.invoke(&r, "stopAndWait", json!({})).await;
+    assert_eq!(c.invoke(&r, "getState", json!({})).await, "STOP");
+    assert_eq!(
+        c.event_types(),
+        [
+            "Recording",
+            "UriEndpointStateChanged",
+            "UriEndpointStateChanged",
+            "UriEndpointStateChanged"
+        ]
+    );
+    c.ok("release", json!({"object": p})).await;
+    assert_eq!(
+        *backend.recorders.lock()[0].lock(),
+        ["record", "pause", "stopAndWait", "release"]
+    );
+}
+
+#[tokio::test]
+async fn player_methods_and_end_of_stream_stopping_its_recorders() {
+    let (backend, mut c) = setup();
+    let p = c.ok("create", json!({"type": "MediaPipeline"})).await;
+    let player = c
+        .ok(
+            "create",
+            json!({"type": "PlayerEndpoint", "constructorParams": {"mediaPipeline": p, "uri": "file:///media/in.webm"}}),
+        )
+        .await;
+    let mut recorders = Vec::new();
+    for stop in [true, false] {
+        let r = c
+            .ok(
+                "create",
+                json!({"type": "RecorderEndpoint", "constructorParams": {"mediaPipeline": p, "uri": "file:///rec/b.mkv", "stopOnEndOfStream": stop}}),
+            )
+            .await;
+        c.invoke(&player, "connect", json!({"sink": r})).await;
+        recorders.push(r);
+    }
+    c.ok(
+        "subscribe",
+        json!({"object": player, "type": "EndOfStream"}),
+    )
+    .await;
+    c.invoke(&player, "play", json!({})).await;
+    assert_eq!(c.invoke(&player, "getPosition", json!({})).await, 1234);
+    c.invoke(&player, "setPosition", json!({"position": 2000}))
+        .await;
+    let info = c.invoke(&player, "getVideoInfo", json!({})).await;
+    assert_eq!(info["isSeekable"], true);
+    assert_eq!(info["duration"], 4000);
+    assert_eq!(info["__type__"], "VideoInfo");
+
+    let (player_log, player_events) = backend.players.lock()[0].clone();
+    player_events(UriEndpointEvent::EndOfStream);
+    assert_eq!(c.event_types(), ["EndOfStream"]);
+    assert_eq!(*player_log.lock(), ["play", "seek 2000"]);
+    let logs = backend.recorders.lock().clone();
+    assert_eq!(*logs[0].lock(), ["stop"], "stopOnEndOfStream");
+    assert!(logs[1].lock().is_empty(), "without stopOnEndOfStream");
+    assert_eq!(c.invoke(&recorders[0], "getState", json!({})).await, "STOP");
+}
