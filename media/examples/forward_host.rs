@@ -44,6 +44,16 @@ fn arg(name: &str, default: u64) -> Result<u64, Error> {
     }
 }
 
+/// This process's resident set, KiB.
+fn rss_kib() -> Result<u64, Error> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).ok_or("bad VmRSS")?.parse()?)
+}
+
 /// CPU time of the thread called `name` in this process.
 fn named_thread_cpu(name: &str) -> Result<Duration, Error> {
     // SAFETY: sysconf has no preconditions.
@@ -70,6 +80,7 @@ fn main() -> Result<(), Error> {
         .enable_all()
         .build()?;
     let host = WebRtcHost::start(NetworkSettings::default())?;
+    let rss_before = rss_kib()?;
 
     let mut endpoints = Vec::new();
     let mut clients = Vec::new();
@@ -125,6 +136,9 @@ fn main() -> Result<(), Error> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Both sides of every connection live in this process: the client peers (no interceptors)
+    // are in this figure too, so compare it between builds, not with the load test's.
+    let rss_per_pair = (rss_kib()? - rss_before) as f64 / (n + 1) as f64;
     shared
         .subscribers_connected
         .store(n as u64, Ordering::Relaxed);
@@ -196,6 +210,7 @@ fn main() -> Result<(), Error> {
         fwd_cpu.as_secs_f64() * 100.0 / seconds as f64
     );
     println!("clients: {received} RTP datagrams received (forwarding phase and warm-up)");
+    println!("memory: {rss_per_pair:.1} KiB RSS per connected pair (rkms endpoint + client peer)");
     drop(endpoints);
     Ok(())
 }
