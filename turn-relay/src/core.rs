@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -692,18 +693,19 @@ impl Core {
     }
 
     /// Peer → client: frames the `n`-byte payload received at
-    /// `buf[MAX_HEADER..]` for the client, in place. `stream` pads
-    /// ChannelData to 4 bytes as TCP requires. `None` drops the packet; the
-    /// caller counts the packet as relayed once it is sent.
-    pub fn frame_for_client<'b>(
+    /// `buf[MAX_HEADER..]` for the client, in place, and gives the frame's
+    /// range in `buf`. `stream` pads ChannelData to 4 bytes as TCP requires.
+    /// `None` drops the packet; the caller counts the packet as relayed once
+    /// it is sent.
+    pub fn frame_for_client(
         &self,
         alloc: &Allocation,
         peer: SocketAddr,
-        buf: &'b mut [u8],
+        buf: &mut [u8],
         n: usize,
         stream: bool,
         bucket: &mut Option<Bucket>,
-    ) -> Option<&'b [u8]> {
+    ) -> Option<Range<usize>> {
         let now = Instant::now();
         let route = alloc.route_from_peer(peer, now);
         if route == Route::Denied
@@ -725,14 +727,14 @@ impl Core {
                 } else {
                     end
                 };
-                Some(&buf[start..end])
+                Some(start..end)
             }
             _ => {
                 let start = MAX_HEADER - stun::data_indication_header_len(peer);
                 buf[end..padded_end].fill(0);
                 let tid: [u8; 12] = rand::random();
                 stun::write_data_indication_header(&mut buf[start..MAX_HEADER], peer, n, &tid);
-                Some(&buf[start..padded_end])
+                Some(start..padded_end)
             }
         }
     }

@@ -18,7 +18,10 @@
 //!   permission/channel scan and one `sendto`. One task per allocation
 //!   receives from its relay socket and writes ChannelData or a Data
 //!   indication header *in front of* the payload in its receive buffer,
-//!   then sends it on the listening socket: no copy, no allocation.
+//!   then sends it on the listening socket: no copy, no allocation. Both
+//!   read with `recvmmsg` and the allocation's task sends with `sendmmsg`
+//!   ([`batch`]), so a loaded relay drains its sockets instead of letting
+//!   the kernel drop what overflows them.
 //! - **TCP/TLS driver**: one task per connection serves both directions of
 //!   that connection's single allocation.
 //! - **Peer policy**: loopback, private, link-local, multicast, reserved and
@@ -35,6 +38,7 @@
 
 mod allocation;
 pub mod auth;
+mod batch;
 pub mod cli;
 mod config;
 mod core;

@@ -146,7 +146,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             received = recv_or_pending(alloc.as_deref(), &mut relay_buf) => {
                 let (Ok((n, peer)), Some(alloc)) = (received, alloc.as_deref()) else { continue };
                 if let Some(frame) = core.frame_for_client(alloc, peer, &mut relay_buf, n, true, &mut to_client) {
-                    if wr.write_all(frame).await.is_err() {
+                    if wr.write_all(&relay_buf[frame]).await.is_err() {
                         return;
                     }
                     core.metrics.relayed_to_client(n);
