@@ -20,7 +20,7 @@
 //!   indication header *in front of* the payload in its receive buffer,
 //!   then sends it on the listening socket: no copy, no allocation. Both
 //!   read with `recvmmsg` and the allocation's task sends with `sendmmsg`
-//!   ([`batch`]), so a loaded relay drains its sockets instead of letting
+//!   (`batch`), so a loaded relay drains its sockets instead of letting
 //!   the kernel drop what overflows them.
 //! - **TCP/TLS driver**: one task per connection serves both directions of
 //!   that connection's single allocation.
