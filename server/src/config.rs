@@ -132,6 +132,26 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Overlays the embedded relay's settings from the environment, for
+    /// containers configured like Kurento's Docker image (`KMS_*`):
+    /// `RKMS_TURN_STATIC_AUTH_SECRET` (TURN REST API secret), `RKMS_TURN_REALM`
+    /// and `RKMS_TURN_EXTERNAL_IP` (`public` or `public/private`). Set and not
+    /// empty, they win over the file.
+    pub fn apply_env(&mut self, env: &std::collections::HashMap<String, String>) {
+        let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
+        if let Some(secret) = get("RKMS_TURN_STATIC_AUTH_SECRET") {
+            self.turn.static_auth_secrets = vec![secret];
+        }
+        if let Some(realm) = get("RKMS_TURN_REALM") {
+            self.turn.realm = realm;
+        }
+        if let Some(external) = get("RKMS_TURN_EXTERNAL_IP") {
+            self.turn.external_ips = vec![external];
+        }
+    }
+}
+
 /// Kurento's shipped JSON files carry `//` and `/* */` comments; strip them
 /// (outside strings) before parsing.
 fn strip_comments(text: &str) -> String {
@@ -232,6 +252,24 @@ mod tests {
         assert_eq!(c.recording_roots, [PathBuf::from("/srv/rec")]);
         let bad = r#"{"rkms": {"recording": {"root": ["/srv/rec"]}}}"#;
         assert!(Config::from_json(bad, Config::fallback()).is_err());
+    }
+
+    #[test]
+    fn environment_sets_the_relay_secret_realm_and_external_ip() {
+        let text = r#"{"rkms": {"turn": {"static_auth_secrets": ["from-file"], "realm": "file"}}}"#;
+        let mut c = Config::from_json(text, Config::fallback()).unwrap();
+        let env: std::collections::HashMap<String, String> = [
+            ("RKMS_TURN_STATIC_AUTH_SECRET", "from-env"),
+            ("RKMS_TURN_REALM", ""),
+            ("RKMS_TURN_EXTERNAL_IP", "203.0.113.7/10.0.0.2"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+        c.apply_env(&env);
+        assert_eq!(c.turn.static_auth_secrets, ["from-env"]);
+        assert_eq!(c.turn.realm, "file", "an empty variable changes nothing");
+        assert_eq!(c.turn.external_ips, ["203.0.113.7/10.0.0.2"]);
     }
 
     #[test]

@@ -94,6 +94,7 @@ async fn serve(
         dir.is_dir().then_some(dir)
     });
     let env: HashMap<String, String> = std::env::vars().collect();
+    config.apply_env(&env);
     let endpoint_settings = EndpointSettings::load(modules_dir.as_deref(), &env)?;
     let recording_roots =
         rkms_recorder::path_policy::RecordingRoots::new(config.recording_roots.clone());
