@@ -143,6 +143,8 @@ pub struct OutStream {
     packets: u64,
     octets: u64,
     datagram_bytes: u64,
+    /// Packets not sent because their codec was not negotiated (no transcoding).
+    unnegotiated: u64,
 }
 
 impl OutStream {
@@ -157,6 +159,7 @@ impl OutStream {
             packets: 0,
             octets: 0,
             datagram_bytes: 0,
+            unnegotiated: 0,
         }
     }
 
@@ -178,6 +181,11 @@ impl OutStream {
     /// Payload bytes forwarded.
     pub fn octets(&self) -> u64 {
         self.octets
+    }
+
+    /// Packets not sent because the peer did not negotiate their codec.
+    pub fn unnegotiated(&self) -> u64 {
+        self.unnegotiated
     }
 
     /// Datagram bytes sent (headers and SRTP tags included).
@@ -207,7 +215,18 @@ impl OutStream {
         now: Instant,
         buf: &mut [u8],
     ) -> Option<usize> {
-        let &(_, pt) = self.payload_types.iter().find(|(c, _)| *c == codec)?;
+        let Some(&(_, pt)) = self.payload_types.iter().find(|(c, _)| *c == codec) else {
+            // A source in a codec this peer did not negotiate (a player's file, say).
+            if self.unnegotiated == 0 {
+                tracing::warn!(
+                    ssrc = self.ssrc,
+                    ?codec,
+                    "the peer did not negotiate this codec; not sent (no transcoding), counted"
+                );
+            }
+            self.unnegotiated += 1;
+            return None;
+        };
         if packet.payload.len() + DATAGRAM_OVERHEAD > buf.len() {
             return None;
         }
@@ -350,6 +369,45 @@ mod tests {
     #[test]
     fn gcm_matches_the_crate_context() {
         same_as_crate(SrtpProfile::AeadAes128Gcm, ProtectionProfile::AeadAes128Gcm);
+    }
+
+    #[test]
+    fn a_codec_the_peer_did_not_negotiate_is_counted_not_sent() {
+        let provider = rtc::crypto::default_provider().expect("provider");
+        let master = SrtpMasterKey {
+            profile: SrtpProfile::AeadAes128Gcm,
+            key: [7u8; 16],
+            salt: [9u8; 14],
+        };
+        let mut srtp = SrtpOut::new(&master, provider.crypto()).expect("srtp out");
+        let mut stream = OutStream::new(1);
+        stream.negotiated(vec![(CodecId::Vp8, 96)], SinkIds::default());
+        let packet = RtpPacket {
+            payload: bytes::Bytes::from_static(b"frame"),
+            ..Default::default()
+        };
+        let rewritten = Rewritten {
+            seq: 1,
+            timestamp: 0,
+        };
+        let mut buf = [0u8; 1500];
+        let mut write = |stream: &mut OutStream, codec| {
+            stream.write(
+                &mut srtp,
+                codec,
+                &packet,
+                &CarriedExtensions::default(),
+                rewritten,
+                0,
+                Instant::now(),
+                &mut buf,
+            )
+        };
+        assert!(write(&mut stream, CodecId::H264NonInterleaved).is_none());
+        assert!(write(&mut stream, CodecId::H264NonInterleaved).is_none());
+        assert!(write(&mut stream, CodecId::Vp8).is_some());
+        assert_eq!(stream.unnegotiated(), 2);
+        assert_eq!(stream.packets(), 1);
     }
 
     #[test]
