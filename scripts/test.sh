@@ -31,6 +31,10 @@ install_debian_packages
 (cd tests/e2e && npm install --ignore-scripts --no-audit --no-fund --loglevel=error)
 python3 -m pip install --quiet --disable-pip-version-check aiortc==1.16.0  # second WebRTC stack of the e2e tests
 
+# A one-off build gains nothing from incremental caches, and they cost disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+df -h . | tail -1
 cargo build --release -p rkms-server
 cargo test --workspace
+df -h . | tail -1
 RKMS_BIN="$PWD/target/release/rkms" node --test --test-concurrency=1 tests/e2e/
