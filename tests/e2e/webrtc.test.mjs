@@ -99,6 +99,18 @@ test('a browser that offers H264 only gets H264 back', async () => {
   client.close();
 });
 
+for (const codec of ['VP9', 'AV1']) {
+  test(`a browser that offers ${codec} only gets ${codec} back, forwarded untouched`, async () => {
+    const { client, pipeline, peer, answer } = await helloWorld({ codec });
+    assert.match(answer, new RegExp(`${codec}/90000`));
+    assert.doesNotMatch(answer, /VP8\/90000|H264\/90000/);
+    const stats = await assertMediaFlows(peer, { width: 640, height: 480 });
+    assert.match(stats.video.codec, new RegExp(codec, 'i'));
+    await pipeline.release();
+    client.close();
+  });
+}
+
 test('rkms offers, the browser answers, and media flows', async () => {
   const client = await kurento(server.url, { failAfter: 3 });
   const pipeline = await client.create('MediaPipeline');
