@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { startRkms, sleep } from './helpers.mjs';
 import { launchBrowser } from './browser.mjs';
-import { join as joinEndpoint, rtpStats } from './kurento-peers.mjs';
+import { join as joinEndpoint, connectEndpoint, recvOnlyPc, rtpStats } from './kurento-peers.mjs';
 
 const require = createRequire(import.meta.url);
 const kurento = require('kurento-client');
@@ -58,21 +58,46 @@ test('one-to-one: each browser receives the other', async () => {
   await pipeline.release();
 });
 
-test('one-to-many: a presenter, two viewers, and a late viewer that gets a picture', async () => {
+/** Polls a receive-only peer connection until it decoded a frame; returns when, in ms. */
+async function firstFrame(page, name, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const s = await rtpStats(page, name);
+    if (s.video?.framesDecoded > 0) return Date.now();
+    await sleep(50);
+  }
+  throw new Error(`${name}: no frame decoded in ${timeoutMs} ms`);
+}
+
+test('one-to-many: a presenter, five viewers, and a viewer 10 s late that gets a picture', async (t) => {
   const pipeline = await client.create('MediaPipeline');
   const presenter = await join(pipeline);
-  const viewers = [];
-  for (let i = 0; i < 2; i++) {
-    const v = await join(pipeline);
-    await presenter.endpoint.connect(v.endpoint);
-    viewers.push(v);
+  // Viewers receive only, as in the tutorial; their peer connections share
+  // the presenter's page so that no extra camera encodes.
+  const page = presenter.peer.page;
+  const viewer = async (name) => {
+    const endpoint = await pipeline.create('WebRtcEndpoint');
+    await presenter.endpoint.connect(endpoint);
+    await connectEndpoint(endpoint, await recvOnlyPc(page, name));
+    return Date.now();
+  };
+  const names = ['v1', 'v2', 'v3', 'v4', 'v5'];
+  for (const name of names) await viewer(name);
+  for (const name of names) {
+    await firstFrame(page, name);
+    const first = await rtpStats(page, name);
+    await sleep(500);
+    const later = await rtpStats(page, name);
+    assert.ok(later.video.framesDecoded > first.video.framesDecoded, `${name}: video stalled`);
+    assert.ok(later.audio.packetsReceived > first.audio.packetsReceived, `${name}: audio stalled`);
   }
-  for (const [i, v] of viewers.entries()) await decodes(v.peer, `viewer ${i}`);
-  await sleep(2000);
-  const late = await join(pipeline);
-  await presenter.endpoint.connect(late.endpoint);
-  // The late viewer needs a keyframe from the presenter to show anything.
-  await decodes(late.peer, 'late viewer');
+  await sleep(10000);
+  const connected = await viewer('late');
+  // The late viewer needs a keyframe from the presenter to show anything;
+  // rkms asks for one when the route is made. Reported, not asserted: timing
+  // on a shared machine is not a test's business.
+  const shown = await firstFrame(page, 'late');
+  t.diagnostic(`late viewer: first frame ${shown - connected} ms after its peer connection connected`);
   await pipeline.release();
 });
 
