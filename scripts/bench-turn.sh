@@ -4,8 +4,12 @@
 # Prints relayed packets per second, each server's CPU seconds, loss, and
 # the ratio of CPU per relayed packet (rkms / coturn; below 1 is better).
 #
-#   scripts/bench-turn.sh [CLIENTS] [MESSAGES] [BYTES] [INTERVAL_MS] [udp|tcp]
+#   scripts/bench-turn.sh [CLIENTS] [MESSAGES] [BYTES] [INTERVAL_MS] [udp|tcp|tcp-relay]
 #   (defaults 100 clients x 1000 messages x 1000 bytes, every 2 ms, UDP)
+#
+# tcp-relay runs uclient's RFC 6062 mode (-T): pairs of TCP allocations
+# connected to each other through the relay, every message crossing it twice
+# (into one allocation's peer connection, out of the other's data connection).
 #
 # RKMS_BIN=path/to/rkms uses that binary's `turn` subcommand; otherwise the
 # relay's example binary is built in release mode and used. ROUNDS=N (default
@@ -20,7 +24,10 @@ BYTES=${3:-1000}
 INTERVAL=${4:-2}
 TRANSPORT=${5:-udp}
 CLIENT_TRANSPORT=()
-[ "$TRANSPORT" = tcp ] && CLIENT_TRANSPORT=(-t)
+case "$TRANSPORT" in
+    tcp) CLIENT_TRANSPORT=(-t) ;;
+    tcp-relay) CLIENT_TRANSPORT=(-T) ;;
+esac
 
 for p in turnserver turnutils_uclient turnutils_peer; do
     command -v "$p" >/dev/null || { echo "missing $p: apt-get install coturn" >&2; exit 1; }
@@ -84,7 +91,7 @@ run_one() { # name, command...
 }
 
 RESULTS=$(mktemp)
-echo "load: $CLIENTS clients x $MESSAGES messages x $BYTES bytes every $INTERVAL ms ($TRANSPORT, channels)"
+echo "load: $CLIENTS clients x $MESSAGES messages x $BYTES bytes every $INTERVAL ms ($TRANSPORT)"
 for _ in $(seq "${ROUNDS:-3}"); do
     run_one coturn turnserver
     run_one rkms "${RKMS[@]}"

@@ -1,10 +1,11 @@
 // The embedded TURN relay with a real browser: two headless-Chromium peers,
 // both with iceTransportPolicy 'relay' and `rkms turn` as their only ICE
 // server, connect through it; the receiving side decodes video, and the
-// relay's own counters show the media crossed it.
+// relay's own counters show the media crossed it. Then TCP relay
+// allocations (RFC 6062) with coturn's turnutils_uclient.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { RKMS_BIN } from './helpers.mjs';
 import { launchBrowser } from './browser.mjs';
@@ -12,10 +13,10 @@ import { launchBrowser } from './browser.mjs';
 const SECRET = 'e2e-turn-secret';
 
 /** Starts `rkms turn` on a free loopback port; resolves with its UDP/TCP addresses. */
-function startTurn(extraArgs = []) {
+function startTurn({ allowLoopback = true } = {}) {
   const args = ['turn', '-n', '-L', '127.0.0.1', '-p', '0', '--relay-ip', '127.0.0.1',
     '--use-auth-secret', '--static-auth-secret', SECRET, '--realm', 'e2e', '--no-tls',
-    '--allow-loopback-peers', ...extraArgs];
+    ...(allowLoopback ? ['--allow-loopback-peers'] : [])];
   const proc = spawn(RKMS_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let stderr = '';
@@ -115,4 +116,52 @@ test('relay-only Chromium peers also connect over TURN/TCP', async () => {
   }
   const metrics = await turn.stop();
   assert.ok(metrics.packets_to_client >= received, JSON.stringify({ metrics, received }));
+});
+
+/**
+ * turnutils_uclient in TCP-relay mode (-T): pairs of TCP allocations, one of
+ * each pair Connects to the other's relayed address, both bind data
+ * connections and send each other `messages` messages of 100 bytes.
+ */
+function uclientTcpRelay(tcpAddr, { username, credential }, messages = 10) {
+  const [host, port] = tcpAddr.split(':');
+  const args = ['-T', '-X', '-n', String(messages), '-m', '2', '-u', username, '-w', credential,
+    '-p', port, host];
+  return new Promise((resolve) => {
+    execFile('turnutils_uclient', args, { timeout: 60000 }, (err, stdout, stderr) => {
+      const out = stdout + stderr;
+      const totals = [...out.matchAll(/start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)/g)].pop();
+      resolve({
+        ok: !err,
+        out,
+        sent: totals ? Number(totals[1]) : 0,
+        received: totals ? Number(totals[2]) : 0,
+      });
+    });
+  });
+}
+
+test('TCP relay allocations carry every uclient message with REST credentials', async () => {
+  const turn = await startTurn();
+  const run = await uclientTcpRelay(turn.tcp, restCredentials('uclient'));
+  const metrics = await turn.stop();
+  const detail = `${JSON.stringify(metrics)}\n${run.out}`;
+  assert.ok(run.ok, detail);
+  assert.equal(run.sent, 20, detail);
+  assert.equal(run.received, 20, detail);
+  // Every message crossed the relay: out of one data connection, into the other.
+  assert.ok(metrics.bytes_to_peer >= 20 * 100 && metrics.bytes_to_client >= 20 * 100, detail);
+  assert.equal(metrics.auth_failures, 0, detail);
+});
+
+test('TCP relay to a loopback peer is refused by default, a wrong password fails', async () => {
+  const turn = await startTurn({ allowLoopback: false });
+  const refused = await uclientTcpRelay(turn.tcp, restCredentials('uclient'), 2);
+  const wrong = await uclientTcpRelay(turn.tcp, { ...restCredentials('uclient'), credential: 'wrong' }, 2);
+  const metrics = await turn.stop();
+  assert.ok(!refused.ok && /403/.test(refused.out), refused.out);
+  assert.ok(metrics.peers_denied > 0, JSON.stringify(metrics));
+  assert.equal(metrics.bytes_to_peer + metrics.bytes_to_client, 0, JSON.stringify(metrics));
+  assert.ok(!wrong.ok && wrong.received === 0, wrong.out);
+  assert.ok(metrics.auth_failures > 0, JSON.stringify(metrics));
 });

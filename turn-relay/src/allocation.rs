@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::net::UdpSocket;
@@ -12,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::policy::Verdict;
+use crate::tcp_relay::TcpRelay;
 
 /// Where a datagram from a peer goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,11 +80,18 @@ impl PeerTables {
     }
 }
 
+/// The relayed transport: a UDP socket, or a TCP listener (RFC 6062).
+#[derive(Debug)]
+pub(crate) enum RelaySocket {
+    Udp(UdpSocket),
+    Tcp(TcpRelay),
+}
+
 /// The part of an allocation shared by the client-side driver and the task
 /// relaying peer traffic back.
 #[derive(Debug)]
 pub(crate) struct Allocation {
-    pub socket: UdpSocket,
+    pub socket: RelaySocket,
     /// The relayed transport address announced to the client (after
     /// external-address mapping).
     pub relayed: SocketAddr,
@@ -90,11 +99,25 @@ pub(crate) struct Allocation {
 }
 
 impl Allocation {
-    pub fn new(socket: UdpSocket, relayed: SocketAddr) -> Self {
+    pub fn new(socket: RelaySocket, relayed: SocketAddr) -> Self {
         Allocation {
             socket,
             relayed,
             tables: Mutex::default(),
+        }
+    }
+
+    pub fn udp(&self) -> Option<&UdpSocket> {
+        match &self.socket {
+            RelaySocket::Udp(s) => Some(s),
+            RelaySocket::Tcp(_) => None,
+        }
+    }
+
+    pub fn tcp(&self) -> Option<&TcpRelay> {
+        match &self.socket {
+            RelaySocket::Tcp(t) => Some(t),
+            RelaySocket::Udp(_) => None,
         }
     }
 
@@ -190,13 +213,35 @@ impl Bucket {
         })
     }
 
-    pub fn take(&mut self, bytes: usize, now: Instant) -> bool {
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last);
         let refill = (elapsed.as_micros() as u64).saturating_mul(self.rate) / 1_000_000;
         if refill > 0 {
             self.tokens = (self.tokens + refill).min(self.rate);
             self.last = now;
         }
+    }
+
+    /// For streams, which must not lose bytes: takes `bytes` whatever is
+    /// left and says how long to wait before sending them, so the stream
+    /// slows to the rate.
+    pub fn pace(&mut self, bytes: usize, now: Instant) -> Duration {
+        self.refill(now);
+        let need = bytes as u64;
+        if self.tokens >= need {
+            self.tokens -= need;
+            return Duration::ZERO;
+        }
+        let wait =
+            Duration::from_micros((need - self.tokens).saturating_mul(1_000_000) / self.rate);
+        // Empty at the end of the wait; refilling starts from then.
+        self.tokens = 0;
+        self.last = now + wait;
+        wait
+    }
+
+    pub fn take(&mut self, bytes: usize, now: Instant) -> bool {
+        self.refill(now);
         let need = bytes as u64;
         if self.tokens >= need {
             self.tokens -= need;
@@ -280,7 +325,6 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn quotas_count_per_user_and_in_total() {
@@ -304,10 +348,24 @@ mod tests {
         assert!(Bucket::new(0).is_none());
     }
 
+    #[test]
+    fn a_paced_stream_waits_for_what_it_overdraws() {
+        let start = Instant::now();
+        let mut b = Bucket::new(1000).unwrap();
+        assert_eq!(b.pace(400, start), Duration::ZERO);
+        assert_eq!(b.pace(1600, start), Duration::from_secs(1));
+        let later = start + Duration::from_secs(1);
+        assert_eq!(
+            b.pace(500, later),
+            Duration::from_millis(500),
+            "empty at the end of the wait"
+        );
+    }
+
     #[tokio::test]
     async fn channels_need_a_live_permission_and_do_not_conflict() {
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let a = Allocation::new(sock, "127.0.0.1:1".parse().unwrap());
+        let a = Allocation::new(RelaySocket::Udp(sock), "127.0.0.1:1".parse().unwrap());
         let now = Instant::now();
         let later = now + Duration::from_secs(60);
         let p1: SocketAddr = "192.0.2.1:1000".parse().unwrap();
@@ -336,7 +394,7 @@ mod tests {
     #[tokio::test]
     async fn an_address_permit_covers_only_its_port() {
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let a = Allocation::new(sock, "127.0.0.1:1".parse().unwrap());
+        let a = Allocation::new(RelaySocket::Udp(sock), "127.0.0.1:1".parse().unwrap());
         let now = Instant::now();
         let own: SocketAddr = "10.0.0.2:40000".parse().unwrap();
         let other_port: SocketAddr = "10.0.0.2:22".parse().unwrap();

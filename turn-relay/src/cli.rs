@@ -72,6 +72,9 @@ pub struct TurnArgs {
     pub no_tcp: bool,
     #[arg(long = "no-tls")]
     pub no_tls: bool,
+    /// No TCP relayed addresses (RFC 6062) for TCP clients.
+    #[arg(long = "no-tcp-relay")]
+    pub no_tcp_relay: bool,
     /// DTLS is not offered; accepted for compatibility.
     #[arg(long = "no-dtls")]
     pub no_dtls: bool,
@@ -137,7 +140,7 @@ impl TurnArgs {
                  total_quota, max_bps, stale_nonce, max_allocate_lifetime, channel_lifetime, permission_lifetime,
                  log_file;
             list: listening_ip, relay_ip, external_ip, user, static_auth_secret, denied_peer_ip, allowed_peer_ip;
-            flag: lt_cred_mech, no_auth, use_auth_secret, no_udp, no_tcp, no_tls, no_dtls, allow_loopback_peers,
+            flag: lt_cred_mech, no_auth, use_auth_secret, no_udp, no_tcp, no_tls, no_tcp_relay, no_dtls, allow_loopback_peers,
                   fingerprint, verbose, no_cli, simple_log, no_multicast_peers
         );
         self
@@ -205,6 +208,8 @@ impl TurnArgs {
                 .permission_lifetime
                 .unwrap_or(d.permission_lifetime_secs),
             channel_lifetime_secs: self.channel_lifetime.unwrap_or(d.channel_lifetime_secs),
+            tcp_relay: !self.no_tcp_relay,
+            tcp_connection_timeout_secs: d.tcp_connection_timeout_secs,
         })
     }
 }
@@ -331,6 +336,7 @@ mod tests {
             "s3cret",
             "--no-tls",
             "--no-tcp",
+            "--no-tcp-relay",
             "--allow-loopback-peers",
             "--denied-peer-ip",
             "10.0.0.0-10.255.255.255",
@@ -347,7 +353,7 @@ mod tests {
         .unwrap();
         let c = args.to_config().unwrap();
         assert_eq!(c.listening_port, 3479);
-        assert!(!c.tcp && c.udp && c.tls_cert.is_none());
+        assert!(!c.tcp && !c.tcp_relay && c.udp && c.tls_cert.is_none());
         assert_eq!((c.min_port, c.max_port), (50000, 50100));
         assert_eq!(c.users.len(), 2);
         assert_eq!(c.static_auth_secrets, vec!["s3cret".to_owned()]);

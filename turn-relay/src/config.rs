@@ -57,6 +57,12 @@ pub struct TurnConfig {
     pub max_allocate_lifetime_secs: u32,
     pub permission_lifetime_secs: u32,
     pub channel_lifetime_secs: u32,
+    /// Whether TCP clients may ask for TCP relayed addresses (RFC 6062;
+    /// coturn `--no-tcp-relay` turns it off).
+    pub tcp_relay: bool,
+    /// Seconds the relay waits for a TCP peer to accept its connection, and
+    /// keeps a peer connection no client has bound (RFC 6062: 30).
+    pub tcp_connection_timeout_secs: u32,
 }
 
 impl Default for TurnConfig {
@@ -88,6 +94,8 @@ impl Default for TurnConfig {
             max_allocate_lifetime_secs: 3600,
             permission_lifetime_secs: 300,
             channel_lifetime_secs: 600,
+            tcp_relay: true,
+            tcp_connection_timeout_secs: 30,
         }
     }
 }

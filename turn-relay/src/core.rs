@@ -13,15 +13,17 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use crate::allocation::{Allocation, Bucket, Permit, Quotas, Route, Session};
+use crate::allocation::{Allocation, Bucket, Permit, Quotas, RelaySocket, Route, Session};
 use crate::auth::{AuthError, Authenticator, Key, unix_now};
 use crate::config::TurnConfig;
 use crate::metrics::Metrics;
 use crate::policy::PeerPolicy;
 use crate::stun::{self, Class, Message, Writer, attr, channel_data, method};
+use crate::tcp_relay::{self, BindError, PeerConnection, PeerSlot, Refused, TcpRelay, Unbound};
 
 const SOFTWARE: &str = concat!("rkms-turn ", env!("CARGO_PKG_VERSION"));
 const UDP_PROTOCOL: u8 = 17;
+const TCP_PROTOCOL: u8 = 6;
 
 /// Room left before a payload in relay buffers for the largest header
 /// (a Data indication to an IPv6 peer).
@@ -49,6 +51,7 @@ const KNOWN_REQUIRED: &[u16] = &[
     attr::RESERVATION_TOKEN,
     attr::PRIORITY,
     attr::USE_CANDIDATE,
+    attr::CONNECTION_ID,
 ];
 
 /// An error code and reason phrase for a reply.
@@ -89,6 +92,10 @@ pub(crate) struct Limits {
     pub max_bps: u64,
     pub min_port: u16,
     pub max_port: u16,
+    /// Whether clients may ask for TCP relayed addresses (RFC 6062).
+    pub tcp_relay: bool,
+    /// How long a TCP relay connection may take to open, and to be bound.
+    pub tcp_timeout: Duration,
 }
 
 /// `public` announced for relay addresses on `private` (any, when `None`).
@@ -109,15 +116,42 @@ pub(crate) struct Core {
     pub external: Vec<ExternalIp>,
     /// Ports reserved by EVEN-PORT, by RESERVATION-TOKEN.
     reservations: parking_lot::Mutex<HashMap<[u8; 8], (UdpSocket, Instant)>>,
+    /// TCP peer connections waiting for a ConnectionBind.
+    pub unbound: Unbound,
+}
+
+/// The transport a request came over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Control {
+    Udp,
+    /// TCP or TLS: where TCP allocations and their data connections live.
+    Stream,
 }
 
 /// What a driver must do after [`Core::handle_stun`].
-#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// Send the reply in the buffer, if any.
     Reply,
     /// A new allocation was made: start relaying its peer traffic, then reply.
     Allocated,
+    /// A Connect passed its checks: open the connection to the peer
+    /// ([`tcp_relay::connect`]), then answer with [`Core::connected`].
+    Connect(ConnectRequest),
+    /// A ConnectionBind succeeded: send the reply, then this connection
+    /// carries the peer connection's bytes.
+    Bound(PeerConnection),
+}
+
+/// A Connect being served; the answer needs the request's key and id.
+pub(crate) struct ConnectRequest {
+    pub peer: SocketAddr,
+    /// Where the relay connects from: the relayed address.
+    pub local: SocketAddr,
+    slot: PeerSlot,
+    key: Key,
+    transaction_id: [u8; 12],
+    username: String,
+    closed: tokio::sync::watch::Receiver<()>,
 }
 
 /// A request that passed authentication.
@@ -161,20 +195,23 @@ impl Core {
                 max_bps: cfg.max_bps,
                 min_port: cfg.min_port,
                 max_port: cfg.max_port,
+                tcp_relay: cfg.tcp_relay,
+                tcp_timeout: Duration::from_secs(cfg.tcp_connection_timeout_secs.max(1).into()),
             },
             relay_ips,
             external,
             reservations: Default::default(),
+            unbound: Unbound::default(),
         }
     }
 
-    /// Handles a STUN message (not a Send indication) from `client`,
-    /// whose allocation slot is `session`. Leaves the reply in `out`
-    /// (empty when none is due).
+    /// Handles a STUN message (not a Send indication) from `client` over
+    /// `control`, whose allocation slot is `session`. Leaves the reply in
+    /// `out` (empty when none is due).
     pub fn handle_stun(
         &self,
         msg: &Message<'_>,
-        client: SocketAddr,
+        (client, control): (SocketAddr, Control),
         session: &mut Option<Session>,
         out: &mut Vec<u8>,
     ) -> Outcome {
@@ -192,7 +229,12 @@ impl Core {
         }
         if !matches!(
             msg.method,
-            method::ALLOCATE | method::REFRESH | method::CREATE_PERMISSION | method::CHANNEL_BIND
+            method::ALLOCATE
+                | method::REFRESH
+                | method::CREATE_PERMISSION
+                | method::CHANNEL_BIND
+                | method::CONNECT
+                | method::CONNECTION_BIND
         ) {
             error_reply(out, msg, 400, "Unknown method", None);
             return Outcome::Reply;
@@ -217,7 +259,11 @@ impl Core {
             return Outcome::Reply;
         }
         match msg.method {
-            method::ALLOCATE => self.allocate(msg, client, authed, session, out),
+            method::ALLOCATE => self.allocate(msg, (client, control), authed, session, out),
+            method::CONNECT => self.connect(msg, &authed, session.as_ref(), out),
+            method::CONNECTION_BIND => {
+                self.connection_bind(msg, control, &authed, session.as_ref(), out)
+            }
             method::REFRESH => {
                 self.refresh(msg, &authed, session, out);
                 Outcome::Reply
@@ -306,7 +352,7 @@ impl Core {
     fn allocate(
         &self,
         msg: &Message<'_>,
-        client: SocketAddr,
+        (client, control): (SocketAddr, Control),
         authed: Authed,
         session: &mut Option<Session>,
         out: &mut Vec<u8>,
@@ -332,23 +378,25 @@ impl Core {
             }
             return Outcome::Reply;
         }
-        match msg.get(attr::REQUESTED_TRANSPORT) {
-            None => {
-                error_reply(out, msg, 400, "Missing REQUESTED-TRANSPORT", key);
+        let tcp = match self.requested_transport(msg, control) {
+            Ok(tcp) => tcp,
+            Err((code, reason)) => {
+                error_reply(out, msg, code, reason, key);
                 return Outcome::Reply;
             }
-            Some(v) if v.first() != Some(&UDP_PROTOCOL) => {
-                error_reply(out, msg, 442, "Unsupported Transport Protocol", key);
-                return Outcome::Reply;
-            }
-            Some(_) => {}
-        }
+        };
         if !self.quotas.acquire(&authed.username) {
             self.metrics.quota_rejection();
             error_reply(out, msg, 486, "Allocation Quota Reached", key);
             return Outcome::Reply;
         }
-        let (socket, token) = match self.relay_socket(msg) {
+        let relay = if tcp {
+            self.tcp_listener(msg).map(|r| (r, None))
+        } else {
+            self.relay_socket(msg)
+                .map(|(s, token)| (RelaySocket::Udp(s), token))
+        };
+        let (socket, token) = match relay {
             Ok(found) => found,
             Err((code, reason)) => {
                 self.quotas.release(&authed.username);
@@ -356,13 +404,14 @@ impl Core {
                 return Outcome::Reply;
             }
         };
-        let local = match socket.local_addr() {
-            Ok(a) => a,
-            Err(_) => {
-                self.quotas.release(&authed.username);
-                error_reply(out, msg, 508, "Insufficient Capacity", key);
-                return Outcome::Reply;
-            }
+        let local = match &socket {
+            RelaySocket::Udp(s) => s.local_addr(),
+            RelaySocket::Tcp(t) => t.listener.local_addr(),
+        };
+        let Ok(local) = local else {
+            self.quotas.release(&authed.username);
+            error_reply(out, msg, 508, "Insufficient Capacity", key);
+            return Outcome::Reply;
         };
         let relayed = self.announced(local);
         let lifetime = self.lifetime(msg).max(1);
@@ -378,8 +427,49 @@ impl Core {
             metrics: self.metrics.clone(),
         });
         self.allocate_success(msg, client, relayed, (lifetime, token), &authed.key, out);
-        tracing::debug!(%client, %relayed, lifetime, "TURN allocation created");
+        tracing::debug!(%client, %relayed, lifetime, tcp, "TURN allocation created");
         Outcome::Allocated
+    }
+
+    /// Whether an Allocate asks for a TCP relayed address (else UDP).
+    fn requested_transport(&self, msg: &Message<'_>, control: Control) -> Result<bool, ErrorReply> {
+        let Some(value) = msg.get(attr::REQUESTED_TRANSPORT) else {
+            return Err((400, "Missing REQUESTED-TRANSPORT"));
+        };
+        match value.first() {
+            Some(&UDP_PROTOCOL) => Ok(false),
+            Some(&TCP_PROTOCOL) if self.limits.tcp_relay => {
+                if control == Control::Udp {
+                    return Err((400, "TCP allocations need a TCP or TLS connection"));
+                }
+                // RFC 6062 §5.1: these only make sense for UDP.
+                if msg.has(attr::EVEN_PORT)
+                    || msg.has(attr::RESERVATION_TOKEN)
+                    || msg.has(attr::DONT_FRAGMENT)
+                {
+                    return Err((400, "Bad Request"));
+                }
+                Ok(true)
+            }
+            _ => Err((442, "Unsupported Transport Protocol")),
+        }
+    }
+
+    /// The relayed side of a TCP allocation: a listener on a free port of the range.
+    fn tcp_listener(&self, msg: &Message<'_>) -> Result<RelaySocket, ErrorReply> {
+        let relay_ip = self.relay_ip(msg)?;
+        let listener = self
+            .probe_ports(false, false, |port| {
+                tcp_relay::bind_listener(SocketAddr::new(relay_ip, port))
+            })
+            .map_err(|e| {
+                tracing::warn!(%relay_ip, error = %e, "no TCP relay port available");
+                (508, "Insufficient Capacity")
+            })?;
+        Ok(RelaySocket::Tcp(TcpRelay::new(
+            listener,
+            self.limits.max_bps,
+        )))
     }
 
     fn allocate_success(
@@ -426,20 +516,7 @@ impl Core {
                 .map(|(socket, _)| (socket, None))
                 .ok_or(NO_CAPACITY);
         }
-        let want_v6 = match msg
-            .get(attr::REQUESTED_ADDRESS_FAMILY)
-            .and_then(|v| v.first())
-        {
-            None | Some(0x01) => false,
-            Some(0x02) => true,
-            Some(_) => return Err((440, "Address Family not Supported")),
-        };
-        let relay_ip = self
-            .relay_ips
-            .iter()
-            .copied()
-            .find(|ip| ip.is_ipv6() == want_v6)
-            .ok_or((440, "Address Family not Supported"))?;
+        let relay_ip = self.relay_ip(msg)?;
         let even_port = msg.get(attr::EVEN_PORT);
         let reserve = even_port
             .and_then(|v| v.first())
@@ -461,6 +538,23 @@ impl Core {
         Ok((socket, token))
     }
 
+    /// The relay address of the family an Allocate asks for.
+    fn relay_ip(&self, msg: &Message<'_>) -> Result<IpAddr, ErrorReply> {
+        let want_v6 = match msg
+            .get(attr::REQUESTED_ADDRESS_FAMILY)
+            .and_then(|v| v.first())
+        {
+            None | Some(0x01) => false,
+            Some(0x02) => true,
+            Some(_) => return Err((440, "Address Family not Supported")),
+        };
+        self.relay_ips
+            .iter()
+            .copied()
+            .find(|ip| ip.is_ipv6() == want_v6)
+            .ok_or((440, "Address Family not Supported"))
+    }
+
     /// Binds a relay socket on a random free port of the range; with
     /// `reserve`, also the next port, returned as the second socket.
     fn bind_relay(
@@ -469,6 +563,25 @@ impl Core {
         even: bool,
         reserve: bool,
     ) -> std::io::Result<(UdpSocket, Option<UdpSocket>)> {
+        let (s, next) = self.probe_ports(even, reserve, |port| {
+            let s = bind_relay_port(SocketAddr::new(ip, port))?;
+            let next = match reserve {
+                true => Some(bind_relay_port(SocketAddr::new(ip, port + 1))?),
+                false => None,
+            };
+            Ok((s, next))
+        })?;
+        Ok((into_tokio(s)?, next.map(into_tokio).transpose()?))
+    }
+
+    /// Calls `bind` on ports of the relay range until one works: an even
+    /// one with `even`, one below the top with `reserve` (for its neighbour).
+    fn probe_ports<T>(
+        &self,
+        even: bool,
+        reserve: bool,
+        mut bind: impl FnMut(u16) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
         let (lo, hi) = (
             self.limits.min_port,
             self.limits.max_port.max(self.limits.min_port),
@@ -486,15 +599,8 @@ impl Core {
             if reserve && port >= hi as u32 {
                 continue;
             }
-            let bound = bind_relay_port(SocketAddr::new(ip, port as u16)).and_then(|s| {
-                let next = match reserve {
-                    true => Some(bind_relay_port(SocketAddr::new(ip, port as u16 + 1))?),
-                    false => None,
-                };
-                Ok((s, next))
-            });
-            match bound {
-                Ok((s, next)) => return Ok((into_tokio(s)?, next.map(into_tokio).transpose()?)),
+            match bind(port as u16) {
+                Ok(bound) => return Ok(bound),
                 Err(e) => last_err = e,
             }
         }
@@ -626,6 +732,10 @@ impl Core {
             error_reply(out, msg, 400, "Bad Channel Number", Some(key));
             return;
         }
+        if s.alloc.tcp().is_some() {
+            error_reply(out, msg, 400, "No channels on a TCP allocation", Some(key));
+            return;
+        }
         let Some((peer, permit)) = self.check_peer(msg, peer_attr, s, key, out) else {
             return;
         };
@@ -645,6 +755,184 @@ impl Core {
             .attr(attr::SOFTWARE, SOFTWARE.as_bytes())
             .integrity(key)
             .fingerprint();
+    }
+
+    /// Connect (RFC 6062 §5.2): checks the peer as CreatePermission does,
+    /// and that the allocation has a permission for it and no connection
+    /// with it yet; the connection itself is the driver's to open.
+    fn connect(
+        &self,
+        msg: &Message<'_>,
+        authed: &Authed,
+        session: Option<&Session>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let key = &authed.key;
+        let Some(s) = session else {
+            error_reply(out, msg, 437, "Allocation Mismatch", Some(key));
+            return Outcome::Reply;
+        };
+        let Some(tcp) = s.alloc.tcp() else {
+            error_reply(out, msg, 400, "Connect needs a TCP allocation", Some(key));
+            return Outcome::Reply;
+        };
+        let Some(value) = msg.get(attr::XOR_PEER_ADDRESS) else {
+            error_reply(out, msg, 400, "Missing XOR-PEER-ADDRESS", Some(key));
+            return Outcome::Reply;
+        };
+        let Some((peer, _)) = self.check_peer(msg, value, s, key, out) else {
+            return Outcome::Reply;
+        };
+        if !s.alloc.is_permitted(peer, Instant::now()) {
+            error_reply(out, msg, 403, "No Permission for the Peer", Some(key));
+            return Outcome::Reply;
+        }
+        let (slot, local) = match (tcp.reserve(peer), tcp.listener.local_addr()) {
+            (Ok(slot), Ok(local)) => (slot, local),
+            (Err(Refused::Exists), _) => {
+                error_reply(out, msg, 446, "Connection Already Exists", Some(key));
+                return Outcome::Reply;
+            }
+            _ => {
+                error_reply(out, msg, 447, "Connection Timeout or Failure", Some(key));
+                return Outcome::Reply;
+            }
+        };
+        Outcome::Connect(ConnectRequest {
+            peer,
+            local,
+            slot,
+            key: authed.key,
+            transaction_id: msg.transaction_id,
+            username: authed.username.clone(),
+            closed: tcp.closed(),
+        })
+    }
+
+    /// Answers a Connect once its connection is open (filed under a new
+    /// CONNECTION-ID) or has failed.
+    pub fn connected(
+        &self,
+        req: ConnectRequest,
+        stream: std::io::Result<tokio::net::TcpStream>,
+        out: &mut Vec<u8>,
+    ) {
+        let tid = req.transaction_id;
+        match stream {
+            Ok(stream) => {
+                let id = self.unbound.insert(
+                    PeerConnection {
+                        stream,
+                        username: req.username,
+                        slot: req.slot,
+                        closed: req.closed,
+                    },
+                    self.limits.tcp_timeout,
+                );
+                tracing::debug!(peer = %req.peer, id, "TCP relay connected to a peer");
+                Writer::new(out, method::CONNECT, Class::Success, tid)
+                    .u32(attr::CONNECTION_ID, id)
+                    .attr(attr::SOFTWARE, SOFTWARE.as_bytes())
+                    .integrity(&req.key)
+                    .fingerprint();
+            }
+            Err(e) => {
+                tracing::debug!(peer = %req.peer, error = %e, "TCP relay cannot reach a peer");
+                Writer::new(out, method::CONNECT, Class::Error, tid)
+                    .error_code(447, "Connection Timeout or Failure")
+                    .attr(attr::SOFTWARE, SOFTWARE.as_bytes())
+                    .integrity(&req.key)
+                    .fingerprint();
+            }
+        }
+    }
+
+    /// A peer connected to a TCP allocation's relayed address: kept for a
+    /// ConnectionBind and announced with a ConnectionAttempt indication in
+    /// `out` when the peer has a permission, else closed (`out` empty).
+    pub fn peer_arrived(
+        &self,
+        s: &Session,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        out: &mut Vec<u8>,
+    ) {
+        out.clear();
+        let Some(tcp) = s.alloc.tcp() else { return };
+        if !s.alloc.is_permitted(peer, Instant::now()) {
+            self.metrics.drop_packet();
+            tracing::debug!(%peer, "TCP connection from a peer without permission refused");
+            return;
+        }
+        let Ok(slot) = tcp.reserve(peer) else {
+            self.metrics.drop_packet();
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let id = self.unbound.insert(
+            PeerConnection {
+                stream,
+                username: s.username.clone(),
+                slot,
+                closed: tcp.closed(),
+            },
+            self.limits.tcp_timeout,
+        );
+        Writer::new(
+            out,
+            method::CONNECTION_ATTEMPT,
+            Class::Indication,
+            rand::random(),
+        )
+        .xor_address(attr::XOR_PEER_ADDRESS, peer)
+        .u32(attr::CONNECTION_ID, id)
+        .attr(attr::SOFTWARE, SOFTWARE.as_bytes())
+        .fingerprint();
+    }
+
+    /// ConnectionBind (RFC 6062 §5.4), on a new connection of the
+    /// allocation's user: the pending connection it names becomes this
+    /// connection's.
+    fn connection_bind(
+        &self,
+        msg: &Message<'_>,
+        control: Control,
+        authed: &Authed,
+        session: Option<&Session>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let key = Some(&authed.key);
+        if control == Control::Udp || session.is_some() {
+            error_reply(
+                out,
+                msg,
+                400,
+                "ConnectionBind needs a new TCP connection",
+                key,
+            );
+            return Outcome::Reply;
+        }
+        let Some(id) = msg.get_u32(attr::CONNECTION_ID) else {
+            error_reply(out, msg, 400, "Missing CONNECTION-ID", key);
+            return Outcome::Reply;
+        };
+        match self.unbound.bind(id, &authed.username) {
+            Ok(conn) => {
+                Writer::reply(out, msg, Class::Success)
+                    .attr(attr::SOFTWARE, SOFTWARE.as_bytes())
+                    .integrity(&authed.key)
+                    .fingerprint();
+                Outcome::Bound(conn)
+            }
+            Err(BindError::WrongUser) => {
+                error_reply(out, msg, 441, "Wrong Credentials", key);
+                Outcome::Reply
+            }
+            Err(BindError::Unknown) => {
+                error_reply(out, msg, 400, "Unknown CONNECTION-ID", key);
+                Outcome::Reply
+            }
+        }
     }
 
     /// Client → peer for a Send indication (silently dropped when not allowed).
@@ -685,10 +973,11 @@ impl Core {
             self.metrics.drop_packet();
             return;
         }
-        // UDP sends seldom block; a full socket buffer drops, as a router would.
-        match s.alloc.socket.try_send_to(data, peer) {
-            Ok(_) => self.metrics.relayed_to_peer(data.len()),
-            Err(_) => self.metrics.drop_packet(),
+        // UDP sends seldom block; a full socket buffer drops, as a router
+        // would. A TCP allocation relays only over data connections.
+        match s.alloc.udp().map(|socket| socket.try_send_to(data, peer)) {
+            Some(Ok(_)) => self.metrics.relayed_to_peer(data.len()),
+            _ => self.metrics.drop_packet(),
         }
     }
 

@@ -24,6 +24,13 @@
 //!   the kernel drop what overflows them.
 //! - **TCP/TLS driver**: one task per connection serves both directions of
 //!   that connection's single allocation.
+//! - **TCP relay** (RFC 6062, `tcp_relay`): over TCP or TLS a client may
+//!   ask for a TCP relayed address. Connect opens a connection to a
+//!   permitted peer, a permitted peer's connection to the relayed address
+//!   is announced with ConnectionAttempt; either waits (at most 30 s) under
+//!   a CONNECTION-ID until the client binds it from a new connection with
+//!   ConnectionBind, whose task then copies bytes both ways through two
+//!   fixed buffers, paced (not dropped) by the bandwidth cap.
 //! - **Peer policy**: loopback, private, link-local, multicast, reserved and
 //!   unspecified peers — in any IPv4-embedding IPv6 form — are refused unless
 //!   configured (`allowed-peer-ip`, `allow-loopback-peers`). Inside rkms, the
@@ -47,6 +54,7 @@ pub mod policy;
 mod relay;
 pub mod stun;
 mod tcp;
+mod tcp_relay;
 mod tls;
 mod udp;
 

@@ -23,6 +23,10 @@ pub mod method {
     pub const DATA: u16 = 0x007;
     pub const CREATE_PERMISSION: u16 = 0x008;
     pub const CHANNEL_BIND: u16 = 0x009;
+    /// RFC 6062 (TCP relay allocations).
+    pub const CONNECT: u16 = 0x00A;
+    pub const CONNECTION_BIND: u16 = 0x00B;
+    pub const CONNECTION_ATTEMPT: u16 = 0x00C;
 }
 
 /// Attribute types this relay reads or writes.
@@ -45,6 +49,7 @@ pub mod attr {
     pub const DONT_FRAGMENT: u16 = 0x001A;
     pub const XOR_MAPPED_ADDRESS: u16 = 0x0020;
     pub const RESERVATION_TOKEN: u16 = 0x0022;
+    pub const CONNECTION_ID: u16 = 0x002A;
     pub const PRIORITY: u16 = 0x0024;
     pub const USE_CANDIDATE: u16 = 0x0025;
     pub const SOFTWARE: u16 = 0x8022;

@@ -1,6 +1,10 @@
 //! The TCP and TLS driver: one task per connection owns that connection's
 //! allocation (a TCP 5-tuple carries at most one) and serves both
-//! directions, so nothing is shared with other tasks but counters.
+//! directions, so nothing is shared with other tasks but counters. For a
+//! TCP allocation (RFC 6062, [`crate::tcp_relay`]) the same task accepts
+//! peers on the relayed address and opens connections to peers; a
+//! connection that sends ConnectionBind becomes a data connection and its
+//! task copies bytes with the peer from then on.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,9 +15,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::allocation::{Bucket, Session};
-use crate::core::{Core, MAX_HEADER};
+use crate::allocation::{Allocation, Bucket, Session};
+use crate::core::{ConnectRequest, Control, Core, MAX_HEADER, Outcome};
 use crate::stun::{self, Class, Message, channel_data, method};
+use crate::tcp_relay::{self, PeerConnection};
 
 const MAX_FRAME: usize = stun::HEADER_LEN + 65535 + 3;
 /// A connection without an allocation that sends no complete frame for
@@ -94,6 +99,10 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     let mut session: Option<Session> = None;
     let mut to_client: Option<Bucket> = None;
     let mut idle_deadline = Instant::now() + IDLE_WITHOUT_ALLOCATION;
+    // Connect requests whose connection to the peer is being opened.
+    let mut connects: JoinSet<(ConnectRequest, std::io::Result<tokio::net::TcpStream>)> =
+        JoinSet::new();
+    let mut bound: Option<PeerConnection> = None;
     loop {
         let deadline = session.as_ref().map_or(idle_deadline, |s| s.expires);
         let alloc = session.as_ref().map(|s| s.alloc.clone());
@@ -132,16 +141,48 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                         continue;
                     }
-                    core.handle_stun(&msg, client, &mut session, &mut out);
+                    match core.handle_stun(&msg, (client, Control::Stream), &mut session, &mut out) {
+                        Outcome::Connect(req) => {
+                            let timeout = core.limits.tcp_timeout;
+                            connects.spawn(async move {
+                                let stream = tcp_relay::connect(req.local, req.peer, timeout).await;
+                                (req, stream)
+                            });
+                        }
+                        Outcome::Bound(conn) => bound = Some(conn),
+                        Outcome::Reply | Outcome::Allocated => {}
+                    }
                     if session.is_some() && to_client.is_none() {
                         to_client = Bucket::new(core.limits.max_bps);
                     }
                     if !out.is_empty() && wr.write_all(&out).await.is_err() {
                         return;
                     }
+                    if bound.is_some() {
+                        break;
+                    }
+                }
+                if let Some(conn) = bound.take() {
+                    // From here on this is a data connection: raw bytes both
+                    // ways, starting with any the client sent after its bind.
+                    let early = &inbuf[start..filled];
+                    return tcp_relay::relay_data(rd, wr, early, conn, &core.metrics).await;
                 }
                 inbuf.copy_within(start..filled, 0);
                 filled -= start;
+            }
+            accepted = accept_or_pending(alloc.as_deref()) => {
+                let (Ok((stream, peer)), Some(s)) = (accepted, session.as_ref()) else { continue };
+                core.peer_arrived(s, stream, peer, &mut out);
+                if !out.is_empty() && wr.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+            Some(Ok((req, stream))) = connects.join_next(), if !connects.is_empty() => {
+                core.connected(req, stream, &mut out);
+                if wr.write_all(&out).await.is_err() {
+                    return;
+                }
             }
             received = recv_or_pending(alloc.as_deref(), &mut relay_buf) => {
                 let (Ok((n, peer)), Some(alloc)) = (received, alloc.as_deref()) else { continue };
@@ -163,15 +204,25 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 async fn recv_or_pending(
-    alloc: Option<&crate::allocation::Allocation>,
+    alloc: Option<&Allocation>,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, SocketAddr)> {
-    match alloc {
-        Some(a) => {
-            a.socket
+    match alloc.and_then(Allocation::udp) {
+        Some(socket) => {
+            socket
                 .recv_from(&mut buf[MAX_HEADER..MAX_HEADER + 65536])
                 .await
         }
+        None => std::future::pending().await,
+    }
+}
+
+/// A peer's connection to a TCP allocation's relayed address.
+async fn accept_or_pending(
+    alloc: Option<&Allocation>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match alloc.and_then(Allocation::tcp) {
+        Some(tcp) => tcp.listener.accept().await,
         None => std::future::pending().await,
     }
 }

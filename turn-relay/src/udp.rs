@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::allocation::{Allocation, Bucket, Session};
 use crate::batch::RecvBatch;
-use crate::core::{Core, MAX_HEADER, Outcome};
+use crate::core::{Control, Core, MAX_HEADER, Outcome};
 use crate::stun::{Class, Message, channel_data, method};
 
 /// Datagrams read per system call on a listening socket (shared by many
@@ -84,7 +84,7 @@ async fn from_client(
         return;
     }
     let mut slot = sessions.remove(&client);
-    if core.handle_stun(&msg, client, &mut slot, out) == Outcome::Allocated
+    if let Outcome::Allocated = core.handle_stun(&msg, (client, Control::Udp), &mut slot, out)
         && let Some(s) = slot.as_mut()
     {
         let task = tokio::spawn(relay_to_client(
@@ -119,10 +119,11 @@ async fn relay_to_client(
     };
     let mut bucket = Bucket::new(core.limits.max_bps);
     let mut frames: Vec<(usize, Range<usize>)> = Vec::with_capacity(RELAY_BATCH);
+    // Allocations made over UDP are UDP allocations.
+    let Some(socket) = alloc.udp() else { return };
     loop {
-        let read = alloc
-            .socket
-            .async_io(Interest::READABLE, || batch.recv(&alloc.socket))
+        let read = socket
+            .async_io(Interest::READABLE, || batch.recv(socket))
             .await;
         let Ok(n) = read else { continue };
         frames.clear();

@@ -197,10 +197,10 @@ async fn oversized_and_unknown_attributes_get_clean_errors() {
 
     let r = c
         .request(method::ALLOCATE, Some(("user", "pass")), |w| {
-            w.attr(attr::REQUESTED_TRANSPORT, &[6, 0, 0, 0]);
+            w.attr(attr::REQUESTED_TRANSPORT, &[132, 0, 0, 0]);
         })
         .await;
-    assert_eq!(r.code, Some(442), "TCP relaying is not offered");
+    assert_eq!(r.code, Some(442), "SCTP relaying is not offered");
 
     // Bad peer addresses and channel numbers on a real allocation.
     assert_eq!(c.allocate("user", "pass").await.class, Class::Success);

@@ -1,5 +1,6 @@
 //! The relay against coturn's own clients: `turnutils_stunclient`,
-//! `turnutils_uclient` (UDP and TCP) and `turnutils_peer` on loopback.
+//! `turnutils_uclient` (UDP, TCP, and TCP relay allocations) and
+//! `turnutils_peer` on loopback.
 
 #![allow(clippy::unwrap_used)]
 
@@ -251,6 +252,14 @@ async fn uclient_over_tls_relays_every_message() {
     .await;
     assert_all_echoed(&run);
     assert!(relay.metrics().packets_to_client >= 20);
+    // TCP relay allocations, with their data connections over TLS too.
+    let run = uclient(
+        relay.tls_addrs()[0],
+        peer.port,
+        &[&LOAD[..], &["-T", "-S", "-u", "user", "-w", "pass"]].concat(),
+    )
+    .await;
+    assert_all_echoed(&run);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -282,4 +291,81 @@ async fn own_media_sockets_are_reachable_and_nothing_else_on_their_ip() {
             refused.output
         );
     }
+}
+
+/// `-T`: pairs of TCP allocations (RFC 6062); one of each pair Connects to
+/// the other's relayed address, which gets a ConnectionAttempt; both bind
+/// data connections and exchange every message through them. `-T` ignores
+/// the peer (`-e`, `-r`).
+#[tokio::test]
+async fn uclient_tcp_relay_allocations_reach_each_other() {
+    let relay = start(loopback_allowed()).await;
+    let run = uclient(
+        relay.tcp_addrs()[0],
+        9,
+        &[&LOAD[..], &["-T", "-u", "user", "-w", "pass"]].concat(),
+    )
+    .await;
+    assert_all_echoed(&run);
+    let m = relay.metrics();
+    assert!(m.allocations_total >= 2, "{m:?}");
+    assert!(
+        m.bytes_to_peer >= 20 * 100 && m.bytes_to_client >= 20 * 100,
+        "{m:?}"
+    );
+}
+
+/// `-P`: a plain TCP peer connects in to the relayed address (ConnectionAttempt only).
+#[tokio::test]
+async fn uclient_passive_tcp_relay_takes_a_peer_connecting_in() {
+    let relay = start(loopback_allowed()).await;
+    let run = uclient(
+        relay.tcp_addrs()[0],
+        9,
+        &[&LOAD[..], &["-P", "-u", "user", "-w", "pass"]].concat(),
+    )
+    .await;
+    // Both sides send 10; uclient counts only what its client side receives
+    // in this mode (it reports the same 20/10 against coturn's turnserver).
+    assert!(run.success, "uclient failed:\n{}", run.output);
+    assert_eq!(
+        (run.sent, run.received),
+        (20, 10),
+        "uclient output:\n{}",
+        run.output
+    );
+    let m = relay.metrics();
+    assert!(
+        m.bytes_to_peer >= 10 * 100 && m.bytes_to_client >= 10 * 100,
+        "{m:?}"
+    );
+}
+
+#[tokio::test]
+async fn uclient_tcp_relay_to_loopback_is_refused_by_default() {
+    let relay = start(config()).await;
+    let run = uclient(
+        relay.tcp_addrs()[0],
+        9,
+        &[&LOAD[..], &["-T", "-u", "user", "-w", "pass"]].concat(),
+    )
+    .await;
+    assert!(!run.success && run.output.contains("403"), "{}", run.output);
+    let m = relay.metrics();
+    assert!(m.peers_denied > 0, "{m:?}");
+    assert_eq!((m.bytes_to_peer, m.bytes_to_client), (0, 0), "{m:?}");
+}
+
+#[tokio::test]
+async fn uclient_tcp_relay_with_a_wrong_password_cannot_allocate() {
+    let relay = start(loopback_allowed()).await;
+    let run = uclient(
+        relay.tcp_addrs()[0],
+        9,
+        &["-T", "-n", "2", "-u", "user", "-w", "wrong"],
+    )
+    .await;
+    assert!(!run.success, "{}", run.output);
+    let m = relay.metrics();
+    assert!(m.auth_failures > 0 && m.allocations_total == 0, "{m:?}");
 }

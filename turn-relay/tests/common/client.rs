@@ -28,6 +28,52 @@ impl Response {
     pub fn msg(&self) -> Message<'_> {
         Message::parse(&self.raw).unwrap()
     }
+
+    /// The REALM and NONCE of a 401 challenge.
+    pub fn realm_and_nonce(&self) -> (String, String) {
+        let msg = self.msg();
+        let get = |a| msg.get_str(a).unwrap().to_owned();
+        (get(attr::REALM), get(attr::NONCE))
+    }
+
+    /// `raw` as the response to transaction `tid`, if it is that.
+    pub fn answering(tid: [u8; 12], raw: Vec<u8>) -> Option<Response> {
+        let msg = Message::parse(&raw).ok()?;
+        if msg.transaction_id != tid {
+            return None;
+        }
+        let code = msg
+            .get(attr::ERROR_CODE)
+            .map(|v| u16::from(v[2]) * 100 + u16::from(v[3]));
+        Some(Response {
+            class: msg.class,
+            code,
+            raw,
+        })
+    }
+}
+
+/// Writes a request built by `fill` into `buf`, signed with `auth` under
+/// `(realm, nonce)` when given; returns its transaction id.
+pub fn encode_request(
+    buf: &mut Vec<u8>,
+    m: u16,
+    auth: Option<(&str, &str)>,
+    (realm, nonce): (&str, &str),
+    fill: &impl Fn(&mut Writer<'_>),
+) -> [u8; 12] {
+    let tid: [u8; 12] = rand_tid();
+    let mut w = Writer::new(buf, m, Class::Request, tid);
+    fill(&mut w);
+    if let Some((user, pass)) = auth {
+        let key = long_term_key(user, realm, pass);
+        w.attr(attr::USERNAME, user.as_bytes())
+            .attr(attr::REALM, realm.as_bytes())
+            .attr(attr::NONCE, nonce.as_bytes())
+            .integrity(&key)
+            .fingerprint();
+    }
+    tid
 }
 
 impl Client {
@@ -65,10 +111,7 @@ impl Client {
         fill: impl Fn(&mut Writer<'_>),
     ) -> Response {
         if auth.is_some() && self.nonce.is_empty() {
-            let challenge = self.exchange(m, None, &fill).await;
-            let msg = challenge.msg();
-            self.realm = msg.get_str(attr::REALM).unwrap().to_owned();
-            self.nonce = msg.get_str(attr::NONCE).unwrap().to_owned();
+            (self.realm, self.nonce) = self.exchange(m, None, &fill).await.realm_and_nonce();
         }
         self.exchange(m, auth, &fill).await
     }
@@ -79,17 +122,7 @@ impl Client {
         auth: Option<(&str, &str)>,
         fill: &impl Fn(&mut Writer<'_>),
     ) -> Response {
-        let tid: [u8; 12] = rand_tid();
-        let mut w = Writer::new(&mut self.buf, m, Class::Request, tid);
-        fill(&mut w);
-        if let Some((user, pass)) = auth {
-            let key = long_term_key(user, &self.realm, pass);
-            w.attr(attr::USERNAME, user.as_bytes())
-                .attr(attr::REALM, self.realm.as_bytes())
-                .attr(attr::NONCE, self.nonce.as_bytes())
-                .integrity(&key)
-                .fingerprint();
-        }
+        let tid = encode_request(&mut self.buf, m, auth, (&self.realm, &self.nonce), fill);
         let bytes = self.buf.clone();
         self.send_raw(&bytes).await;
         loop {
@@ -97,18 +130,9 @@ impl Client {
                 .recv(Duration::from_secs(2))
                 .await
                 .expect("no response");
-            let msg = Message::parse(&raw).unwrap();
-            if msg.transaction_id != tid {
-                continue;
+            if let Some(r) = Response::answering(tid, raw) {
+                return r;
             }
-            let code = msg
-                .get(attr::ERROR_CODE)
-                .map(|v| u16::from(v[2]) * 100 + u16::from(v[3]));
-            return Response {
-                class: msg.class,
-                code,
-                raw,
-            };
         }
     }
 

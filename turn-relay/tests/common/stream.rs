@@ -1,0 +1,188 @@
+//! A hand-driven TURN client over TCP for RFC 6062 tests: a control
+//! connection, the data connections it binds, and a TCP echo peer.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rkms_turn::stun::{Message, Writer, attr, method};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::LOOPBACK;
+use super::client::{Response, encode_request};
+
+pub const TCP: [u8; 4] = [6, 0, 0, 0];
+
+pub struct StreamClient {
+    pub stream: TcpStream,
+    pub realm: String,
+    pub nonce: String,
+    /// Bytes read but not yet a whole message.
+    inbox: Vec<u8>,
+    /// Messages that came while a response was awaited (indications).
+    queued: VecDeque<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl StreamClient {
+    pub async fn connect(server: SocketAddr) -> StreamClient {
+        StreamClient {
+            stream: TcpStream::connect(server).await.unwrap(),
+            realm: String::new(),
+            nonce: String::new(),
+            inbox: Vec::new(),
+            queued: VecDeque::new(),
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// The next STUN message; `None` after `wait` or at the end of the stream.
+    pub async fn recv(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        loop {
+            if self.inbox.len() >= 20 {
+                let len = 20 + usize::from(u16::from_be_bytes([self.inbox[2], self.inbox[3]]));
+                if self.inbox.len() >= len {
+                    return Some(self.inbox.drain(..len).collect());
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(wait, self.stream.read(&mut chunk))
+                .await
+                .ok()?
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.inbox.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends a request built by `fill`, signed with `auth` when given (after
+    /// learning realm and nonce), and returns the response.
+    pub async fn request(
+        &mut self,
+        m: u16,
+        auth: Option<(&str, &str)>,
+        fill: impl Fn(&mut Writer<'_>),
+    ) -> Response {
+        if auth.is_some() && self.nonce.is_empty() {
+            (self.realm, self.nonce) = self.exchange(m, None, &fill).await.realm_and_nonce();
+        }
+        self.exchange(m, auth, &fill).await
+    }
+
+    async fn exchange(
+        &mut self,
+        m: u16,
+        auth: Option<(&str, &str)>,
+        fill: &impl Fn(&mut Writer<'_>),
+    ) -> Response {
+        let tid = encode_request(&mut self.buf, m, auth, (&self.realm, &self.nonce), fill);
+        let bytes = self.buf.clone();
+        self.send_raw(&bytes).await;
+        loop {
+            let raw = self
+                .recv(Duration::from_secs(5))
+                .await
+                .expect("no response");
+            match Response::answering(tid, raw.clone()) {
+                Some(r) => return r,
+                None => self.queued.push_back(raw),
+            }
+        }
+    }
+
+    /// The next message that is not a response (an indication).
+    pub async fn indication(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        match self.queued.pop_front() {
+            Some(m) => Some(m),
+            None => self.recv(wait).await,
+        }
+    }
+
+    pub async fn allocate_tcp(&mut self, user: &str, pass: &str) -> Response {
+        self.request(method::ALLOCATE, Some((user, pass)), |w| {
+            w.attr(attr::REQUESTED_TRANSPORT, &TCP);
+        })
+        .await
+    }
+
+    pub async fn permit(&mut self, peer: SocketAddr) -> Response {
+        self.request(method::CREATE_PERMISSION, Some(("user", "pass")), |w| {
+            w.xor_address(attr::XOR_PEER_ADDRESS, peer);
+        })
+        .await
+    }
+
+    pub async fn connect_peer(&mut self, peer: SocketAddr) -> Response {
+        self.request(method::CONNECT, Some(("user", "pass")), |w| {
+            w.xor_address(attr::XOR_PEER_ADDRESS, peer);
+        })
+        .await
+    }
+
+    /// Opens a data connection and binds it to `id` as `user`; gives the
+    /// response and the connection.
+    pub async fn bind_data(
+        &self,
+        server: SocketAddr,
+        id: u32,
+        (user, pass): (&str, &str),
+    ) -> (Response, StreamClient) {
+        let mut data = StreamClient::connect(server).await;
+        data.realm = self.realm.clone();
+        data.nonce = self.nonce.clone();
+        let r = data
+            .request(method::CONNECTION_BIND, Some((user, pass)), |w| {
+                w.u32(attr::CONNECTION_ID, id);
+            })
+            .await;
+        (r, data)
+    }
+
+    /// The next `n` bytes of a bound data connection (some may have come
+    /// with the bind response).
+    pub async fn read_bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut out: Vec<u8> = self.inbox.drain(..n.min(self.inbox.len())).collect();
+        let start = out.len();
+        out.resize(n, 0);
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            self.stream.read_exact(&mut out[start..]),
+        )
+        .await
+        .expect("no data")
+        .unwrap();
+        out
+    }
+}
+
+/// The CONNECTION-ID of a Connect response or ConnectionAttempt.
+pub fn connection_id(raw: &[u8]) -> u32 {
+    Message::parse(raw)
+        .unwrap()
+        .get_u32(attr::CONNECTION_ID)
+        .expect("no CONNECTION-ID")
+}
+
+/// A TCP listener on loopback that sends every byte back on each
+/// connection; stops when the task is aborted.
+pub async fn tcp_echo() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((mut conn, _)) = listener.accept().await {
+            conns.spawn(async move {
+                let (mut rd, mut wr) = conn.split();
+                let _ = tokio::io::copy(&mut rd, &mut wr).await;
+            });
+        }
+    });
+    (addr, task)
+}
