@@ -80,31 +80,16 @@ impl Relay {
         };
         for &ip in &config.listening_ips {
             let addr = SocketAddr::new(ip, config.listening_port);
-            if config.udp {
-                // One socket per core on the same port (SO_REUSEPORT): the
-                // kernel hashes each client to one of them, so every socket's
-                // task owns its clients' sessions and the cores share the load.
-                let first = bind_udp(addr)?;
-                let bound = local_addr(&first.local_addr(), addr)?;
-                handle.udp.push(bound);
-                let mut sockets = vec![first];
-                for _ in 1..udp_sockets_per_address() {
-                    sockets.push(bind_udp(bound)?);
-                }
-                for socket in sockets {
-                    handle
-                        .tasks
-                        .spawn(udp::serve(Arc::new(socket), handle.core.clone()));
-                }
+            let (udp_sockets, tcp_listener) = bind_plain(&config, addr).await?;
+            if let Some(first) = udp_sockets.first() {
+                handle.udp.push(local_addr(&first.local_addr(), addr)?);
             }
-            if config.tcp {
-                // With port 0, TCP follows the port UDP got so one port serves both.
-                let port = handle
-                    .udp
-                    .last()
-                    .filter(|_| config.udp)
-                    .map_or(addr.port(), |a| a.port());
-                let listener = bind_tcp(SocketAddr::new(ip, port)).await?;
+            for socket in udp_sockets {
+                handle
+                    .tasks
+                    .spawn(udp::serve(Arc::new(socket), handle.core.clone()));
+            }
+            if let Some(listener) = tcp_listener {
                 handle.tcp.push(local_addr(&listener.local_addr(), addr)?);
                 handle
                     .tasks
@@ -147,6 +132,44 @@ fn udp_sockets_per_address() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8)
+}
+
+/// The UDP sockets and the TCP listener of one listening address. UDP gets
+/// one socket per core on the same port (SO_REUSEPORT): the kernel hashes
+/// each client to one of them, so every socket's task owns its clients'
+/// sessions and the cores share the load. With port 0, TCP follows the port
+/// UDP got so one port serves both; when TCP finds that port taken, a few
+/// fresh ones are tried.
+async fn bind_plain(
+    config: &TurnConfig,
+    addr: SocketAddr,
+) -> Result<(Vec<UdpSocket>, Option<TcpListener>), Error> {
+    let mut attempts = if addr.port() == 0 && config.udp && config.tcp {
+        8
+    } else {
+        1
+    };
+    loop {
+        let mut udp = Vec::new();
+        let mut port = addr.port();
+        if config.udp {
+            let first = bind_udp(addr)?;
+            let bound = local_addr(&first.local_addr(), addr)?;
+            port = bound.port();
+            udp.push(first);
+            for _ in 1..udp_sockets_per_address() {
+                udp.push(bind_udp(bound)?);
+            }
+        }
+        if !config.tcp {
+            return Ok((udp, None));
+        }
+        match bind_tcp(SocketAddr::new(addr.ip(), port)).await {
+            Ok(listener) => return Ok((udp, Some(listener))),
+            Err(_) if attempts > 1 => attempts -= 1,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, Error> {

@@ -51,7 +51,13 @@ pub(crate) async fn serve<A: Acceptor>(listener: TcpListener, acceptor: Arc<A>, 
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((tcp, client)) = accepted else { continue };
+                let (tcp, client) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        accept_failed(&e).await;
+                        continue;
+                    }
+                };
                 let _ = tcp.set_nodelay(true);
                 let (acceptor, core) = (acceptor.clone(), core.clone());
                 connections.spawn(async move {
@@ -65,6 +71,13 @@ pub(crate) async fn serve<A: Acceptor>(listener: TcpListener, acceptor: Arc<A>, 
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+}
+
+/// Out of file descriptors (say), a listener stays readable and every
+/// accept fails at once: wait a little instead of spinning.
+async fn accept_failed(e: &std::io::Error) {
+    tracing::warn!(error = %e, "TURN cannot accept a TCP connection");
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 /// Splits the stream into frames: STUN messages and (padded) ChannelData.
@@ -165,14 +178,23 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 if let Some(conn) = bound.take() {
                     // From here on this is a data connection: raw bytes both
                     // ways, starting with any the client sent after its bind.
-                    let early = &inbuf[start..filled];
-                    return tcp_relay::relay_data(rd, wr, early, conn, &core.metrics).await;
+                    // The framing buffers go; the copy has its own.
+                    let early = inbuf[start..filled].to_vec();
+                    drop((inbuf, relay_buf, out));
+                    return tcp_relay::relay_data(rd, wr, &early, conn, &core.metrics).await;
                 }
                 inbuf.copy_within(start..filled, 0);
                 filled -= start;
             }
             accepted = accept_or_pending(alloc.as_deref()) => {
-                let (Ok((stream, peer)), Some(s)) = (accepted, session.as_ref()) else { continue };
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        accept_failed(&e).await;
+                        continue;
+                    }
+                };
+                let Some(s) = session.as_ref() else { continue };
                 core.peer_arrived(s, stream, peer, &mut out);
                 if !out.is_empty() && wr.write_all(&out).await.is_err() {
                     return;
