@@ -131,13 +131,14 @@ pub(crate) fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Opens the relay's connection to `peer` from the relayed address `local`
-/// (from any port of its IP if that fails), within `timeout`.
+/// (from any port of its IP if that address cannot be used: the same
+/// address pair may linger in TIME-WAIT), within `timeout`.
 pub(crate) async fn connect(
     local: SocketAddr,
     peer: SocketAddr,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
-    let socket = |port| -> io::Result<TcpSocket> {
+    let connect_from = |port| async move {
         let s = match local {
             SocketAddr::V4(_) => TcpSocket::new_v4()?,
             SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -145,16 +146,23 @@ pub(crate) async fn connect(
         s.set_reuseaddr(true)?;
         s.set_reuseport(true)?;
         s.bind(SocketAddr::new(local.ip(), port))?;
-        Ok(s)
+        s.connect(peer).await
     };
-    let socket = match socket(local.port()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!(%local, error = %e, "cannot connect from the relayed address");
-            socket(0)?
+    let attempt = async {
+        match connect_from(local.port()).await {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::AddrInUse | io::ErrorKind::AddrNotAvailable
+                ) =>
+            {
+                tracing::debug!(%local, %peer, error = %e, "cannot connect from the relayed address");
+                connect_from(0).await
+            }
+            done => done,
         }
     };
-    let stream = tokio::time::timeout(timeout, socket.connect(peer))
+    let stream = tokio::time::timeout(timeout, attempt)
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
     let _ = stream.set_nodelay(true);
