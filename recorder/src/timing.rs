@@ -14,6 +14,13 @@ use crate::media::TrackKind;
 /// An RTP timestamp this far from the previous one of its track means the
 /// sender restarted its clock: the track is re-anchored on arrival time.
 const MAX_CLOCK_JUMP_US: i64 = 5_000_000;
+/// Once a track follows its sender's reports, a later report re-anchors it only when the two
+/// clocks have drifted this far apart: reports carry jitter of their own, and re-anchoring on
+/// each one would shake the track's timestamps back and forth.
+const MAX_REPORT_DRIFT_US: i64 = 40_000;
+/// The smallest step between two frames of a track: every container counts at least
+/// milliseconds (WebM counts nothing finer), so two frames closer than this would share a time.
+const MIN_STEP_US: u64 = 1_000;
 
 struct TrackClock {
     clock_rate: i64,
@@ -22,6 +29,8 @@ struct TrackClock {
     /// (extended RTP timestamp, local µs) anchor.
     anchor: Option<(i64, i64)>,
     last_out: Option<u64>,
+    /// Anchored by a sender report (not only by arrival).
+    synced: bool,
 }
 
 impl TrackClock {
@@ -63,6 +72,7 @@ impl Timeline {
             last: None,
             anchor: None,
             last_out: None,
+            synced: false,
         };
         Self {
             epoch,
@@ -101,7 +111,14 @@ impl Timeline {
         let track = self.track(kind);
         let ext = track.extend(rtp_timestamp);
         let offset = offset.unwrap_or_else(|| track.local_us(ext).unwrap_or(arrival_us) - ntp_us);
+        let drift = track
+            .local_us(ext)
+            .map(|local| (local - (ntp_us + offset)).abs());
+        if track.synced && drift.is_some_and(|d| d < MAX_REPORT_DRIFT_US) {
+            return;
+        }
         track.anchor = Some((ext, ntp_us + offset));
+        track.synced = true;
         if track.last.is_none() {
             track.last = Some(ext);
         }
@@ -141,7 +158,7 @@ impl Timeline {
         // arrived late, say) is dropped rather than squeezed in at zero.
         let t = u64::try_from(local - origin - paused).ok()?;
         let t = match track.last_out {
-            Some(last) if t <= last => last + 1,
+            Some(last) if t < last + MIN_STEP_US => last + MIN_STEP_US,
             _ => t,
         };
         track.last_out = Some(t);
@@ -213,6 +230,38 @@ mod tests {
         let back = tl
             .media_time(TrackKind::Video, v0.wrapping_add(269_000), ms(3101))
             .expect("resumed");
-        assert!(back > after);
+        assert!(back >= after + MIN_STEP_US);
+    }
+
+    #[test]
+    fn report_jitter_does_not_move_a_synced_track() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut tl = Timeline::new(t0, 48_000, 90_000);
+        assert_eq!(tl.media_time(TrackKind::Audio, 0, ms(0)), Some(0));
+        let ntp = 1u64 << 40;
+        let ntp_ms = |n: u64| ntp + (n << 32) / 1000;
+        tl.sender_report(TrackKind::Audio, ntp, 0, ms(10));
+        // 5 ms of report jitter: ignored.
+        tl.sender_report(TrackKind::Audio, ntp_ms(1005), 48_000, ms(1010));
+        assert_eq!(
+            tl.media_time(TrackKind::Audio, 48_960, ms(1030)),
+            Some(1_020_000)
+        );
+        // 100 ms of drift: followed.
+        tl.sender_report(TrackKind::Audio, ntp_ms(2100), 96_000, ms(2010));
+        let followed = tl
+            .media_time(TrackKind::Audio, 96_960, ms(2030))
+            .expect("time");
+        assert!((followed as i64 - 2_120_000).abs() <= 1, "{followed}");
+    }
+
+    #[test]
+    fn frames_of_a_track_are_at_least_a_millisecond_apart() {
+        let t0 = Instant::now();
+        let mut tl = Timeline::new(t0, 48_000, 90_000);
+        assert_eq!(tl.media_time(TrackKind::Audio, 0, t0), Some(0));
+        assert_eq!(tl.media_time(TrackKind::Audio, 24, t0), Some(1_000));
+        assert_eq!(tl.media_time(TrackKind::Audio, 960, t0), Some(20_000));
     }
 }

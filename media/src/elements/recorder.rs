@@ -8,8 +8,9 @@
 //! collected. Keyframe requests go to the source through the loop's router, like a WebRTC
 //! sink's PLI.
 //!
-//! Sender reports are not passed on yet: the recorder's timeline anchors each track on the
-//! arrival time of its first packet (lip sync as good as the arrival jitter).
+//! Each track is first anchored on the arrival of its first packet; the sources' RTCP sender
+//! reports (their RTP time already in this sink's numbering) then put audio and video of one
+//! sender on the sender's own clock, so lip sync does not depend on network jitter.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ use tokio::sync::oneshot;
 
 use super::{ElementEvent, ElementEvents, Flows, container_codec, media_kind, track_kind};
 use crate::graph::MediaKind;
-use crate::webrtc::{ElementPort, SinkPacket, WebRtcError};
+use crate::webrtc::{ElementPort, SinkPacket, SinkSenderReport, WebRtcError};
 
 /// How long the worker waits for the profile's other track once one has media.
 const CODEC_WAIT: Duration = Duration::from_secs(1);
@@ -29,6 +30,8 @@ const CODEC_WAIT: Duration = Duration::from_secs(1);
 const MAX_PENDING: usize = 2048;
 /// Packets queued between the loop and the worker (about 2 s of a 720p call).
 const QUEUE: usize = 1024;
+/// Sender reports waiting for the worker: about one per second per stream.
+const REPORT_QUEUE: usize = 16;
 /// How often the worker looks at its timers when no packet comes.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -55,6 +58,7 @@ impl RecorderElement {
         events: ElementEvents,
     ) -> Result<Self, WebRtcError> {
         let media = port.receive(QUEUE)?;
+        let reports = port.sender_reports(REPORT_QUEUE)?;
         let (control, control_rx) = crossbeam_channel::unbounded();
         let worker = Worker {
             port,
@@ -66,10 +70,11 @@ impl RecorderElement {
             codecs: [None, None],
             flows: Flows::default(),
             refused: [false, false],
+            reports: [None, None],
         };
         std::thread::Builder::new()
             .name("rkms-recorder".into())
-            .spawn(move || worker.run(control_rx, media))?;
+            .spawn(move || worker.run(control_rx, media, reports))?;
         Ok(Self { control })
     }
 
@@ -119,6 +124,8 @@ struct Worker {
     flows: Flows,
     /// Kinds whose codec was reported as unrecordable (once each).
     refused: [bool; 2],
+    /// The latest sender report of each kind, kept while the file is not created yet.
+    reports: [Option<SinkSenderReport>; 2],
 }
 
 fn kind_index(kind: MediaKind) -> usize {
@@ -126,7 +133,12 @@ fn kind_index(kind: MediaKind) -> usize {
 }
 
 impl Worker {
-    fn run(mut self, control: Receiver<Control>, mut media: Receiver<SinkPacket>) {
+    fn run(
+        mut self,
+        control: Receiver<Control>,
+        mut media: Receiver<SinkPacket>,
+        mut reports: Receiver<SinkSenderReport>,
+    ) {
         loop {
             select! {
                 recv(control) -> c => match c {
@@ -137,6 +149,10 @@ impl Worker {
                     Ok(p) => self.on_packet(p),
                     // The loop let go of the element (released or shutting down).
                     Err(_) => media = crossbeam_channel::never(),
+                },
+                recv(reports) -> r => match r {
+                    Ok(r) => self.on_sender_report(r),
+                    Err(_) => reports = crossbeam_channel::never(),
                 },
                 default(TICK) => {}
             }
@@ -161,6 +177,10 @@ impl Worker {
                         first: None,
                         pending: Vec::new(),
                     };
+                    // Asked now rather than once the file exists: the keyframe arrives while
+                    // the codecs are being learnt and is kept, so the file starts with a
+                    // picture instead of a request's round trip later.
+                    self.port.request_keyframe(MediaKind::Video);
                 }
                 State::Recording(recorder) if self.paused => {
                     self.paused = false;
@@ -254,6 +274,24 @@ impl Worker {
         }
     }
 
+    fn on_sender_report(&mut self, report: SinkSenderReport) {
+        tracing::trace!(
+            kind = report.kind.as_str(),
+            ntp = report.ntp,
+            "sender report"
+        );
+        // A kind the profile leaves out has no track to align with.
+        let Some(kind) = track_kind(report.kind).filter(|k| self.profile.has(*k)) else {
+            return;
+        };
+        match &mut self.state {
+            State::Recording(recorder) => {
+                recorder.push_sender_report(kind, report.ntp, report.timestamp, report.arrival)
+            }
+            _ => self.reports[kind_index(report.kind)] = Some(report),
+        }
+    }
+
     fn on_tick(&mut self, now: Instant) {
         for kind in self.flows.stopped(now, false) {
             self.emit(ElementEvent::FlowIn(kind, false));
@@ -295,7 +333,10 @@ impl Worker {
                         self.write(p, codec);
                     }
                 }
-                self.port.request_keyframe(MediaKind::Video);
+                // After the kept packets, so each track has its arrival anchor to align with.
+                for report in std::mem::take(&mut self.reports).into_iter().flatten() {
+                    self.on_sender_report(report);
+                }
             }
             Err(e) => self.fail(&e),
         }

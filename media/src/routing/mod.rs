@@ -307,6 +307,25 @@ impl Router {
         }
     }
 
+    /// Calls `each` with every sink that `source`'s `kind` pad feeds and `timestamp` (the
+    /// source's RTP time) in that sink's numbering: how a sender report reaches sink elements.
+    pub fn sink_timestamps(
+        &self,
+        source: ElementId,
+        kind: MediaKind,
+        timestamp: u32,
+        mut each: impl FnMut(ElementId, u32),
+    ) {
+        let Some(pad) = self.sources.get(&(source, kind)) else {
+            return;
+        };
+        for leg in &pad.legs {
+            if let Some(ts) = leg.rewriter.timestamp(timestamp) {
+                each(leg.sink, ts);
+            }
+        }
+    }
+
     /// A sink lost the packets numbered `lost` (its own numbering): calls `resend` with each
     /// one still in its source's history, renumbered for the sink. Returns how many were found.
     pub fn nack(
@@ -476,6 +495,31 @@ mod tests {
         });
         assert_eq!(found, 1);
         assert_eq!(resent, [(8, 102)]);
+    }
+
+    #[test]
+    fn sender_report_times_reach_the_sinks_a_source_feeds_in_their_numbering() {
+        let now = Instant::now();
+        let mut r = Router::new();
+        let (a, b, c) = (ElementId(1), ElementId(2), ElementId(3));
+        r.connect(a, b, MediaKind::Audio, now);
+        routed(&mut r, 1, MediaKind::Audio, &packet(100, 5000));
+        r.connect(c, b, MediaKind::Audio, now);
+        let mut seen = Vec::new();
+        r.sink_timestamps(c, MediaKind::Audio, 900, |sink, ts| seen.push((sink, ts)));
+        assert!(
+            seen.is_empty(),
+            "no mapping before c's first packet reaches b"
+        );
+        let first = routed(&mut r, 3, MediaKind::Audio, &packet(7, 1000));
+        assert_eq!(first.len(), 1);
+        r.sink_timestamps(c, MediaKind::Audio, 1960, |sink, ts| seen.push((sink, ts)));
+        assert_eq!(seen, [(b, first[0].1.timestamp + 960)]);
+        let mut from_a = Vec::new();
+        r.sink_timestamps(a, MediaKind::Audio, 5000, |sink, ts| {
+            from_a.push((sink, ts))
+        });
+        assert!(from_a.is_empty(), "a feeds nobody now");
     }
 
     #[test]

@@ -89,6 +89,12 @@ impl Rewriter {
         sink_seq.wrapping_sub(self.seq_offset)
     }
 
+    /// `timestamp` of the current source in the sink's numbering (for passing a sender report
+    /// on); `None` until that source's first packet has set the mapping.
+    pub fn timestamp(&self, timestamp: u32) -> Option<u32> {
+        (self.last.is_some() && !self.reanchor).then(|| timestamp.wrapping_add(self.ts_offset))
+    }
+
     /// The sink's header fields for a resent packet of the current source (no state change).
     pub fn resend(&self, seq: u16, timestamp: u32) -> Rewritten {
         Rewritten {

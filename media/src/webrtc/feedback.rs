@@ -40,6 +40,7 @@ use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket}
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 
@@ -48,7 +49,7 @@ use super::settings::BandwidthLimits;
 /// The chain position of [`FeedbackTap`]: after every built-in interceptor.
 pub const FEEDBACK_TAP_SLOT: usize = 1_000_000;
 
-/// Marks inbound PLI, FIR, NACK and REMB for delivery to the application.
+/// Marks inbound PLI, FIR, NACK, REMB and sender reports for delivery to the application.
 #[derive(Default)]
 pub struct FeedbackTap {
     reads: VecDeque<TaggedPacket>,
@@ -61,6 +62,7 @@ fn is_feedback(packet: &dyn rtc::rtcp::Packet) -> bool {
         || any.is::<FullIntraRequest>()
         || any.is::<TransportLayerNack>()
         || any.is::<ReceiverEstimatedMaximumBitrate>()
+        || any.is::<SenderReport>()
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {

@@ -26,7 +26,7 @@ use super::extensions::CarriedExtensions;
 use super::peer::{Inbound, Peer};
 use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 use super::stats::EndpointStats;
-use super::taps::{ElementPort, TapInput, Taps};
+use super::taps::{ElementPort, SinkSenderReport, TapInput, Taps};
 use super::udp::{SendBatch, stun_local_ufrag};
 use crate::graph::{ElementId, MediaKind};
 use crate::routing::{Rewritten, Router, RtpPacket, starts_keyframe};
@@ -667,6 +667,25 @@ impl EventLoop {
                     }
                 }
                 Inbound::Nack(kind, lost) => self.answer_nack(id, kind, lost, now),
+                Inbound::SenderReport {
+                    kind,
+                    ntp,
+                    rtp_time,
+                } => {
+                    let taps = &self.taps;
+                    self.router
+                        .sink_timestamps(id, kind, rtp_time, |sink, timestamp| {
+                            taps.deliver_report(
+                                sink,
+                                SinkSenderReport {
+                                    kind,
+                                    ntp,
+                                    timestamp,
+                                    arrival: now,
+                                },
+                            )
+                        });
+                }
                 Inbound::Data(message) => {
                     for sink in self.data_routes.sinks_of(id).to_vec() {
                         if let Some(peer) = self.peers.get_mut(&sink) {
@@ -853,6 +872,7 @@ impl EventLoop {
                 self.router.disconnect(source, sink, kind, now)
             }
             Command::Tap(id, TapInput::AttachSink(tap)) => self.taps.attach(id, tap),
+            Command::Tap(id, TapInput::AttachReports(tx)) => self.taps.attach_reports(id, tx),
             Command::Tap(id, TapInput::Rtp(kind, codec, packet)) => {
                 self.forward(id, kind, codec, &packet, &CarriedExtensions::default(), now)
             }

@@ -142,4 +142,4 @@ pub use host::{Endpoint, WebRtcHost};
 pub(crate) use peer::random_u32;
 pub use settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 pub use stats::{CandidatePairStats, EndpointStats, RtpStreamStats};
-pub use taps::{ElementPort, SinkPacket};
+pub use taps::{ElementPort, SinkPacket, SinkSenderReport};

@@ -17,6 +17,7 @@ use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -77,6 +78,13 @@ pub(crate) enum Inbound {
     Nack(MediaKind, Vec<u16>),
     /// The remote sent a data channel message.
     Data(DataMessage),
+    /// The remote's RTCP sender report for the stream of `kind` it sends: its wall clock (64-bit
+    /// NTP) at RTP time `rtp_time`.
+    SenderReport {
+        kind: MediaKind,
+        ntp: u64,
+        rtp_time: u32,
+    },
 }
 
 /// Per-direction flow bookkeeping of one media kind.
@@ -470,6 +478,16 @@ impl Peer {
         })
     }
 
+    fn recv_kind_of_ssrc(&mut self, ssrc: u32) -> Option<MediaKind> {
+        let streams: Vec<(MediaKind, RTCRtpReceiverId)> =
+            self.recv.iter().map(|s| (s.kind, s.receiver)).collect();
+        streams.into_iter().find_map(|(kind, id)| {
+            let receiver = self.pc.rtp_receiver(id)?;
+            let found = receiver.track().ssrcs().any(|s| s == ssrc);
+            found.then_some(kind)
+        })
+    }
+
     fn on_rtcp(&mut self, packets: &[Box<dyn rtc::rtcp::Packet>], inbound: &mut Vec<Inbound>) {
         for packet in packets {
             let any = packet.as_any();
@@ -497,6 +515,14 @@ impl Peer {
                     .flat_map(|pair| pair.packet_list())
                     .collect();
                 inbound.push(Inbound::Nack(kind, lost));
+            } else if let Some(sr) = any.downcast_ref::<SenderReport>()
+                && let Some(kind) = self.recv_kind_of_ssrc(sr.ssrc)
+            {
+                inbound.push(Inbound::SenderReport {
+                    kind,
+                    ntp: sr.ntp_time,
+                    rtp_time: sr.rtp_time,
+                });
             }
         }
     }

@@ -12,6 +12,9 @@
 //! - a **source** (PlayerEndpoint) calls [`ElementPort::send_rtp`] from its pacing thread; the
 //!   packet reaches the loop as a command (woken through the loop's waker) and is routed
 //!   exactly like a peer's inbound RTP.
+//! - A sink may also call [`ElementPort::sender_reports`]: its sources' RTCP sender reports,
+//!   with their RTP time in the sink's numbering, so a recorder puts a sender's audio and video
+//!   on one clock.
 //! - Either asks its source for a keyframe with [`ElementPort::request_keyframe`], merged and
 //!   rate-limited with the WebRTC sinks' PLIs by the router.
 
@@ -48,10 +51,26 @@ pub struct SinkPacket {
     pub arrival: Instant,
 }
 
+/// A source's RTCP sender report as a sink element receives it: the sender's wall clock at an
+/// RTP time of the stream the sink receives.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkSenderReport {
+    /// Media kind of the sink pad the stream arrives on.
+    pub kind: MediaKind,
+    /// The sender's wall clock, 64-bit NTP format.
+    pub ntp: u64,
+    /// The RTP time `ntp` corresponds to, in the sink's numbering.
+    pub timestamp: u32,
+    /// When the loop received the report.
+    pub arrival: Instant,
+}
+
 /// What an element asks of its loop.
 pub(crate) enum TapInput {
     /// The element is a sink: routed packets go to this channel.
     AttachSink(SinkTap),
+    /// The sink also wants its sources' sender reports, on this channel.
+    AttachReports(Sender<SinkSenderReport>),
     /// A packet the element (a source) produced, to route.
     Rtp(MediaKind, CodecId, RtpPacket),
     /// The element (a sink) wants a keyframe from its source.
@@ -61,6 +80,7 @@ pub(crate) enum TapInput {
 /// The loop's side of a sink element.
 pub(crate) struct SinkTap {
     tx: Sender<SinkPacket>,
+    reports: Option<Sender<SinkSenderReport>>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -73,6 +93,20 @@ pub(crate) struct Taps {
 impl Taps {
     pub(crate) fn attach(&mut self, id: ElementId, tap: SinkTap) {
         self.sinks.insert(id, tap);
+    }
+
+    pub(crate) fn attach_reports(&mut self, id: ElementId, reports: Sender<SinkSenderReport>) {
+        if let Some(tap) = self.sinks.get_mut(&id) {
+            tap.reports = Some(reports);
+        }
+    }
+
+    /// Hands a sender report to `sink` if it is a sink element that asked for them. Reports
+    /// come about once a second per stream: one lost to a full channel is not worth a log.
+    pub(crate) fn deliver_report(&self, sink: ElementId, report: SinkSenderReport) {
+        if let Some(reports) = self.sinks.get(&sink).and_then(|t| t.reports.as_ref()) {
+            let _ = reports.try_send(report);
+        }
     }
 
     pub(crate) fn remove(&mut self, id: ElementId) {
@@ -149,10 +183,23 @@ impl ElementPort {
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         let tap = SinkTap {
             tx,
+            reports: None,
             dropped: self.dropped.clone(),
         };
         self.handle
             .send(Command::Tap(self.id, TapInput::AttachSink(tap)))?;
+        Ok(rx)
+    }
+
+    /// Makes a sink (after [`Self::receive`]) also receive its sources' RTCP sender reports, at
+    /// most `capacity` of them waiting.
+    pub fn sender_reports(
+        &self,
+        capacity: usize,
+    ) -> Result<Receiver<SinkSenderReport>, WebRtcError> {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        self.handle
+            .send(Command::Tap(self.id, TapInput::AttachReports(tx)))?;
         Ok(rx)
     }
 
