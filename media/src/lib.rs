@@ -4,7 +4,7 @@
 //!   per media type, with Kurento's connection rules.
 //! - [`pipeline`]: a pipeline's elements and graph, shared by the signaling
 //!   layer and the routing core.
-//! - [`elements`]: recorders and players, non-WebRTC elements on a socket loop.
+//! - [`elements`]: recorders, players and RTP endpoints, non-WebRTC elements on a socket loop.
 
 pub mod elements;
 pub mod graph;

@@ -3,6 +3,7 @@
 mod config;
 mod endpoint_settings;
 mod http;
+mod rtp_endpoint;
 mod uri_elements;
 mod webrtc_backend;
 

@@ -92,6 +92,8 @@ fn element_events(sink: UriEventSink) -> ElementEvents {
                 kind: kind.to_owned(),
                 description,
             },
+            // Raised by RtpEndpoints only.
+            ElementEvent::RemoteRtcp(_) => return,
         })
     })
 }

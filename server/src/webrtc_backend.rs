@@ -15,13 +15,13 @@ use rkms_media::{ElementId, MediaKind, Pipeline};
 use rkms_recorder::path_policy::RecordingRoots;
 use rkms_signaling::backend::{
     BackendError, BoxFuture, DtlsState, EndpointEvent, EventSink, IceComponentState, MediaBackend,
-    NegotiationError, PlayerEndpoint, PlayerOptions, RecorderEndpoint, RecorderOptions,
+    NegotiationError, PlayerEndpoint, PlayerOptions, RecorderEndpoint, RecorderOptions, RtpOptions,
     UriElementError, UriEventSink, WebRtcEndpoint, WebRtcOptions,
 };
 use tokio::sync::mpsc;
 
 use crate::endpoint_settings::EndpointSettings;
-use crate::uri_elements;
+use crate::{rtp_endpoint, uri_elements};
 
 /// Kurento reports one bundled stream and component.
 const STREAM: u32 = 1;
@@ -159,6 +159,23 @@ impl MediaBackend for WebRtcBackend {
         if let Err(e) = self.host.disconnect(source, sink, kind) {
             tracing::warn!(error = %e, ?source, ?sink, %kind, "cannot unroute media");
         }
+    }
+
+    fn create_rtp_endpoint(
+        &self,
+        pipeline: &Arc<Pipeline>,
+        element: ElementId,
+        options: RtpOptions,
+        events: EventSink,
+    ) -> Result<Arc<dyn WebRtcEndpoint>, UriElementError> {
+        rtp_endpoint::create_rtp_endpoint(
+            &self.host,
+            pipeline,
+            element,
+            options,
+            self.bandwidth,
+            events,
+        )
     }
 
     fn create_recorder(

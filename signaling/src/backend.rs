@@ -1,5 +1,5 @@
 //! The media core as the signaling layer sees it: a port through which
-//! `create WebRtcEndpoint` gets a negotiable endpoint (and `create
+//! `create WebRtcEndpoint` (or `RtpEndpoint`) gets a negotiable endpoint (and `create
 //! RecorderEndpoint`/`PlayerEndpoint` a recorder or player) and their
 //! events come back. The server plugs the real WebRTC layer in; tests plug
 //! a fake. Nothing here knows JSON or RTP.
@@ -121,7 +121,9 @@ pub enum EndpointEvent {
 /// Where an endpoint sends its events; called from any thread.
 pub type EventSink = Arc<dyn Fn(EndpointEvent) + Send + Sync>;
 
-/// A negotiable WebRTC endpoint of the media core.
+/// A negotiable WebRTC endpoint of the media core. An RtpEndpoint's media side implements it
+/// too: its API has the SDP and bandwidth operations but no ICE or data-channel ones, so those
+/// are never called for it.
 pub trait WebRtcEndpoint: Send + Sync {
     /// Answers a remote offer.
     fn process_offer(&self, offer: String) -> BoxFuture<'_, Result<String, NegotiationError>>;
@@ -176,6 +178,17 @@ pub trait MediaBackend: Send + Sync {
     /// `sink` no longer takes `kind` media from `source`.
     fn disconnect(&self, source: ElementId, sink: ElementId, kind: MediaKind);
 
+    /// Creates an RtpEndpoint; its events arrive as a WebRTC endpoint's do.
+    fn create_rtp_endpoint(
+        &self,
+        _pipeline: &Arc<Pipeline>,
+        _element: ElementId,
+        _options: RtpOptions,
+        _events: EventSink,
+    ) -> Result<Arc<dyn WebRtcEndpoint>, UriElementError> {
+        Err(UriElementError::NotSupported)
+    }
+
     /// Creates a RecorderEndpoint on the pipeline's media thread.
     fn create_recorder(
         &self,
@@ -199,6 +212,25 @@ pub trait MediaBackend: Send + Sync {
     }
 }
 
+/// Constructor options of an RtpEndpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RtpOptions {
+    /// Kurento's `SDES` parameter, when its `crypto` suite is set (encryption on).
+    pub crypto: Option<SdesOptions>,
+    pub use_ipv6: bool,
+}
+
+/// Kurento's `SDES`: a suite and, optionally, the master key and salt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SdesOptions {
+    /// Kurento's `CryptoSuite` name (`AES_128_CM_HMAC_SHA1_80`, ...).
+    pub suite: String,
+    /// Key and salt as plain text.
+    pub key: Option<String>,
+    /// Key and salt in base64.
+    pub key_base64: Option<String>,
+}
+
 /// Constructor options of a RecorderEndpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecorderOptions {
@@ -217,7 +249,7 @@ pub struct PlayerOptions {
     pub network_cache_ms: u32,
 }
 
-/// Why a recorder or player could not be created.
+/// Why a recorder, player or RtpEndpoint could not be created.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UriElementError {
     /// A constructor parameter is refused: a `uri` outside the recording roots, with `..`, of a

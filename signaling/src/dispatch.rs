@@ -100,7 +100,7 @@ impl Engine {
                 )
             })?;
         let webrtc_backend = match (class.name.as_str(), &self.backend) {
-            ("WebRtcEndpoint", Some(backend)) => Some(backend.clone()),
+            ("WebRtcEndpoint" | "RtpEndpoint", Some(backend)) => Some(backend.clone()),
             _ => None,
         };
         let uri_type = matches!(class.name.as_str(), "RecorderEndpoint" | "PlayerEndpoint")
@@ -188,6 +188,15 @@ impl Engine {
             }
             let webrtc = match webrtc_backend {
                 None => None,
+                Some(backend) if class.name == "RtpEndpoint" => {
+                    match self.create_rtp_endpoint(&*backend, media, element, ctor_params, &id) {
+                        Ok(endpoint) => Some(endpoint),
+                        Err(e) => {
+                            media.remove_element(element);
+                            return Err(e);
+                        }
+                    }
+                }
                 Some(backend) => {
                     let flag = |name: &str| {
                         ctor_params

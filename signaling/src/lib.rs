@@ -24,6 +24,7 @@ mod player_endpoint;
 pub mod process_stats;
 mod recorder_endpoint;
 pub mod registry;
+mod rtp_endpoint;
 mod server_manager;
 pub mod session;
 mod uri_endpoint;

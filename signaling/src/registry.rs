@@ -29,7 +29,7 @@ pub enum Kind {
         pipeline_id: Arc<str>,
         media: Arc<Pipeline>,
         element: ElementId,
-        /// The media backend's endpoint, for WebRtcEndpoint objects.
+        /// The media backend's endpoint, for WebRtcEndpoint and RtpEndpoint objects.
         webrtc: Option<Arc<dyn WebRtcEndpoint>>,
         /// The media backend's recorder or player, for those objects.
         uri: Option<UriElement>,

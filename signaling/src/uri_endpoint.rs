@@ -96,20 +96,7 @@ impl Engine {
             }
             _ => return Ok(None),
         };
-        made.map(Some).map_err(|e| match e {
-            UriElementError::BadParam { param, why } => RpcError::illegal_param(param, why),
-            UriElementError::NotSupported => RpcError::new(
-                ErrorCode::NotImplemented,
-                format!(
-                    "type '{}' is not implemented by this media backend",
-                    class.name
-                ),
-            ),
-            UriElementError::Failed(why) => RpcError::new(
-                ErrorCode::UnexpectedError,
-                format!("cannot create the {}: {why}", class.name),
-            ),
-        })
+        made.map(Some).map_err(|e| creation_error(&class.name, e))
     }
 
     /// Moves a UriEndpoint to `state`, raising `UriEndpointStateChanged` if it changed.
@@ -137,6 +124,21 @@ impl Engine {
             };
             raise(&engine, &object, event);
         })
+    }
+}
+
+/// The answer to a `create` the media backend refused.
+pub(crate) fn creation_error(type_name: &str, e: UriElementError) -> RpcError {
+    match e {
+        UriElementError::BadParam { param, why } => RpcError::illegal_param(param, why),
+        UriElementError::NotSupported => RpcError::new(
+            ErrorCode::NotImplemented,
+            format!("type '{type_name}' is not implemented by this media backend"),
+        ),
+        UriElementError::Failed(why) => RpcError::new(
+            ErrorCode::UnexpectedError,
+            format!("cannot create the {type_name}: {why}"),
+        ),
     }
 }
 

@@ -1,11 +1,14 @@
 //! Media elements that are not WebRTC peers but live on their pipeline's socket loop through an
 //! [`crate::webrtc::ElementPort`]: the recorder (a sink, writing files with `rkms-recorder` on its
-//! own thread) and the player (a source, pacing a demuxed input into the loop from its own
-//! thread). Neither ever blocks the loop; both report what happens as [`ElementEvent`]s.
+//! own thread), the player (a source, pacing a demuxed input into the loop from its own
+//! thread) and the RtpEndpoint (both, exchanging plain RTP or SDES-SRTP with one remote peer
+//! from threads of its own). None ever blocks the loop; all report what happens as
+//! [`ElementEvent`]s.
 
 pub mod http;
 pub mod player;
 pub mod recorder;
+pub mod rtp;
 
 use std::sync::Arc;
 
@@ -16,8 +19,9 @@ use crate::webrtc::codecs::CodecId;
 
 pub use player::{PlayerElement, VideoInfo};
 pub use recorder::RecorderElement;
+pub use rtp::RtpElement;
 
-/// Something that happened to a recorder or player, for the signaling layer.
+/// Something that happened to an element, for the signaling layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ElementEvent {
     /// The recorder writes media to its file.
@@ -32,6 +36,8 @@ pub enum ElementEvent {
     FlowIn(MediaKind, bool),
     /// Media of `kind` started (`true`) or stopped leaving.
     FlowOut(MediaKind, bool),
+    /// RTCP from the remote peer started (`true`) or stopped arriving (RtpEndpoint).
+    RemoteRtcp(bool),
     /// A failure, with Kurento's error type (`RESOURCE_ERROR_OPEN`, `STREAM_ERROR_FORMAT`, ...).
     Error {
         /// Kurento's error type.

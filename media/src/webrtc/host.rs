@@ -200,6 +200,44 @@ impl WebRtcHost {
             .collect()
     }
 
+    /// Where plain RTP elements (RtpEndpoint) bind their own ports and what address they
+    /// announce: the host's first bind address of the family (for IPv6 without one: `::1` when
+    /// the host is bound to loopback, else `::`), advertised like the host's candidates, in the
+    /// host's port range.
+    pub fn rtp_addressing(&self, ipv6: bool) -> crate::elements::rtp::RtpAddressing {
+        let settings = &self.settings;
+        let bind = settings
+            .bind_addresses
+            .iter()
+            .copied()
+            .find(|ip| ip.is_ipv6() == ipv6)
+            .unwrap_or_else(|| {
+                let loopback = settings.bind_addresses.iter().any(|ip| ip.is_loopback());
+                match (ipv6, loopback) {
+                    (true, true) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+                    (true, false) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                    (false, true) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                    (false, false) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                }
+            });
+        let advertised = advertised_ip(bind, settings);
+        crate::elements::rtp::RtpAddressing {
+            bind,
+            // An unspecified address announces nothing usable; loopback at least works locally.
+            advertised: if advertised.is_unspecified() {
+                if ipv6 {
+                    IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+                } else {
+                    IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+                }
+            } else {
+                advertised
+            },
+            port_min: settings.port_min,
+            port_max: settings.port_max,
+        }
+    }
+
     /// Creates a WebRTC endpoint with the element id the control plane uses for it. Its
     /// events arrive on the returned receiver.
     pub async fn create_endpoint(
@@ -785,8 +823,9 @@ impl EventLoop {
     }
 
     fn send_keyframe_request(&mut self, source: ElementId, kind: MediaKind, now: Instant) {
-        if let Some(peer) = self.peers.get_mut(&source) {
-            peer.request_keyframe(kind, now);
+        match self.peers.get_mut(&source) {
+            Some(peer) => peer.request_keyframe(kind, now),
+            None => self.taps.request_keyframe(source, kind),
         }
         self.service(source, now);
     }
@@ -873,6 +912,9 @@ impl EventLoop {
             }
             Command::Tap(id, TapInput::AttachSink(tap)) => self.taps.attach(id, tap),
             Command::Tap(id, TapInput::AttachReports(tx)) => self.taps.attach_reports(id, tx),
+            Command::Tap(id, TapInput::AttachKeyframeHook(hook)) => {
+                self.taps.attach_keyframe_hook(id, hook)
+            }
             Command::Tap(id, TapInput::Rtp(kind, codec, packet)) => {
                 self.forward(id, kind, codec, &packet, &CarriedExtensions::default(), now)
             }

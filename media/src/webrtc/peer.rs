@@ -986,7 +986,7 @@ fn offer_receives(sdp: &str, kind: MediaKind) -> bool {
 }
 
 /// The wall clock as a 64-bit NTP timestamp.
-fn ntp_now() -> u64 {
+pub(crate) fn ntp_now() -> u64 {
     const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
     let since_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1014,10 +1014,15 @@ fn default_codec(kind: RtpCodecKind) -> rtc::rtp_transceiver::rtp_sender::RTCRtp
 
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
-    if let Ok(provider) = rtc::crypto::default_provider() {
-        let _ = provider.random().fill(&mut bytes);
-    }
+    fill_random(&mut bytes);
     bytes
+}
+
+/// Fills `out` from the crypto provider's secure random source.
+pub(crate) fn fill_random(out: &mut [u8]) {
+    if let Ok(provider) = rtc::crypto::default_provider() {
+        let _ = provider.random().fill(out);
+    }
 }
 
 pub(crate) fn random_u32() -> u32 {

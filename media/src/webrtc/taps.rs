@@ -17,6 +17,8 @@
 //!   on one clock.
 //! - Either asks its source for a keyframe with [`ElementPort::request_keyframe`], merged and
 //!   rate-limited with the WebRTC sinks' PLIs by the router.
+//! - A source that can produce keyframes on demand (RtpEndpoint, by asking its remote sender)
+//!   hears its sinks' requests through [`ElementPort::on_keyframe_request`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -75,7 +77,12 @@ pub(crate) enum TapInput {
     Rtp(MediaKind, CodecId, RtpPacket),
     /// The element (a sink) wants a keyframe from its source.
     KeyframeRequest(MediaKind),
+    /// The element (a source) wants to hear its sinks' keyframe requests.
+    AttachKeyframeHook(KeyframeHook),
 }
+
+/// Called on the loop thread when a source element is asked for a keyframe; must not block.
+pub type KeyframeHook = Box<dyn Fn(MediaKind) + Send>;
 
 /// The loop's side of a sink element.
 pub(crate) struct SinkTap {
@@ -84,10 +91,11 @@ pub(crate) struct SinkTap {
     dropped: Arc<AtomicU64>,
 }
 
-/// The sink elements of one loop.
+/// The sink elements of one loop, and the source elements that take keyframe requests.
 #[derive(Default)]
 pub(crate) struct Taps {
     sinks: HashMap<ElementId, SinkTap>,
+    keyframe_hooks: HashMap<ElementId, KeyframeHook>,
 }
 
 impl Taps {
@@ -109,8 +117,20 @@ impl Taps {
         }
     }
 
+    pub(crate) fn attach_keyframe_hook(&mut self, id: ElementId, hook: KeyframeHook) {
+        self.keyframe_hooks.insert(id, hook);
+    }
+
     pub(crate) fn remove(&mut self, id: ElementId) {
         self.sinks.remove(&id);
+        self.keyframe_hooks.remove(&id);
+    }
+
+    /// Passes a keyframe request to source element `id`, if it takes them.
+    pub(crate) fn request_keyframe(&self, id: ElementId, kind: MediaKind) {
+        if let Some(hook) = self.keyframe_hooks.get(&id) {
+            hook(kind);
+        }
     }
 
     /// Hands a routed packet to `sink` if it is a sink element; `false` when it is not one.
@@ -219,6 +239,13 @@ impl ElementPort {
         let _ = self
             .handle
             .send(Command::Tap(self.id, TapInput::KeyframeRequest(kind)));
+    }
+
+    /// Makes `hook` hear the keyframe requests of this element's sinks (merged and
+    /// rate-limited by the router), on the loop thread.
+    pub fn on_keyframe_request(&self, hook: KeyframeHook) -> Result<(), WebRtcError> {
+        self.handle
+            .send(Command::Tap(self.id, TapInput::AttachKeyframeHook(hook)))
     }
 
     /// Packets dropped because this sink's thread was behind.

@@ -1,0 +1,495 @@
+//! The media threads of a negotiated RtpEndpoint.
+//!
+//! Why threads of its own rather than the shared socket loops: an RtpEndpoint talks to one
+//! remote peer on ports of its own (nothing to demultiplex by ICE username), with its own SDES
+//! keys and RTCP, and a server carries few such gateway legs next to its WebRTC peers. Like a
+//! recorder or a player it meets the pipeline's router through its [`ElementPort`], so the
+//! WebRTC loops never wait on it and its crypto never runs on them. Two threads:
+//!
+//! - **in** (`rkms-rtp-in`): a `mio` poll over the RTP and RTCP sockets. Inbound RTP is
+//!   decrypted (SDES), mapped from the local payload types to a codec and handed to the router
+//!   with [`ElementPort::send_rtp`]; inbound RTCP gives the remote's sender reports and keyframe
+//!   requests (passed to this element's sources with [`ElementPort::request_keyframe`]). It
+//!   also sends every RTCP packet of the element — reports each second, PLI+FIR when the
+//!   router asks this element for a keyframe — so each SRTCP context has one user.
+//! - **out** (`rkms-rtp-out`): takes the packets routed to the element ([`ElementPort::receive`])
+//!   and sends them from the RTP socket (symmetric RTP) under the remote's payload type and this
+//!   element's SSRC, encrypted when SDES is on.
+//!
+//! Dropping [`Running`] stops the in thread, which drops the port; the loop then lets go of the
+//! out thread's channel and that thread ends too.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use mio::{Events, Interest, Poll, Token, Waker};
+use rtc::shared::marshal::Unmarshal;
+use rtc::srtp::context::Context;
+
+use super::RtpError;
+use super::rtcp::{self, Reception, SentCounters};
+use super::sdes::MasterKey;
+use crate::elements::{ElementEvent, ElementEvents, Flows};
+use crate::graph::MediaKind;
+use crate::routing::RtpPacket;
+use crate::webrtc::codecs::CodecId;
+use crate::webrtc::{ElementPort, SinkPacket};
+
+/// How often reports go out and timers run.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// The in thread's longest sleep (flow timeouts).
+const TICK: Duration = Duration::from_millis(200);
+/// Without RTCP from the remote for this long, the media state is disconnected.
+const RTCP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Packets queued between the loop and the out thread (about 2 s of a 720p call).
+const QUEUE: usize = 1024;
+const WAKER: Token = Token(usize::MAX);
+
+/// One negotiated media line.
+pub(super) struct Leg {
+    pub kind: MediaKind,
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
+    pub remote_rtp: SocketAddr,
+    pub remote_rtcp: SocketAddr,
+    /// RTCP shares the RTP ports (`a=rtcp-mux` on both sides).
+    pub mux: bool,
+    /// Payload types rkms receives, with their codecs.
+    pub recv: Vec<(u8, CodecId)>,
+    /// Payload types the remote takes, by codec; empty when it takes no media.
+    pub send: Vec<(CodecId, u8)>,
+    /// This element's SSRC on the line.
+    pub ssrc: u32,
+    /// The remote's SSRC, if its SDP names it.
+    pub remote_ssrc: Option<u32>,
+    /// SDES keys: rkms's own (encrypts) and the remote's (decrypts).
+    pub keys: Option<(MasterKey, MasterKey)>,
+}
+
+/// The media threads of a session; dropping it stops them.
+pub(super) struct Running {
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.waker.wake();
+    }
+}
+
+/// Starts the threads of `legs`, taking the element's port.
+pub(super) fn start(
+    legs: Vec<Leg>,
+    port: ElementPort,
+    events: ElementEvents,
+) -> Result<Running, RtpError> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let epoch = Instant::now();
+    let (keyframes_tx, keyframes) = crossbeam_channel::unbounded();
+    let hook_waker = waker.clone();
+    port.on_keyframe_request(Box::new(move |kind| {
+        let _ = keyframes_tx.send(kind);
+        let _ = hook_waker.wake();
+    }))?;
+    let media = port.receive(QUEUE)?;
+
+    let mut ins = Vec::new();
+    let mut outs = Vec::new();
+    for (index, leg) in legs.into_iter().enumerate() {
+        let sent = Arc::new(SentCounters::default());
+        let (encrypt, decrypt, protect_rtcp, unprotect_rtcp) = match &leg.keys {
+            Some((local, remote)) => (
+                Some(local.context()?),
+                Some(remote.context()?),
+                Some(local.context()?),
+                Some(remote.context()?),
+            ),
+            None => (None, None, None, None),
+        };
+        outs.push(OutLeg {
+            kind: leg.kind,
+            socket: leg.rtp.try_clone()?,
+            to: leg.remote_rtp,
+            send: leg.send,
+            ssrc: leg.ssrc,
+            encrypt,
+            sent: sent.clone(),
+            refused: Vec::new(),
+        });
+        // Non-blocking for mio; the out thread's clone shares the flag, so a full send
+        // buffer drops that datagram rather than stalling the thread.
+        leg.rtp.set_nonblocking(true)?;
+        leg.rtcp.set_nonblocking(true)?;
+        let mut rtp = mio::net::UdpSocket::from_std(leg.rtp);
+        let mut rtcp_socket = mio::net::UdpSocket::from_std(leg.rtcp);
+        poll.registry()
+            .register(&mut rtp, Token(index * 2), Interest::READABLE)?;
+        poll.registry()
+            .register(&mut rtcp_socket, Token(index * 2 + 1), Interest::READABLE)?;
+        ins.push(InLeg {
+            kind: leg.kind,
+            rtp,
+            rtcp: rtcp_socket,
+            remote_rtcp: leg.remote_rtcp,
+            mux: leg.mux,
+            recv: leg.recv,
+            ssrc: leg.ssrc,
+            remote_ssrc: leg.remote_ssrc,
+            decrypt,
+            protect_rtcp,
+            unprotect_rtcp,
+            reception: None,
+            sent,
+            fir_seq: 0,
+            unknown_pt_logged: false,
+        });
+    }
+
+    let out = OutThread {
+        legs: outs,
+        events: events.clone(),
+        flows: Flows::default(),
+        epoch,
+        buf: Vec::with_capacity(1500),
+    };
+    std::thread::Builder::new()
+        .name("rkms-rtp-out".into())
+        .spawn(move || out.run(media))?;
+    let thread = InThread {
+        poll,
+        legs: ins,
+        port,
+        events,
+        keyframes,
+        stop: stop.clone(),
+        flows: Flows::default(),
+        epoch,
+        last_rtcp: None,
+    };
+    std::thread::Builder::new()
+        .name("rkms-rtp-in".into())
+        .spawn(move || thread.run())?;
+    Ok(Running { stop, waker })
+}
+
+struct InLeg {
+    kind: MediaKind,
+    rtp: mio::net::UdpSocket,
+    rtcp: mio::net::UdpSocket,
+    remote_rtcp: SocketAddr,
+    mux: bool,
+    recv: Vec<(u8, CodecId)>,
+    ssrc: u32,
+    remote_ssrc: Option<u32>,
+    decrypt: Option<Context>,
+    protect_rtcp: Option<Context>,
+    unprotect_rtcp: Option<Context>,
+    reception: Option<Reception>,
+    sent: Arc<SentCounters>,
+    fir_seq: u8,
+    unknown_pt_logged: bool,
+}
+
+impl InLeg {
+    /// Sends a compound RTCP packet to the remote (encrypted with SDES).
+    fn send_rtcp(&mut self, packets: &[Box<dyn rtc::rtcp::packet::Packet>]) {
+        let Ok(clear) = rtc::rtcp::packet::marshal(packets) else {
+            return;
+        };
+        let datagram = match &mut self.protect_rtcp {
+            Some(ctx) => match ctx.encrypt_rtcp(&clear) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!("rtp endpoint: cannot protect RTCP: {e}");
+                    return;
+                }
+            },
+            None => clear,
+        };
+        let socket = if self.mux { &self.rtp } else { &self.rtcp };
+        let _ = socket.send_to(&datagram, self.remote_rtcp);
+    }
+
+    fn request_keyframe(&mut self) {
+        let Some(media_ssrc) = self
+            .reception
+            .as_ref()
+            .map(Reception::ssrc)
+            .or(self.remote_ssrc)
+        else {
+            return;
+        };
+        self.fir_seq = self.fir_seq.wrapping_add(1);
+        let packets = rtcp::keyframe_request(self.ssrc, media_ssrc, self.fir_seq);
+        self.send_rtcp(&packets);
+    }
+}
+
+struct InThread {
+    poll: Poll,
+    legs: Vec<InLeg>,
+    port: ElementPort,
+    events: ElementEvents,
+    keyframes: Receiver<MediaKind>,
+    stop: Arc<AtomicBool>,
+    flows: Flows,
+    epoch: Instant,
+    last_rtcp: Option<Instant>,
+}
+
+impl InThread {
+    fn run(mut self) {
+        // The remote's decoder starts with a keyframe.
+        self.port.request_keyframe(MediaKind::Video);
+        let mut events = Events::with_capacity(16);
+        let mut buf = vec![0u8; 2048];
+        let mut next_report = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            let wait = next_report
+                .saturating_duration_since(Instant::now())
+                .min(TICK);
+            if let Err(e) = self.poll.poll(&mut events, Some(wait))
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                tracing::error!("rtp endpoint poll failed: {e}");
+                break;
+            }
+            for event in &events {
+                if event.token() == WAKER {
+                    continue;
+                }
+                let (index, is_rtcp_socket) = (event.token().0 / 2, event.token().0 % 2 == 1);
+                self.drain(index, is_rtcp_socket, &mut buf);
+            }
+            while let Ok(kind) = self.keyframes.try_recv() {
+                for leg in self.legs.iter_mut().filter(|l| l.kind == kind) {
+                    leg.request_keyframe();
+                }
+            }
+            let now = Instant::now();
+            if now >= next_report {
+                next_report = now + REPORT_INTERVAL;
+                self.send_reports(now);
+            }
+            self.check_timeouts(now);
+        }
+        for kind in self.flows.stopped(Instant::now(), true) {
+            (self.events)(ElementEvent::FlowIn(kind, false));
+        }
+        if self.last_rtcp.is_some() {
+            (self.events)(ElementEvent::RemoteRtcp(false));
+        }
+    }
+
+    fn drain(&mut self, index: usize, is_rtcp_socket: bool, buf: &mut [u8]) {
+        loop {
+            let Some(leg) = self.legs.get(index) else {
+                return;
+            };
+            let socket = if is_rtcp_socket { &leg.rtcp } else { &leg.rtp };
+            let len = match socket.recv_from(buf) {
+                Ok((len, _)) => len,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                // ICMP errors (the remote's port closed) concern that send only.
+                Err(_) => continue,
+            };
+            let datagram = &buf[..len];
+            let now = Instant::now();
+            if is_rtcp_socket || rtcp::is_rtcp(datagram) {
+                self.on_rtcp(index, datagram, now);
+            } else {
+                self.on_rtp(index, datagram, now);
+            }
+        }
+    }
+
+    fn on_rtp(&mut self, index: usize, datagram: &[u8], now: Instant) {
+        let since = now.saturating_duration_since(self.epoch);
+        let leg = &mut self.legs[index];
+        let mut bytes = match &mut leg.decrypt {
+            Some(ctx) => match ctx.decrypt_rtp(datagram) {
+                Ok(clear) => clear.freeze(),
+                Err(e) => {
+                    tracing::trace!("rtp endpoint: dropped an SRTP packet: {e}");
+                    return;
+                }
+            },
+            None => Bytes::copy_from_slice(datagram),
+        };
+        let Ok(packet) = RtpPacket::unmarshal(&mut bytes) else {
+            return;
+        };
+        let pt = packet.header.payload_type;
+        let Some(&(_, codec)) = leg.recv.iter().find(|(p, _)| *p == pt) else {
+            if !std::mem::replace(&mut leg.unknown_pt_logged, true) {
+                tracing::warn!(pt, "rtp endpoint: payload type not negotiated; dropped");
+            }
+            return;
+        };
+        let header = &packet.header;
+        match &mut leg.reception {
+            Some(r) if r.ssrc() == header.ssrc => {}
+            slot => {
+                *slot = Some(Reception::new(
+                    header.ssrc,
+                    header.sequence_number,
+                    codec.clock_rate(),
+                ))
+            }
+        }
+        if let Some(r) = &mut leg.reception {
+            r.on_packet(header.sequence_number, header.timestamp, since);
+        }
+        let kind = leg.kind;
+        if self.flows.saw(kind, now) {
+            (self.events)(ElementEvent::FlowIn(kind, true));
+        }
+        let _ = self.port.send_rtp(kind, codec, packet);
+    }
+
+    fn on_rtcp(&mut self, index: usize, datagram: &[u8], now: Instant) {
+        let leg = &mut self.legs[index];
+        let clear;
+        let datagram = match &mut leg.unprotect_rtcp {
+            Some(ctx) => match ctx.decrypt_rtcp(datagram) {
+                Ok(c) => {
+                    clear = c;
+                    &clear[..]
+                }
+                Err(e) => {
+                    tracing::trace!("rtp endpoint: dropped an SRTCP packet: {e}");
+                    return;
+                }
+            },
+            None => datagram,
+        };
+        let Some(received) = rtcp::read(datagram) else {
+            return;
+        };
+        if let (Some(ntp), Some(r)) = (received.sender_report, &mut leg.reception) {
+            r.on_sender_report(ntp, now);
+        }
+        let kind = leg.kind;
+        if received.keyframe {
+            self.port.request_keyframe(kind);
+        }
+        if self.last_rtcp.replace(now).is_none() {
+            (self.events)(ElementEvent::RemoteRtcp(true));
+        }
+    }
+
+    fn send_reports(&mut self, now: Instant) {
+        let since = now.saturating_duration_since(self.epoch);
+        let ntp = crate::webrtc::ntp_now();
+        for leg in &mut self.legs {
+            let packets =
+                rtcp::report(leg.ssrc, &leg.sent, leg.reception.as_mut(), since, now, ntp);
+            leg.send_rtcp(&packets);
+        }
+    }
+
+    fn check_timeouts(&mut self, now: Instant) {
+        for kind in self.flows.stopped(now, false) {
+            (self.events)(ElementEvent::FlowIn(kind, false));
+        }
+        if self
+            .last_rtcp
+            .is_some_and(|at| now.saturating_duration_since(at) > RTCP_TIMEOUT)
+        {
+            self.last_rtcp = None;
+            (self.events)(ElementEvent::RemoteRtcp(false));
+        }
+    }
+}
+
+struct OutLeg {
+    kind: MediaKind,
+    socket: UdpSocket,
+    to: SocketAddr,
+    send: Vec<(CodecId, u8)>,
+    ssrc: u32,
+    encrypt: Option<Context>,
+    sent: Arc<SentCounters>,
+    /// Codecs already reported as not negotiated with the remote.
+    refused: Vec<CodecId>,
+}
+
+struct OutThread {
+    legs: Vec<OutLeg>,
+    events: ElementEvents,
+    flows: Flows,
+    epoch: Instant,
+    buf: Vec<u8>,
+}
+
+impl OutThread {
+    fn run(mut self, media: Receiver<SinkPacket>) {
+        loop {
+            match media.recv_timeout(TICK) {
+                Ok(p) => self.send(&p),
+                Err(RecvTimeoutError::Timeout) => {}
+                // The element left the loop (released).
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            for kind in self.flows.stopped(Instant::now(), false) {
+                (self.events)(ElementEvent::FlowOut(kind, false));
+            }
+        }
+        for kind in self.flows.stopped(Instant::now(), true) {
+            (self.events)(ElementEvent::FlowOut(kind, false));
+        }
+    }
+
+    fn send(&mut self, p: &SinkPacket) {
+        let Some(leg) = self.legs.iter_mut().find(|l| l.kind == p.kind) else {
+            return;
+        };
+        if leg.send.is_empty() {
+            return;
+        }
+        let Some(&(_, pt)) = leg.send.iter().find(|(c, _)| *c == p.codec) else {
+            if !leg.refused.contains(&p.codec) {
+                leg.refused.push(p.codec);
+                tracing::warn!(
+                    codec = ?p.codec,
+                    "rtp endpoint: the remote did not negotiate this codec; not sent (no transcoding)"
+                );
+            }
+            return;
+        };
+        let buf = &mut self.buf;
+        buf.clear();
+        buf.extend_from_slice(&[0x80, pt | if p.marker { 0x80 } else { 0 }]);
+        buf.extend_from_slice(&p.seq.to_be_bytes());
+        buf.extend_from_slice(&p.timestamp.to_be_bytes());
+        buf.extend_from_slice(&leg.ssrc.to_be_bytes());
+        buf.extend_from_slice(&p.payload);
+        let result = match &mut leg.encrypt {
+            Some(ctx) => match ctx.encrypt_rtp(buf) {
+                Ok(protected) => leg.socket.send_to(&protected, leg.to),
+                Err(e) => {
+                    tracing::debug!("rtp endpoint: cannot protect RTP: {e}");
+                    return;
+                }
+            },
+            None => leg.socket.send_to(buf, leg.to),
+        };
+        if result.is_err() {
+            return;
+        }
+        let since = p.arrival.saturating_duration_since(self.epoch);
+        leg.sent
+            .sent(p.timestamp, p.codec.clock_rate(), p.payload.len(), since);
+        if self.flows.saw(p.kind, p.arrival) {
+            (self.events)(ElementEvent::FlowOut(p.kind, true));
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! Offer/answer of an RtpEndpoint (RFC 3264 without ICE): the offer rkms makes, its answer to a
+//! remote offer, and the media legs an offer and its answer agree on.
+
+use std::net::IpAddr;
+
+use crate::graph::MediaKind;
+use crate::webrtc::codecs::CodecId;
+
+use super::RtpError;
+use super::sdes::{CryptoAttribute, MasterKey};
+use super::sdp::{Direction, MediaLine, Payload, SessionDescription};
+
+/// What rkms offers per media: the codecs it forwards, under common payload types.
+fn offered_payloads(kind: MediaKind) -> Vec<Payload> {
+    match kind {
+        MediaKind::Audio => vec![
+            Payload::new(
+                111,
+                CodecId::Opus,
+                "opus/48000/2",
+                Some("minptime=10;useinbandfec=1"),
+            ),
+            Payload::new(0, CodecId::Pcmu, "PCMU/8000", None),
+            Payload::new(8, CodecId::Pcma, "PCMA/8000", None),
+        ],
+        _ => vec![
+            Payload::new(96, CodecId::Vp8, "VP8/90000", None),
+            Payload::new(
+                97,
+                CodecId::H264NonInterleaved,
+                "H264/90000",
+                Some("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"),
+            ),
+            Payload::new(98, CodecId::Vp9, "VP9/90000", None),
+            Payload::new(99, CodecId::Av1, "AV1/90000", None),
+        ],
+    }
+}
+
+/// The line rkms writes for `kind` on `port` (RTCP on the next one).
+fn local_line(
+    kind: MediaKind,
+    port: u16,
+    proto: &str,
+    addr: IpAddr,
+    payloads: Vec<Payload>,
+    ssrc: u32,
+) -> MediaLine {
+    MediaLine {
+        media: kind.as_str().to_ascii_lowercase(),
+        port,
+        proto: proto.to_owned(),
+        formats: payloads.iter().map(|p| p.pt.to_string()).collect(),
+        addr: Some(addr),
+        rtcp: Some((port + 1, None)),
+        rtcp_mux: true,
+        direction: Direction::SendRecv,
+        payloads,
+        crypto: Vec::new(),
+        ssrc: Some(ssrc),
+    }
+}
+
+/// Where rkms's side of the media lives.
+pub(super) struct Local<'a> {
+    pub addr: IpAddr,
+    pub session_id: u64,
+    pub version: u64,
+    /// SDES key rkms encrypts with, when encryption is on.
+    pub key: Option<&'a MasterKey>,
+}
+
+/// rkms's offer: one line per kind in `media`, each with the port `port_of` gives it.
+pub(super) fn offer(
+    local: &Local<'_>,
+    media: &[MediaKind],
+    mut port_of: impl FnMut(MediaKind) -> Result<(u16, u32), RtpError>,
+) -> Result<SessionDescription, RtpError> {
+    let proto = if local.key.is_some() {
+        "RTP/SAVPF"
+    } else {
+        "RTP/AVPF"
+    };
+    let mut lines = Vec::new();
+    for &kind in media {
+        let (port, ssrc) = port_of(kind)?;
+        let mut line = local_line(kind, port, proto, local.addr, offered_payloads(kind), ssrc);
+        if let Some(key) = local.key {
+            line.crypto.push(CryptoAttribute {
+                tag: 1,
+                key: key.clone(),
+            });
+        }
+        lines.push(line);
+    }
+    Ok(SessionDescription {
+        session_id: local.session_id,
+        version: local.version,
+        addr: local.addr,
+        media: lines,
+    })
+}
+
+/// rkms's answer to `offer`: the first audio and the first video line it can take are
+/// accepted with the offerer's payload types (of codecs rkms forwards) and profile, every other
+/// line is refused (port 0). Fails when no line is accepted, saying why.
+pub(super) fn answer(
+    offer: &SessionDescription,
+    local: &Local<'_>,
+    mut port_of: impl FnMut(MediaKind) -> Result<(u16, u32), RtpError>,
+) -> Result<SessionDescription, RtpError> {
+    let mut lines = Vec::new();
+    let mut refusals = Vec::new();
+    let mut taken: Vec<MediaKind> = Vec::new();
+    for line in &offer.media {
+        match acceptable(line, local.key, &taken) {
+            Ok((kind, crypto)) => {
+                taken.push(kind);
+                let (port, ssrc) = port_of(kind)?;
+                let mut ours = local_line(
+                    kind,
+                    port,
+                    &line.proto,
+                    local.addr,
+                    line.payloads.clone(),
+                    ssrc,
+                );
+                ours.rtcp_mux = line.rtcp_mux;
+                ours.direction = line.direction.answer();
+                ours.crypto.extend(crypto);
+                lines.push(ours);
+            }
+            Err(why) => {
+                refusals.push(format!("m={} refused: {why}", line.media));
+                lines.push(line.rejected());
+            }
+        }
+    }
+    if taken.is_empty() {
+        return Err(RtpError::Offer(if refusals.is_empty() {
+            "the offer has no media".into()
+        } else {
+            refusals.join("; ")
+        }));
+    }
+    Ok(SessionDescription {
+        session_id: local.session_id,
+        version: local.version,
+        addr: local.addr,
+        media: lines,
+    })
+}
+
+/// Whether rkms can take an offered line; its kind and rkms's `a=crypto` answer if so.
+fn acceptable(
+    line: &MediaLine,
+    key: Option<&MasterKey>,
+    taken: &[MediaKind],
+) -> Result<(MediaKind, Option<CryptoAttribute>), String> {
+    let kind = line.kind().ok_or("only audio and video are taken")?;
+    if line.port == 0 {
+        return Err("the offerer disabled it".into());
+    }
+    if taken.contains(&kind) {
+        return Err(format!("one {} line is taken", line.media));
+    }
+    if !line.known_protocol() {
+        return Err(format!(
+            "profile {} (RtpEndpoint speaks RTP/AVP, RTP/AVPF, RTP/SAVP, RTP/SAVPF)",
+            line.proto
+        ));
+    }
+    if line.payloads.is_empty() {
+        return Err("none of its codecs is one rkms forwards".into());
+    }
+    let crypto = match (line.secure(), key) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            return Err("plain RTP offered to an RtpEndpoint created with crypto".into());
+        }
+        (true, None) => {
+            return Err("SRTP offered to an RtpEndpoint created without crypto".into());
+        }
+        (true, Some(key)) => {
+            let offered = line
+                .crypto
+                .iter()
+                .find(|c| c.key.suite == key.suite)
+                .ok_or_else(|| format!("no a=crypto line of suite {}", key.suite.kurento_name()))?;
+            Some(CryptoAttribute {
+                tag: offered.tag,
+                key: key.clone(),
+            })
+        }
+    };
+    Ok((kind, crypto))
+}
+
+/// One media line both sides agreed on.
+#[derive(Debug)]
+pub(super) struct Agreed {
+    pub kind: MediaKind,
+    /// rkms's line.
+    pub local: MediaLine,
+    /// The remote's line.
+    pub remote: MediaLine,
+    /// The remote's SDES key, when encrypted.
+    pub remote_key: Option<MasterKey>,
+}
+
+/// The lines an offer and its answer agree on (same order, both ports set); fails on an answer
+/// that does not match the offer.
+pub(super) fn agreed(
+    local: &SessionDescription,
+    remote: &SessionDescription,
+) -> Result<Vec<Agreed>, String> {
+    if local.media.len() != remote.media.len() {
+        return Err(format!(
+            "{} m-lines answer {} offered",
+            remote.media.len(),
+            local.media.len()
+        ));
+    }
+    let mut out = Vec::new();
+    for (ours, theirs) in local.media.iter().zip(&remote.media) {
+        if ours.port == 0 || theirs.port == 0 {
+            continue;
+        }
+        let Some(kind) = ours.kind().filter(|k| Some(*k) == theirs.kind()) else {
+            return Err(format!("m={} answered by m={}", ours.media, theirs.media));
+        };
+        if ours.secure() != theirs.secure() {
+            return Err(format!(
+                "m={} is {} on one side and {} on the other",
+                ours.media, ours.proto, theirs.proto
+            ));
+        }
+        let remote_key = match ours.crypto.first() {
+            None => None,
+            Some(mine) => Some(
+                theirs
+                    .crypto
+                    .iter()
+                    .find(|c| c.tag == mine.tag && c.key.suite == mine.key.suite)
+                    .or_else(|| theirs.crypto.iter().find(|c| c.key.suite == mine.key.suite))
+                    .map(|c| c.key.clone())
+                    .ok_or_else(|| {
+                        format!(
+                            "m={} has no a=crypto line of suite {}",
+                            theirs.media,
+                            mine.key.suite.kurento_name()
+                        )
+                    })?,
+            ),
+        };
+        if theirs.payloads.is_empty() {
+            return Err(format!("m={} has no codec rkms forwards", theirs.media));
+        }
+        out.push(Agreed {
+            kind,
+            local: ours.clone(),
+            remote: theirs.clone(),
+            remote_key,
+        });
+    }
+    if out.is_empty() {
+        return Err("no media line was accepted".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elements::rtp::sdes::CryptoSuite;
+
+    fn local(key: Option<&MasterKey>) -> Local<'_> {
+        Local {
+            addr: "127.0.0.1".parse().expect("ip"),
+            session_id: 1,
+            version: 1,
+            key,
+        }
+    }
+
+    fn ports(kind: MediaKind) -> Result<(u16, u32), RtpError> {
+        Ok(match kind {
+            MediaKind::Audio => (30000, 11),
+            _ => (30002, 22),
+        })
+    }
+
+    #[test]
+    fn the_offer_lists_every_forwarded_codec_per_media() {
+        let o = offer(&local(None), &[MediaKind::Audio, MediaKind::Video], ports).expect("offer");
+        let text = o.write();
+        assert!(
+            text.contains("m=audio 30000 RTP/AVPF 111 0 8\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("m=video 30002 RTP/AVPF 96 97 98 99\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("a=rtcp:30003\r\n"));
+        assert!(text.contains("a=fmtp:97 level-asymmetry-allowed=1;packetization-mode=1"));
+        let back = SessionDescription::parse(&text).expect("parses");
+        assert_eq!(back.media[1].payloads.len(), 4);
+    }
+
+    #[test]
+    fn an_answer_keeps_the_offerers_payload_types_and_refuses_the_rest() {
+        let remote = SessionDescription::parse(
+            "v=0\r\no=- 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=video 5004 RTP/AVP 100 101\r\na=rtpmap:100 H264/90000\r\n\
+             a=fmtp:100 packetization-mode=1\r\na=rtpmap:101 theora/90000\r\na=sendonly\r\n\
+             m=video 5008 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n\
+             m=application 5010 UDP/DTLS/SCTP webrtc-datachannel\r\n",
+        )
+        .expect("parses");
+        let a = answer(&remote, &local(None), ports).expect("answer");
+        let first = &a.media[0];
+        assert_eq!((first.port, first.proto.as_str()), (30002, "RTP/AVP"));
+        assert_eq!(first.payloads, remote.media[0].payloads[..1]);
+        assert_eq!(first.direction, Direction::RecvOnly);
+        assert_eq!(a.media[1].port, 0);
+        assert_eq!(a.media[2].port, 0);
+        let lines = agreed(&a, &remote).expect("agreed");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].remote.rtp_addr(), "127.0.0.1:5004".parse().ok());
+    }
+
+    #[test]
+    fn nothing_usable_is_a_process_offer_error() {
+        let remote = SessionDescription::parse(
+            "v=0\r\no=- 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n",
+        )
+        .expect("parses");
+        let Err(RtpError::Offer(why)) = answer(&remote, &local(None), ports) else {
+            panic!("refused");
+        };
+        assert!(why.contains("UDP/TLS/RTP/SAVPF"), "{why}");
+    }
+
+    #[test]
+    fn sdes_answers_take_the_offered_suite_and_give_rkms_key() {
+        let mine = MasterKey::generate(CryptoSuite::Aes128CmHmacSha1_80);
+        let theirs = MasterKey::generate(CryptoSuite::Aes128CmHmacSha1_80);
+        let attr = |tag, key: &MasterKey| CryptoAttribute {
+            tag,
+            key: key.clone(),
+        };
+        let text = format!(
+            "v=0\r\no=- 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio 5004 RTP/SAVP 0\r\na=crypto:{}\r\na=crypto:{}\r\n",
+            attr(1, &MasterKey::generate(CryptoSuite::Aes256CmHmacSha1_80)).value(),
+            attr(2, &theirs).value()
+        );
+        let remote = SessionDescription::parse(&text).expect("parses");
+        let a = answer(&remote, &local(Some(&mine)), ports).expect("answer");
+        assert_eq!(a.media[0].crypto, [attr(2, &mine)]);
+        let lines = agreed(&a, &remote).expect("agreed");
+        assert_eq!(lines[0].remote_key, Some(theirs));
+
+        // Plain RTP offered to an encrypted endpoint, and the other way round.
+        let plain = SessionDescription::parse(
+            "v=0\r\no=- 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio 5004 RTP/AVP 0\r\n",
+        )
+        .expect("parses");
+        assert!(answer(&plain, &local(Some(&mine)), ports).is_err());
+        assert!(answer(&remote, &local(None), ports).is_err());
+    }
+
+    #[test]
+    fn answers_that_do_not_match_the_offer_are_refused() {
+        let key = MasterKey::generate(CryptoSuite::Aes128CmHmacSha1_32);
+        let ours = offer(&local(Some(&key)), &[MediaKind::Video], ports).expect("offer");
+        let plain = SessionDescription::parse(
+            "v=0\r\no=- 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=video 5004 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n",
+        )
+        .expect("parses");
+        assert!(agreed(&ours, &plain).unwrap_err().contains("RTP/SAVPF"));
+        let two = SessionDescription::parse(
+            "v=0\r\no=- 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=video 5004 RTP/AVP 96\r\nm=audio 5006 RTP/AVP 0\r\n",
+        )
+        .expect("parses");
+        assert!(agreed(&ours, &two).is_err());
+        let plain_offer = offer(&local(None), &[MediaKind::Video], ports).expect("offer");
+        let refused = SessionDescription::parse(
+            "v=0\r\no=- 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=video 0 RTP/AVP 96\r\n",
+        )
+        .expect("parses");
+        assert!(agreed(&plain_offer, &refused).is_err());
+        assert_eq!(agreed(&plain_offer, &plain).expect("ok").len(), 1);
+    }
+}

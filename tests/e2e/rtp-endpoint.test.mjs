@@ -1,0 +1,249 @@
+// RtpEndpoint against ffmpeg, the way SIP gateways and GStreamer/ffmpeg
+// pipelines use Kurento: plain RTP (and SDES-SRTP) offer/answer, ffmpeg
+// sending a test pattern that headless Chromium must decode through a
+// WebRtcEndpoint, Chromium's camera received by ffmpeg into a file that
+// ffprobe reads, and bad SDP refused with Kurento's error codes.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRkms, RawClient, sleep } from './helpers.mjs';
+import { launchBrowser } from './browser.mjs';
+import { connectPage, flowingIn, nextEvent, kurento } from './media-peers.mjs';
+
+const dir = mkdtempSync(join(tmpdir(), 'rkms-rtp-'));
+const SDES_KEY = Buffer.from('rkms-rtp-endpoint-test-key-30b').subarray(0, 30).toString('base64');
+
+let server;
+let browser;
+const children = new Set();
+before(async () => {
+  server = await startRkms({ env: { KMS_NETWORK_INTERFACES: 'lo' } });
+  browser = await launchBrowser();
+});
+after(async () => {
+  for (const child of children) child.kill('SIGKILL');
+  await browser?.close();
+  await server?.stop();
+});
+
+/** The port, profile and payload types of an SDP's first `media` line. */
+function mediaLine(sdp, media) {
+  const lines = sdp.split(/\r?\n/);
+  const start = lines.findIndex((l) => l.startsWith(`m=${media} `));
+  assert.ok(start >= 0, `no m=${media} in ${sdp}`);
+  const end = lines.findIndex((l, i) => i > start && l.startsWith('m='));
+  const section = lines.slice(start, end < 0 ? undefined : end);
+  const [, port, proto] = lines[start].split(' ');
+  const pt = (name) => {
+    const map = section.find((l) => new RegExp(`^a=rtpmap:\\d+ ${name}/`, 'i').test(l));
+    return map && Number(map.match(/^a=rtpmap:(\d+)/)[1]);
+  };
+  return { port: Number(port), proto, pt, section };
+}
+
+/** A UDP port with a free neighbour (for ffmpeg's RTP and RTCP). */
+async function freePortPair() {
+  for (;;) {
+    const port = await new Promise((resolve) => {
+      const s = createSocket('udp4');
+      s.bind(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+    });
+    if (port % 2 === 0 && port < 65000) return port;
+  }
+}
+
+/** Resolves once someone has bound UDP `port` on loopback (ffmpeg listening). */
+async function boundByOther(port, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const taken = await new Promise((resolve) => {
+      const s = createSocket('udp4');
+      s.once('error', () => resolve(true));
+      s.bind(port, '127.0.0.1', () => s.close(() => resolve(false)));
+    });
+    if (taken) return;
+    await sleep(100);
+  }
+  throw new Error(`nothing bound UDP port ${port}`);
+}
+
+function runFfmpeg(args) {
+  const child = spawn('ffmpeg', ['-nostdin', '-hide_banner', '-loglevel', 'error', ...args],
+    { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  children.add(child);
+  const exited = new Promise((resolve) => child.on('exit', (code) => {
+    children.delete(child);
+    resolve({ code, stderr });
+  }));
+  return { child, exited };
+}
+
+/** An SDP for ffmpeg's side: its address, port and the one codec (after a
+ * refused audio line when answering rkms's audio+video offer). */
+function peerSdp({ port, proto = 'RTP/AVP', pt, rtpmap, fmtp, direction, crypto, refuseAudio }) {
+  return ['v=0', 'o=- 0 0 IN IP4 127.0.0.1', 's=ffmpeg', 'c=IN IP4 127.0.0.1', 't=0 0',
+    ...(refuseAudio ? [`m=audio 0 ${proto} 0`] : []),
+    `m=video ${port} ${proto} ${pt}`, `a=rtpmap:${pt} ${rtpmap}`,
+    ...(fmtp ? [`a=fmtp:${pt} ${fmtp}`] : []),
+    ...(crypto ? [`a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:${crypto}`] : []),
+    `a=${direction}`, ''].join('\r\n');
+}
+
+const ENCODERS = {
+  VP8: { rtpmap: 'VP8/90000', args: ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '500k'] },
+  H264: { rtpmap: 'H264/90000', fmtp: 'packetization-mode=1',
+    args: ['-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p'] },
+};
+
+/** ffmpeg sends a test pattern to rkms's offer; the RtpEndpoint feeds a
+ * Chromium page, which must decode it. */
+async function ffmpegToPage(codec, { crypto } = {}) {
+  const client = await kurento(server.url, { failAfter: 3 });
+  const pipeline = await client.create('MediaPipeline');
+  const rtp = await pipeline.create('RtpEndpoint', crypto
+    ? { crypto: kurento.getComplexType('SDES')({ crypto: 'AES_128_CM_HMAC_SHA1_80' }) } : {});
+  const { endpoint, peer } = await connectPage(browser, pipeline, { codec });
+  await rtp.connect(endpoint);
+  const connected = nextEvent(rtp, 'ConnectionStateChanged', (e) => e.newState === 'CONNECTED');
+  const offer = await rtp.generateOffer();
+  const video = mediaLine(offer, 'video');
+  assert.equal(video.proto, crypto ? 'RTP/SAVPF' : 'RTP/AVPF');
+  assert.equal(video.section.some((l) => l.startsWith('a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:')), !!crypto);
+  const pt = video.pt(codec);
+  assert.ok(pt, `rkms offers ${codec}: ${offer}`);
+
+  const local = await freePortPair();
+  const enc = ENCODERS[codec];
+  const scheme = crypto ? 'srtp' : 'rtp';
+  const ff = runFfmpeg(['-re', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=30', '-t', '60', '-an',
+    ...enc.args, '-g', '30', '-f', 'rtp', '-payload_type', String(pt),
+    ...(crypto ? ['-srtp_out_suite', 'AES_CM_128_HMAC_SHA1_80', '-srtp_out_params', crypto] : []),
+    `${scheme}://127.0.0.1:${video.port}?rtcpport=${video.port + 1}&localrtpport=${local}&localrtcpport=${local + 1}`]);
+  await rtp.processAnswer(peerSdp({ port: local, proto: crypto ? 'RTP/SAVP' : 'RTP/AVP', pt,
+    rtpmap: enc.rtpmap, fmtp: enc.fmtp, direction: 'sendonly', crypto, refuseAudio: true }));
+  await connected;
+  await flowingIn(rtp);
+  const stats = await peer.waitFor((s) => s.video?.framesDecoded > 30);
+  ff.child.kill('SIGTERM');
+  await ff.exited;
+  const remote = await rtp.getRemoteSessionDescriptor();
+  await pipeline.release();
+  await peer.page.close();
+  client.close();
+  return { stats, remote };
+}
+
+/** Chromium's camera goes through rkms to ffmpeg, which records 3 s to a
+ * WebM file; returns ffprobe's view of the file. */
+async function pageToFfmpeg({ crypto } = {}) {
+  const client = await kurento(server.url, { failAfter: 3 });
+  const pipeline = await client.create('MediaPipeline');
+  const { endpoint } = await connectPage(browser, pipeline, { codec: 'VP8' });
+  await flowingIn(endpoint);
+  const rtp = await pipeline.create('RtpEndpoint', crypto ? {
+    crypto: kurento.getComplexType('SDES')({ crypto: 'AES_128_CM_HMAC_SHA1_80', keyBase64: crypto }),
+  } : {});
+  await endpoint.connect(rtp);
+
+  const port = await freePortPair();
+  const sdpFile = join(dir, `offer-${port}.sdp`);
+  const offer = peerSdp({ port, proto: crypto ? 'RTP/SAVP' : 'RTP/AVP', pt: 96, rtpmap: 'VP8/90000',
+    direction: 'recvonly', crypto });
+  writeFileSync(sdpFile, offer);
+  const out = join(dir, `received-${port}.webm`);
+  const ff = runFfmpeg(['-protocol_whitelist', 'file,udp,rtp,srtp', '-i', sdpFile,
+    '-c', 'copy', '-t', '3', '-y', out]);
+  await boundByOther(port);
+  const answer = await rtp.processOffer(offer);
+  const video = mediaLine(answer, 'video');
+  assert.equal(video.pt('VP8'), 96, 'the answer keeps the offerer\'s payload type');
+  assert.equal(video.section.includes('a=sendonly'), true, answer);
+  const { code, stderr } = await ff.exited;
+  assert.equal(code, 0, stderr);
+  const flowing = await rtp.isMediaFlowingOut('VIDEO');
+  await pipeline.release();
+  client.close();
+  const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-count_frames', '-show_entries',
+    'stream=codec_type,codec_name,nb_read_frames', '-of', 'json', out]).toString());
+  return { streams: probe.streams, flowing };
+}
+
+test('ffmpeg sends VP8 RTP to the offer of an RtpEndpoint; Chromium decodes it', async () => {
+  const { stats, remote } = await ffmpegToPage('VP8');
+  assert.match(stats.video.codec, /VP8/i);
+  assert.equal(stats.video.frameWidth, 320);
+  assert.match(remote, /a=sendonly/);
+});
+
+test('ffmpeg sends H264 RTP (packetization-mode 1); Chromium decodes it', async () => {
+  const { stats } = await ffmpegToPage('H264');
+  assert.match(stats.video.codec, /H264/i);
+  assert.equal(stats.video.frameHeight, 240);
+});
+
+test('SDES: ffmpeg sends SRTP with its own key from the answer; Chromium decodes it', async () => {
+  const { stats } = await ffmpegToPage('VP8', { crypto: SDES_KEY });
+  assert.match(stats.video.codec, /VP8/i);
+});
+
+test('Chromium publishes through an RtpEndpoint answering ffmpeg\'s offer; ffmpeg records it', async () => {
+  const { streams, flowing } = await pageToFfmpeg();
+  assert.equal(flowing, true);
+  assert.equal(streams.length, 1);
+  assert.equal(streams[0].codec_name, 'vp8');
+  assert.ok(Number(streams[0].nb_read_frames) > 30, JSON.stringify(streams));
+});
+
+test('SDES with keyBase64: ffmpeg decrypts what rkms sends with the given key', async () => {
+  const { streams } = await pageToFfmpeg({ crypto: SDES_KEY });
+  assert.equal(streams[0].codec_name, 'vp8');
+  assert.ok(Number(streams[0].nb_read_frames) > 30, JSON.stringify(streams));
+});
+
+test('bad SDP and bad keys get Kurento\'s error codes; the server stays usable', async () => {
+  const c = await RawClient.open(server.url);
+  const pipeline = await c.call('create', { type: 'MediaPipeline', constructorParams: {} });
+  const create = (params) => c.request('create',
+    { type: 'RtpEndpoint', constructorParams: { mediaPipeline: pipeline, ...params } });
+  const ep = (await create({})).result.value;
+  const invoke = (object, operation, operationParams = {}) =>
+    c.request('invoke', { object, operation, operationParams });
+  const cases = [
+    [['processOffer', { offer: 'not sdp at all' }], 40201],
+    [['processAnswer', { answer: 'v=0' }], 40209],
+    [['processOffer', { offer: peerSdp({ port: 5004, proto: 'UDP/TLS/RTP/SAVPF', pt: 96,
+      rtpmap: 'VP8/90000', direction: 'sendrecv' }) }], 40205],
+    [['processOffer', { offer: peerSdp({ port: 5004, pt: 96, rtpmap: 'theora/90000', direction: 'sendrecv' }) }], 40205],
+    [['processOffer', { offer: peerSdp({ port: 5004, proto: 'RTP/SAVP', pt: 96, rtpmap: 'VP8/90000',
+      direction: 'sendrecv', crypto: SDES_KEY }) }], 40205],
+    [['getLocalSessionDescriptor'], 40202],
+    [['generateOffer', { options: { offerToReceiveAudio: false, offerToReceiveVideo: false } }], 40204],
+  ];
+  for (const [[operation, params], code] of cases) {
+    const answer = await invoke(ep, operation, params);
+    assert.equal(answer.error?.code, code, `${operation} -> ${JSON.stringify(answer)}`);
+    assert.ok(answer.error.message.length > 0);
+  }
+  const badKey = await create({ crypto: { crypto: 'AES_128_CM_HMAC_SHA1_80', key: 'too short' } });
+  assert.equal(badKey.error?.code, 40107, JSON.stringify(badKey));
+  assert.match(badKey.error.message, /crypto/);
+  // The same endpoint still negotiates, once.
+  const offer = (await invoke(ep, 'generateOffer')).result.value;
+  assert.match(offer, /m=audio \d+ RTP\/AVPF 111 0 8/);
+  assert.match(offer, /m=video \d+ RTP\/AVPF 96 97 98 99/);
+  const answer = peerSdp({ port: 5004, pt: 96, rtpmap: 'VP8/90000', direction: 'sendrecv', refuseAudio: true });
+  assert.equal((await invoke(ep, 'processAnswer', { answer: 'garbage' })).error?.code, 40201);
+  const done = await invoke(ep, 'processAnswer', { answer });
+  assert.equal(done.error, undefined, JSON.stringify(done));
+  assert.equal((await invoke(ep, 'processAnswer', { answer })).error?.code, 40210);
+  assert.equal((await invoke(ep, 'generateOffer')).error?.code, 40208);
+  assert.match((await invoke(ep, 'getRemoteSessionDescriptor')).result.value, /m=video 5004/);
+  await c.call('release', { object: pipeline });
+  await c.close();
+});
