@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(cmake nasm pkg-config libvpx-dev chromium chromium-driver coturn ffmpeg janus)
+# The RTSP camera of the PlayerEndpoint tests: GStreamer's RTSP server through Debian's python3-gi.
+APT_PACKAGES=(cmake nasm pkg-config libvpx-dev chromium chromium-driver coturn ffmpeg janus
+    python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+    gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)
 
 install_debian_packages() {
     local missing=()

@@ -3,12 +3,14 @@
 //!
 //! Recordings are confined to the configured roots (`rkms.recording.roots`): a `uri` outside
 //! them, or with a `..` component, is refused at `create` with the reason. Players read WebM,
-//! MKV and MP4 files from `file://` URIs (or absolute paths) and `http(s)://` URLs.
+//! MKV and MP4 files from `file://` URIs (or absolute paths) and `http(s)://` URLs, and live
+//! `rtsp://` cameras (TCP interleaved unless the URI says `?transport=udp`).
 
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rkms_media::elements::player::Opener;
+use rkms_media::elements::rtsp::{RtspTarget, RtspTransport};
 use rkms_media::elements::{ElementEvent, ElementEvents, PlayerElement, RecorderElement};
 use rkms_media::webrtc::WebRtcHost;
 use rkms_media::{ElementId, Pipeline};
@@ -62,13 +64,21 @@ pub fn create_player(
     events: UriEventSink,
 ) -> Result<Arc<dyn PlayerEndpoint>, UriElementError> {
     let uri = options.uri;
+    if uri.starts_with("rtsp://") || uri.starts_with("rtsps://") {
+        let target = RtspTarget::parse(&uri, RtspTransport::default()).map_err(bad_uri)?;
+        let port = host.add_element(element, Some(pipeline.id()));
+        let player = PlayerElement::start_live(port, target, element_events(events))
+            .map_err(|e| UriElementError::Failed(e.to_string()))?;
+        return Ok(Arc::new(PlayerAdapter(Mutex::new(Some(Arc::new(player))))));
+    }
     let open: Opener = if uri.starts_with("file://") || uri.starts_with('/') {
         Arc::new(rkms_recorder::player::open)
     } else if uri.starts_with("http://") || uri.starts_with("https://") {
         Arc::new(|uri: &str| rkms_media::elements::http::open(uri, HTTP_TIMEOUT))
     } else {
         return Err(bad_uri(format!(
-            "'{uri}': rkms plays file://, http:// and https:// URIs of WebM, MKV and MP4 files"
+            "'{uri}': rkms plays file://, http:// and https:// URIs of WebM, MKV and MP4 \
+             files, and rtsp:// cameras"
         )));
     };
     let port = host.add_element(element, Some(pipeline.id()));

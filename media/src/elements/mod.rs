@@ -1,14 +1,15 @@
 //! Media elements that are not WebRTC peers but live on their pipeline's socket loop through an
 //! [`crate::webrtc::ElementPort`]: the recorder (a sink, writing files with `rkms-recorder` on its
 //! own thread), the player (a source, pacing a demuxed input into the loop from its own
-//! thread) and the RtpEndpoint (both, exchanging plain RTP or SDES-SRTP with one remote peer
-//! from threads of its own). None ever blocks the loop; all report what happens as
-//! [`ElementEvent`]s.
+//! thread, or forwarding an RTSP camera's frames as they come) and the RtpEndpoint (both,
+//! exchanging plain RTP or SDES-SRTP with one remote peer from threads of its own). None ever
+//! blocks the loop; all report what happens as [`ElementEvent`]s.
 
 pub mod http;
 pub mod player;
 pub mod recorder;
 pub mod rtp;
+pub mod rtsp;
 
 use std::sync::Arc;
 

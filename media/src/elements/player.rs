@@ -7,6 +7,8 @@
 //! the input are played; AAC (MP4 files) cannot travel over WebRTC and is left out (logged).
 //! The RTP timestamps keep running across pause, seek and replay, so receivers see one
 //! continuous stream.
+//!
+//! `rtsp://` cameras are played by [`super::rtsp`] behind the same [`PlayerElement`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +20,7 @@ use rkms_recorder::player::{Source, SourceFrame};
 use rkms_recorder::rtp::{Pacer, Packetizer};
 use tokio::sync::oneshot;
 
+use super::rtsp::RtspTarget;
 use super::{ElementEvent, ElementEvents, Flows, forwarded_codec, media_kind};
 use crate::graph::MediaKind;
 use crate::routing::RtpPacket;
@@ -38,7 +41,8 @@ pub struct VideoInfo {
 
 type Reply<T> = oneshot::Sender<Result<T, String>>;
 
-enum Control {
+/// A command to a player's thread.
+pub(super) enum Control {
     Play,
     Pause,
     Stop,
@@ -48,7 +52,7 @@ enum Control {
 
 /// A player element. Dropping it stops the thread and takes the element off its loop.
 pub struct PlayerElement {
-    control: Sender<Control>,
+    control: ControlSender,
     /// Media time (ms) of the last frame sent.
     position_ms: Arc<Mutex<u64>>,
 }
@@ -80,24 +84,38 @@ impl PlayerElement {
             .name("rkms-player".into())
             .spawn(move || thread.run(control_rx))?;
         Ok(Self {
-            control,
+            control: ControlSender::File(control),
+            position_ms,
+        })
+    }
+
+    /// Starts the thread of a player of a live camera (connected at the first `play`).
+    pub fn start_live(
+        port: ElementPort,
+        target: RtspTarget,
+        events: ElementEvents,
+    ) -> Result<Self, WebRtcError> {
+        let position_ms = Arc::new(Mutex::new(0));
+        let control = super::rtsp::live::spawn(port, target, events, position_ms.clone())?;
+        Ok(Self {
+            control: ControlSender::Live(control),
             position_ms,
         })
     }
 
     /// Starts or resumes playing.
     pub fn play(&self) {
-        let _ = self.control.send(Control::Play);
+        self.control.send(Control::Play);
     }
 
     /// Pauses; `play` resumes where it stopped.
     pub fn pause(&self) {
-        let _ = self.control.send(Control::Pause);
+        self.control.send(Control::Pause);
     }
 
     /// Stops; `play` starts again from the beginning.
     pub fn stop(&self) {
-        let _ = self.control.send(Control::Stop);
+        self.control.send(Control::Stop);
     }
 
     /// Media time of the last frame sent, in milliseconds.
@@ -108,15 +126,31 @@ impl PlayerElement {
     /// Moves to the last keyframe at or before `ms`.
     pub async fn set_position(&self, ms: u64) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        let _ = self.control.send(Control::Seek(ms, tx));
+        self.control.send(Control::Seek(ms, tx));
         rx.await.map_err(|_| "the player has stopped".to_owned())?
     }
 
     /// Whether the input is seekable and how long it is (opens it if needed).
     pub async fn video_info(&self) -> Result<VideoInfo, String> {
         let (tx, rx) = oneshot::channel();
-        let _ = self.control.send(Control::Info(tx));
+        self.control.send(Control::Info(tx));
         rx.await.map_err(|_| "the player has stopped".to_owned())?
+    }
+}
+
+/// The command channel of a file player's thread or a live player's runtime.
+enum ControlSender {
+    File(Sender<Control>),
+    Live(tokio::sync::mpsc::UnboundedSender<Control>),
+}
+
+impl ControlSender {
+    /// Sends `control`; a player whose thread has ended ignores it.
+    fn send(&self, control: Control) {
+        let _ = match self {
+            ControlSender::File(tx) => tx.send(control).map_err(drop),
+            ControlSender::Live(tx) => tx.send(control).map_err(drop),
+        };
     }
 }
 
@@ -385,7 +419,7 @@ impl PlayerThread {
 }
 
 /// A packetizer's serialised packet as the routing core takes it.
-fn to_rtp_packet(bytes: &[u8]) -> Option<RtpPacket> {
+pub(super) fn to_rtp_packet(bytes: &[u8]) -> Option<RtpPacket> {
     let p = rkms_recorder::rtp::RtpPacket::parse(bytes).ok()?;
     let mut packet = RtpPacket::default();
     packet.header.version = 2;
