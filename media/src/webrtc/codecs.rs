@@ -3,7 +3,9 @@
 //! Forwarding never transcodes here: a packet goes to a sink only if the sink negotiated the
 //! same codec ([`CodecId`]), under the sink's own payload type.
 
-use rtc::interceptor::{NackGeneratorBuilder, Registry, Slot};
+use std::sync::OnceLock;
+
+use rtc::interceptor::{NackGeneratorBuilder, Registry, Slot, TwccReceiverBuilder};
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
@@ -107,8 +109,32 @@ pub fn rtp_kind(kind: MediaKind) -> RtpCodecKind {
 /// ssrc-audio-level, video-orientation;
 /// plus the interceptors: NACK generation, sender and receiver reports, TWCC feedback, and the
 /// [`FeedbackTap`] that lets keyframe requests and NACKs through to the socket loop.
+///
+/// The engine is built once and cloned for each peer: a clone's codec and feedback lists are
+/// sized exactly, where registering feedback per peer left ~4 KB of growth slack in each.
 pub fn media_setup() -> Result<(MediaEngine, Registry), rtc::shared::error::Error> {
+    static TEMPLATE: OnceLock<MediaEngine> = OnceLock::new();
+    let engine = match TEMPLATE.get() {
+        Some(engine) => engine.clone(),
+        None => {
+            let engine = engine_template()?;
+            TEMPLATE.get_or_init(|| engine).clone()
+        }
+    };
+    // The crate's default interceptors without its NACK responder: rkms answers NACKs from the
+    // routing core's history, since forwarded packets never pass the crate's sender, and the
+    // responder would keep an empty 1,024-packet buffer (~110 KB) per video stream rkms sends.
+    let registry = Registry::new()
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+        .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build());
+    let registry = configure_rtcp_reports(registry)
+        .with(Slot::Custom(FEEDBACK_TAP_SLOT), FeedbackTap::default());
+    Ok((engine, registry))
+}
+
+fn engine_template() -> Result<MediaEngine, rtc::shared::error::Error> {
     let mut engine = MediaEngine::default();
+    // The default codecs already carry the nack and nack pli feedback.
     engine.register_default_codecs()?;
     // Besides mid and transport-wide-cc, which the crate's interceptor set-up registers.
     for (uri, kind) in [
@@ -125,15 +151,11 @@ pub fn media_setup() -> Result<(MediaEngine, Registry), rtc::shared::error::Erro
             None,
         )?;
     }
-    // The crate's default interceptors without its NACK responder: rkms answers NACKs from the
-    // routing core's history, since forwarded packets never pass the crate's sender, and the
-    // responder would keep an empty 1,024-packet buffer (~110 KB) per video stream rkms sends.
-    // The default codecs already carry the nack and nack pli feedback.
     configure_simulcast_extension_headers(&mut engine)?;
-    let registry = Registry::new().with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
-    let registry = configure_rtcp_reports(configure_twcc_receiver_only(registry, &mut engine)?)
-        .with(Slot::Custom(FEEDBACK_TAP_SLOT), FeedbackTap::default());
-    Ok((engine, registry))
+    // Only for what it registers on the engine (transport-cc feedback and extension): each
+    // peer's registry gets its own TWCC receiver in `media_setup`.
+    configure_twcc_receiver_only(Registry::new(), &mut engine)?;
+    Ok(engine)
 }
 
 /// The first codec of `kind` that rkms forwards among an SDP's m-sections, as crate codec

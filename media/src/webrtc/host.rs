@@ -27,7 +27,7 @@ use super::peer::{Inbound, Peer};
 use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 use super::stats::EndpointStats;
 use super::taps::{ElementPort, SinkSenderReport, TapInput, Taps};
-use super::udp::{SendBatch, stun_local_ufrag};
+use super::udp::{SendBatch, enlarge_buffers, stun_local_ufrag};
 use crate::graph::{ElementId, MediaKind};
 use crate::routing::{Rewritten, Router, RtpPacket, starts_keyframe};
 
@@ -128,6 +128,7 @@ impl Shard {
         for &ip in &settings.bind_addresses {
             let std_socket = bind_in_range(ip, settings.port_min, settings.port_max)?;
             std_socket.set_nonblocking(true)?;
+            enlarge_buffers(&std_socket);
             let local = std_socket.local_addr()?;
             let advertised = SocketAddr::new(advertised_ip(ip, settings), local.port());
             advertised_addrs.push(advertised);

@@ -114,8 +114,9 @@ pub(crate) struct Peer {
     flow_out: [Flow; 2],
     /// Set when the transport comes up: the video it will be sent needs a keyframe.
     wants_keyframe: bool,
-    /// The crate's local SDP and the one announced for it.
-    announced: Option<(String, String)>,
+    /// A hash of the crate's local SDP and the limits its announced form carries (fixed when
+    /// it was negotiated). Not the SDPs themselves: ~3 KB per endpoint, kept for its lifetime.
+    announced: Option<(u64, BandwidthLimits)>,
     /// The remote's receiver estimates (REMB) of what rkms sends it.
     remote_estimate: ReceiverEstimate,
     /// When the bound rkms asks the remote sender for goes out.
@@ -322,13 +323,20 @@ impl Peer {
     /// (fixed when it was negotiated).
     pub(crate) fn local_description(&mut self) -> Option<String> {
         let sdp = self.pc.local_description()?.sdp;
-        if self.announced.as_ref().is_none_or(|(from, _)| *from != sdp) {
-            let announced = announce_bandwidth(&sdp, &self.options.bandwidth);
-            self.announced = Some((sdp, announced));
-        }
-        self.announced
-            .as_ref()
-            .map(|(_, announced)| announced.clone())
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            sdp.hash(&mut hasher);
+            hasher.finish()
+        };
+        let limits = match self.announced {
+            Some((from, limits)) if from == hash => limits,
+            _ => {
+                self.announced = Some((hash, self.options.bandwidth));
+                self.options.bandwidth
+            }
+        };
+        Some(announce_bandwidth(&sdp, &limits))
     }
 
     pub(crate) fn remote_description(&self) -> Option<String> {

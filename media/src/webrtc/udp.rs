@@ -132,6 +132,76 @@ impl SendBatch {
     }
 }
 
+/// Kernel buffer asked for each shared socket, receive and send: ~900 full-size datagrams (the
+/// kernel's accounting counts about twice their size), about a second of what 500 subscribers
+/// and their publisher send one loop, so a loop pass fanning a frame out to hundreds of sinks,
+/// or a moment without CPU, does not overflow the socket every endpoint of the loop receives
+/// on. The kernel's default (~200 KB) held a tenth of that. More would only turn an overloaded
+/// loop's loss into seconds of delay.
+pub const SOCKET_BUFFER: usize = 2 << 20;
+
+/// Asks the kernel for [`SOCKET_BUFFER`] bytes of receive and send buffer on `socket` (beyond
+/// `net.core.rmem_max`/`wmem_max` when the process may), and warns when it got less.
+pub fn enlarge_buffers(socket: &impl AsRawFd) {
+    for (option, force, sysctl) in [
+        (libc::SO_RCVBUF, libc::SO_RCVBUFFORCE, "net.core.rmem_max"),
+        (libc::SO_SNDBUF, libc::SO_SNDBUFFORCE, "net.core.wmem_max"),
+    ] {
+        // Linux reports twice the size asked for (its bookkeeping overhead); half is usable.
+        let got = |fd| get_int_option(fd, option).map_or(0, |v| v / 2);
+        let fd = socket.as_raw_fd();
+        if set_int_option(fd, force, SOCKET_BUFFER).is_err() {
+            let _ = set_int_option(fd, option, SOCKET_BUFFER);
+        }
+        let size = got(fd);
+        if size < SOCKET_BUFFER {
+            tracing::warn!(
+                "UDP socket buffer capped at {size} bytes (asked {SOCKET_BUFFER}): raise {sysctl} \
+                 to at least {SOCKET_BUFFER}, or bursts to many subscribers may drop packets"
+            );
+        }
+    }
+}
+
+fn set_int_option(fd: libc::c_int, option: libc::c_int, value: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(value).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads `value` (an int, as these options take) during the call only.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn get_int_option(fd: libc::c_int, option: libc::c_int) -> io::Result<usize> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `value`, an int.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(usize::try_from(value).unwrap_or(0))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
