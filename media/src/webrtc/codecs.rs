@@ -41,6 +41,14 @@ pub enum CodecId {
 }
 
 impl CodecId {
+    /// How many codecs there are.
+    pub const COUNT: usize = 8;
+
+    /// A dense index (0..[`CodecId::COUNT`]), for per-codec tables.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The codec of an `rtpmap` name (`VP8`, `opus`, ...) and its `fmtp` line; `None` for codecs
     /// rkms does not forward (rtx, red, ulpfec, telephone-event, ...).
     pub fn from_name(name: &str, fmtp: &str) -> Option<CodecId> {
@@ -232,6 +240,11 @@ pub fn first_offered_codec(sdp: &str, kind: MediaKind) -> Option<RTCRtpCodecPara
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codec_indexes_fit_the_tables() {
+        assert_eq!(CodecId::Av1.index(), CodecId::COUNT - 1);
+    }
 
     #[test]
     fn picks_the_first_forwardable_codec_in_offer_order() {

@@ -63,9 +63,12 @@ impl SourceIds {
 }
 
 /// Ids of the extensions rkms writes in one sink stream, and that stream's mid.
+///
+/// Inline (no heap): the fan-out reads it for every sink of every packet.
 #[derive(Debug, Default, Clone)]
 pub struct SinkIds {
-    mid: Option<(u8, Vec<u8>)>,
+    /// The mid extension's id, and the mid (at most 16 bytes) with its length.
+    mid: Option<(u8, [u8; 16], u8)>,
     abs_send_time: Option<u8>,
     audio_level: Option<u8>,
     video_orientation: Option<u8>,
@@ -81,11 +84,13 @@ impl SinkIds {
                 .and_then(|e| u8::try_from(e.id).ok())
                 .filter(|id| (1..=14).contains(id))
         };
+        let mid = mid.filter(|m| !m.is_empty() && m.len() <= 16).map(|m| {
+            let mut bytes = [0u8; 16];
+            bytes[..m.len()].copy_from_slice(m.as_bytes());
+            (bytes, m.len() as u8)
+        });
         SinkIds {
-            mid: id(MID).zip(
-                mid.filter(|m| !m.is_empty() && m.len() <= 16)
-                    .map(String::into_bytes),
-            ),
+            mid: id(MID).zip(mid).map(|(id, (bytes, len))| (id, bytes, len)),
             abs_send_time: id(ABS_SEND_TIME),
             audio_level: id(AUDIO_LEVEL),
             video_orientation: id(VIDEO_ORIENTATION),
@@ -101,8 +106,8 @@ impl SinkIds {
             buf[at + 1..at + 1 + data.len()].copy_from_slice(data);
             at += 1 + data.len();
         };
-        if let Some((id, mid)) = &self.mid {
-            put(*id, mid);
+        if let Some((id, mid, len)) = &self.mid {
+            put(*id, &mid[..usize::from(*len)]);
         }
         if let Some(id) = self.abs_send_time {
             put(id, &abs_send_time.to_be_bytes()[1..]);

@@ -133,8 +133,11 @@ pub const DATAGRAM_OVERHEAD: usize = 12 + 40 + MAX_SRTP_OVERHEAD;
 #[derive(Debug, Clone)]
 pub struct OutStream {
     ssrc: u32,
-    /// Negotiated payload type per codec.
-    payload_types: Vec<(CodecId, u8)>,
+    /// Negotiated payload type of each codec, by [`CodecId::index`] (inline: the fan-out reads
+    /// it for every sink of every packet, and a heap lookup cost a cache miss each).
+    payload_types: [Option<u8>; CodecId::COUNT],
+    /// The first negotiated codec and its payload type.
+    first: Option<(CodecId, u8)>,
     extensions: SinkIds,
     roc: RolloverCounter,
     /// The last timestamp sent, when, and at what clock rate.
@@ -152,7 +155,8 @@ impl OutStream {
     pub fn new(ssrc: u32) -> Self {
         OutStream {
             ssrc,
-            payload_types: Vec::new(),
+            payload_types: [None; CodecId::COUNT],
+            first: None,
             extensions: SinkIds::default(),
             roc: RolloverCounter::default(),
             last_sent: None,
@@ -170,7 +174,7 @@ impl OutStream {
 
     /// The first negotiated codec and its payload type.
     pub fn first_codec(&self) -> Option<(CodecId, u8)> {
-        self.payload_types.first().copied()
+        self.first
     }
 
     /// Packets forwarded.
@@ -195,7 +199,12 @@ impl OutStream {
 
     /// Records what the session negotiated: payload type per codec, header extension ids.
     pub fn negotiated(&mut self, payload_types: Vec<(CodecId, u8)>, extensions: SinkIds) {
-        self.payload_types = payload_types;
+        self.payload_types = [None; CodecId::COUNT];
+        // The first payload type of a codec wins, as in the SDP's order of preference.
+        for &(codec, pt) in payload_types.iter().rev() {
+            self.payload_types[codec.index()] = Some(pt);
+        }
+        self.first = payload_types.first().copied();
         self.extensions = extensions;
     }
 
@@ -215,7 +224,7 @@ impl OutStream {
         now: Instant,
         buf: &mut [u8],
     ) -> Option<usize> {
-        let Some(&(_, pt)) = self.payload_types.iter().find(|(c, _)| *c == codec) else {
+        let Some(pt) = self.payload_types[codec.index()] else {
             // A source in a codec this peer did not negotiate (a player's file, say).
             if self.unnegotiated == 0 {
                 tracing::warn!(
