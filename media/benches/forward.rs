@@ -24,7 +24,8 @@
 //! The whole host (`examples/forward_host.rs`, 200 subscribers) costs 1.3–1.7× the floor: a
 //! profile (`perf record -g` on the loop) puts ~65% of the loop in the kernel's loopback send
 //! and delivery to 200 sockets, ~10% in AES-GCM, and ~11% in the host's own per-sink code
-//! (peer lookup and the cache misses of touching 200 peers, header writing, the copy).
+//! (peer lookup and the cache misses of touching 200 peers, header writing, the copy); ~4% since
+//! the peer's fast-path state sits together (`loadtest/README.md`, 2026-12-02).
 
 use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket};
