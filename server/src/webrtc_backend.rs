@@ -9,7 +9,8 @@ use parking_lot::Mutex;
 use rkms_media::webrtc::{
     BandwidthLimits, ConnectionState, DataChannelOptions, DtlsState as HostDtls, Endpoint,
     EndpointEvent as HostEvent, EndpointOptions, EndpointStats, FlowState,
-    IceComponentState as HostIce, NetworkSettings, WebRtcError, WebRtcHost,
+    IceComponentState as HostIce, NetworkSettings, TurnServer, TurnUrlError, WebRtcError,
+    WebRtcHost,
 };
 use rkms_media::{ElementId, MediaKind, Pipeline};
 use rkms_recorder::path_policy::RecordingRoots;
@@ -83,11 +84,21 @@ fn network_settings(s: &EndpointSettings) -> Result<NetworkSettings> {
         Some(ip) => net.external_ipv6 = Some(ip.parse().context("externalIPv6")?),
     }
     if let Some(stun) = &s.stun_server_address {
-        net.stun_servers
-            .push(format!("{stun}:{}", s.stun_server_port.unwrap_or(3478)));
+        let port = s.stun_server_port.unwrap_or(3478);
+        net.ice_servers.stun = Some(if stun.contains(':') {
+            format!("[{stun}]:{port}")
+        } else {
+            format!("{stun}:{port}")
+        });
     }
-    if let Some(turn) = &s.turn_url {
-        net.turn_servers.push(format!("turn:{turn}"));
+    if let Some(url) = &s.turn_url {
+        match url.parse::<TurnServer>() {
+            Ok(turn) => net.ice_servers.turn = Some(turn),
+            Err(e @ TurnUrlError::UnsupportedTransport(_)) => {
+                tracing::warn!("turnURL ignored: {e}");
+            }
+            Err(e) => bail!("turnURL: {e}"),
+        }
     }
     Ok(net)
 }

@@ -1,6 +1,7 @@
 // Shared helpers of the end-to-end tests: start the real rkms binary on a
 // free loopback port, and talk raw JSON-RPC to it.
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -137,3 +138,48 @@ export class RawClient {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** TURN REST API credentials for `secret`, minted the way app servers do for coturn. */
+export function turnRestCredentials(secret, user, ttlSeconds = 600) {
+  const username = `${Math.floor(Date.now() / 1000) + ttlSeconds}:${user}`;
+  return { username, credential: createHmac('sha1', secret).update(username).digest('base64') };
+}
+
+/** Starts `rkms turn` (STUN and TURN) on a free loopback port with REST credentials signed by
+ * `secret` (loopback peers allowed unless `allowLoopback` is false); resolves with its UDP/TCP
+ * addresses and `stop()`, which returns its metrics. */
+export function startTurnServer({ secret, allowLoopback = true, extraArgs = [], bin = RKMS_BIN }) {
+  const args = ['turn', '-n', '-L', '127.0.0.1', '-p', '0', '--relay-ip', '127.0.0.1',
+    '--use-auth-secret', '--static-auth-secret', secret, '--realm', 'e2e', '--no-tls',
+    ...(allowLoopback ? ['--allow-loopback-peers'] : []), ...extraArgs];
+  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let stderr = '';
+  proc.stderr.on('data', (d) => { stderr += d; });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`rkms turn did not start: ${stderr}`)), 15000);
+    proc.on('exit', (code) => reject(new Error(`rkms turn exited with ${code}: ${stderr}`)));
+    let started = false;
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = !started && out.match(/rkms turn listening: udp=(\S+) tcp=(\S*)/);
+      if (!m) return;
+      started = true;
+      clearTimeout(timer);
+      proc.removeAllListeners('exit');
+      resolve({
+        udp: m[1],
+        tcp: m[2],
+        /** Stops the relay (SIGTERM) and returns the metrics it prints on the way out. */
+        stop: () => new Promise((done, fail) => {
+          proc.on('exit', () => {
+            const mm = out.match(/rkms turn metrics: (\{.*\})/);
+            if (mm) done(JSON.parse(mm[1]));
+            else fail(new Error(`no metrics line; stdout: ${out}\nstderr: ${stderr}`));
+          });
+          proc.kill('SIGTERM');
+        }),
+      });
+    });
+  });
+}

@@ -5,56 +5,14 @@
 // allocations (RFC 6062) with coturn's turnutils_uclient.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { createHmac } from 'node:crypto';
-import { RKMS_BIN } from './helpers.mjs';
+import { execFile } from 'node:child_process';
+import { startTurnServer, turnRestCredentials } from './helpers.mjs';
 import { launchBrowser } from './browser.mjs';
 
 const SECRET = 'e2e-turn-secret';
 
-/** Starts `rkms turn` on a free loopback port; resolves with its UDP/TCP addresses. */
-function startTurn({ allowLoopback = true } = {}) {
-  const args = ['turn', '-n', '-L', '127.0.0.1', '-p', '0', '--relay-ip', '127.0.0.1',
-    '--use-auth-secret', '--static-auth-secret', SECRET, '--realm', 'e2e', '--no-tls',
-    ...(allowLoopback ? ['--allow-loopback-peers'] : [])];
-  const proc = spawn(RKMS_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let stderr = '';
-  proc.stderr.on('data', (d) => { stderr += d; });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`rkms turn did not start: ${stderr}`)), 15000);
-    proc.on('exit', (code) => reject(new Error(`rkms turn exited with ${code}: ${stderr}`)));
-    let started = false;
-    proc.stdout.on('data', (d) => {
-      out += d;
-      const m = !started && out.match(/rkms turn listening: udp=(\S+) tcp=(\S*)/);
-      if (!m) return;
-      started = true;
-      clearTimeout(timer);
-      proc.removeAllListeners('exit');
-      resolve({
-        udp: m[1],
-        tcp: m[2],
-        /** Stops the relay (SIGTERM) and returns the metrics it prints on the way out. */
-        stop: () => new Promise((done, fail) => {
-          proc.on('exit', () => {
-            const mm = out.match(/rkms turn metrics: (\{.*\})/);
-            if (mm) done(JSON.parse(mm[1]));
-            else fail(new Error(`no metrics line; stdout: ${out}\nstderr: ${stderr}`));
-          });
-          proc.kill('SIGTERM');
-        }),
-      });
-    });
-  });
-}
-
-/** TURN REST API credentials, minted the way app servers do for coturn. */
-function restCredentials(user) {
-  const username = `${Math.floor(Date.now() / 1000) + 600}:${user}`;
-  const credential = createHmac('sha1', SECRET).update(username).digest('base64');
-  return { username, credential };
-}
+const startTurn = (options = {}) => startTurnServer({ secret: SECRET, ...options });
+const restCredentials = (user) => turnRestCredentials(SECRET, user);
 
 async function connectThroughRelay(browser, urls) {
   const iceServers = [{ urls, ...restCredentials('chromium') }];

@@ -9,10 +9,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { createHmac } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { createRequire } from 'node:module';
-import { startRkms, sleep } from './helpers.mjs';
+import { startRkms, sleep, turnRestCredentials } from './helpers.mjs';
 import { launchBrowser } from './browser.mjs';
 
 const require = createRequire(import.meta.url);
@@ -20,11 +19,7 @@ const kurento = require('kurento-client');
 
 const SECRET = 'app-server-shared-secret';
 
-/** TURN REST API credentials, as an app server mints them. */
-function restCredentials(user, ttlSeconds = 600) {
-  const username = `${Math.floor(Date.now() / 1000) + ttlSeconds}:${user}`;
-  return { username, credential: createHmac('sha1', SECRET).update(username).digest('base64') };
-}
+const restCredentials = (user) => turnRestCredentials(SECRET, user);
 
 let server;
 let browser;

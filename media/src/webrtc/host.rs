@@ -25,9 +25,10 @@ use super::events::EndpointEvent;
 use super::extensions::CarriedExtensions;
 use super::peer::{Inbound, Peer};
 use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
+use super::sockets::Sockets;
 use super::stats::EndpointStats;
 use super::taps::{ElementPort, SinkSenderReport, TapInput, Taps};
-use super::udp::{SendBatch, enlarge_buffers, stun_local_ufrag};
+use super::udp::{enlarge_buffers, stun_local_ufrag};
 use crate::graph::{ElementId, MediaKind};
 use crate::routing::{Rewritten, Router, RtpPacket, starts_keyframe};
 
@@ -123,6 +124,7 @@ impl Shard {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut sockets = Vec::new();
+        let mut local_addrs = Vec::new();
         let mut local_candidates = Vec::new();
         let mut advertised_addrs = Vec::new();
         for &ip in &settings.bind_addresses {
@@ -136,9 +138,12 @@ impl Shard {
             let mut socket = UdpSocket::from_std(std_socket);
             poll.registry()
                 .register(&mut socket, Token(sockets.len()), Interest::READABLE)?;
-            sockets.push((socket, local));
+            local_addrs.push(local);
+            // The loop calls a socket by its host candidate's address, as the ICE agent does:
+            // a socket bound on 0.0.0.0 is known by the address it announces.
+            sockets.push((socket, advertised));
         }
-        let local_addrs = sockets.iter().map(|(_, a)| *a).collect();
+        let sockets = Sockets::new(sockets, &settings.ice_servers);
         let (commands, command_rx) = channel();
         let event_loop = EventLoop::new(poll, sockets, command_rx);
         let thread = std::thread::Builder::new()
@@ -507,8 +512,7 @@ fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, WebRtcError> 
 /// The loop thread's state. Everything here is touched by that thread only.
 struct EventLoop {
     poll: Poll,
-    sockets: Vec<(UdpSocket, SocketAddr)>,
-    batches: Vec<SendBatch>,
+    sockets: Sockets,
     commands: Receiver<Command>,
     /// Boxed: a peer connection is ~9 KB, and a map of inline values would keep up to as much
     /// again in empty slots after each doubling.
@@ -522,15 +526,17 @@ struct EventLoop {
     data_routes: DataRoutes,
     inbound: Vec<Inbound>,
     taps: Taps,
+    /// Endpoints whose gathering waits for the STUN/TURN servers' answers.
+    gathering: Vec<ElementId>,
+    /// Data a TURN server relayed, from the remote address (reused buffer).
+    relayed: Vec<(SocketAddr, BytesMut)>,
 }
 
 impl EventLoop {
-    fn new(poll: Poll, sockets: Vec<(UdpSocket, SocketAddr)>, commands: Receiver<Command>) -> Self {
-        let batches = sockets.iter().map(|_| SendBatch::new(64)).collect();
+    fn new(poll: Poll, sockets: Sockets, commands: Receiver<Command>) -> Self {
         EventLoop {
             poll,
             sockets,
-            batches,
             commands,
             peers: HashMap::new(),
             deadlines: HashMap::new(),
@@ -540,6 +546,8 @@ impl EventLoop {
             data_routes: DataRoutes::default(),
             inbound: Vec::with_capacity(64),
             taps: Taps::default(),
+            gathering: Vec::new(),
+            relayed: Vec::new(),
         }
     }
 
@@ -548,6 +556,8 @@ impl EventLoop {
         let mut buf = vec![0u8; 2048];
         let mut next_housekeeping = Instant::now();
         let mut next_report = Instant::now() + REPORT_INTERVAL;
+        // Server candidates are asked for at once, so the first endpoint rarely waits.
+        self.sockets.ask_servers(Instant::now());
         loop {
             let now = Instant::now();
             let next = self
@@ -570,7 +580,7 @@ impl EventLoop {
                 let id = command.endpoint();
                 self.guarded(id, |this| this.on_command(command));
             }
-            for index in 0..self.sockets.len() {
+            for index in 0..self.sockets.0.len() {
                 self.read_socket(index, &mut buf);
             }
             let now = Instant::now();
@@ -599,6 +609,8 @@ impl EventLoop {
                     peer.check_flows(now);
                 }
                 self.bound_publishers(now);
+                self.sockets.ask_servers(now);
+                self.finish_gathering(now);
                 if now >= next_report {
                     next_report = now + REPORT_INTERVAL;
                     let ids: Vec<ElementId> = self.peers.keys().copied().collect();
@@ -616,7 +628,8 @@ impl EventLoop {
 
     fn read_socket(&mut self, index: usize, buf: &mut [u8]) {
         for _ in 0..READ_BUDGET {
-            let (len, from) = match self.sockets[index].0.recv_from(buf) {
+            let s = &mut self.sockets.0[index];
+            let (len, from) = match s.socket.recv_from(buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -626,36 +639,78 @@ impl EventLoop {
                 }
             };
             let datagram = &buf[..len];
-            let id = match self.by_addr.get(&from) {
-                Some(id) => *id,
-                None => match stun_local_ufrag(datagram).and_then(|u| self.by_ufrag.get(u)) {
-                    Some(&id) => {
-                        self.by_addr.insert(from, id);
-                        id
-                    }
-                    None => continue,
-                },
-            };
             let now = Instant::now();
-            let local_addr = self.sockets[index].1;
-            let message = BytesMut::from(datagram);
-            self.guarded(id, |this| {
-                if let Some(peer) = this.peers.get_mut(&id)
-                    && let Err(e) = peer.pc.handle_read(TaggedBytesMut {
-                        now,
-                        transport: TransportContext {
-                            local_addr,
-                            peer_addr: from,
-                            ecn: None,
-                            transport_protocol: TransportProtocol::UDP,
-                        },
-                        message,
-                    })
-                {
-                    tracing::debug!("endpoint {}: dropped a datagram: {e}", id.0);
+            match s.servers.as_mut() {
+                Some(servers) if servers.is_server(from) => {
+                    let mut relayed = std::mem::take(&mut self.relayed);
+                    servers.handle_read(now, from, datagram, &s.socket, &mut relayed);
+                    if let Some(relayed_addr) = servers.relayed_addr() {
+                        for (remote, message) in relayed.drain(..) {
+                            self.deliver(relayed_addr, remote, message, now);
+                        }
+                    }
+                    relayed.clear();
+                    self.relayed = relayed;
+                    self.finish_gathering(now);
                 }
-                this.service(id, now);
-            });
+                _ => {
+                    let local_addr = s.addr;
+                    self.deliver(local_addr, from, BytesMut::from(datagram), now);
+                }
+            }
+        }
+    }
+
+    /// Hands a datagram that reached local candidate `local_addr` to the endpoint `from` belongs
+    /// to (learned from the STUN USERNAME for a new address).
+    fn deliver(
+        &mut self,
+        local_addr: SocketAddr,
+        from: SocketAddr,
+        message: BytesMut,
+        now: Instant,
+    ) {
+        let id = match self.by_addr.get(&from) {
+            Some(id) => *id,
+            None => match stun_local_ufrag(&message).and_then(|u| self.by_ufrag.get(u)) {
+                Some(&id) => {
+                    self.by_addr.insert(from, id);
+                    id
+                }
+                None => return,
+            },
+        };
+        self.guarded(id, |this| {
+            if let Some(peer) = this.peers.get_mut(&id)
+                && let Err(e) = peer.pc.handle_read(TaggedBytesMut {
+                    now,
+                    transport: TransportContext {
+                        local_addr,
+                        peer_addr: from,
+                        ecn: None,
+                        transport_protocol: TransportProtocol::UDP,
+                    },
+                    message,
+                })
+            {
+                tracing::debug!("endpoint {}: dropped a datagram: {e}", id.0);
+            }
+            this.service(id, now);
+        });
+    }
+
+    /// Completes the gathering of the endpoints that waited for the servers, once every server
+    /// has answered or been given up on.
+    fn finish_gathering(&mut self, now: Instant) {
+        if self.gathering.is_empty() || !self.sockets.servers_settled(now) {
+            return;
+        }
+        let candidates: Vec<_> = self.sockets.server_candidates().cloned().collect();
+        for id in std::mem::take(&mut self.gathering) {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.finish_gathering(&candidates);
+            }
+            self.service(id, now);
         }
     }
 
@@ -689,14 +744,10 @@ impl EventLoop {
     fn service(&mut self, id: ElementId, now: Instant) {
         let mut inbound = std::mem::take(&mut self.inbound);
         if let Some(peer) = self.peers.get_mut(&id) {
-            let sockets = &self.sockets;
+            let sockets = &mut self.sockets;
             peer.service(
                 now,
-                |local, to, datagram| {
-                    if let Some((socket, _)) = sockets.iter().find(|(_, a)| *a == local) {
-                        let _ = socket.send_to(datagram, to);
-                    }
-                },
+                |local, to, datagram| sockets.send(local, to, datagram, now),
                 &mut inbound,
             );
             self.deadlines.insert(id, peer.deadline);
@@ -754,8 +805,7 @@ impl EventLoop {
         now: Instant,
     ) {
         let peers = &mut self.peers;
-        let batches = &mut self.batches;
-        let sockets = &self.sockets;
+        let sockets = &mut self.sockets;
         let taps = &self.taps;
         let leg = Leg {
             kind,
@@ -772,7 +822,7 @@ impl EventLoop {
             starts_keyframe,
             |sink, rewritten| {
                 if !taps.deliver(sink, kind, codec, packet, rewritten, now) {
-                    send_to_sink(peers, sockets, batches, sink, &leg, rewritten, now);
+                    send_to_sink(peers, sockets, sink, &leg, rewritten, now);
                 }
             },
         );
@@ -783,8 +833,7 @@ impl EventLoop {
             return;
         };
         let peers = &mut self.peers;
-        let batches = &mut self.batches;
-        let sockets = &self.sockets;
+        let sockets = &mut self.sockets;
         self.router.nack(sink, kind, lost, |packet, rewritten| {
             // A resent packet goes out with the codec it was forwarded with.
             let codec = peers
@@ -798,7 +847,7 @@ impl EventLoop {
                     packet,
                     carried: &carried,
                 };
-                send_to_sink(peers, sockets, batches, sink, &leg, rewritten, now);
+                send_to_sink(peers, sockets, sink, &leg, rewritten, now);
             }
         });
     }
@@ -838,11 +887,7 @@ impl EventLoop {
     }
 
     fn flush(&mut self) {
-        for (batch, (socket, _)) in self.batches.iter_mut().zip(&self.sockets) {
-            if !batch.is_empty() {
-                batch.flush(socket);
-            }
-        }
+        self.sockets.flush();
     }
 
     fn on_command(&mut self, command: Command) {
@@ -884,9 +929,14 @@ impl EventLoop {
             }
             Command::GatherCandidates(id, reply) => {
                 let _ = reply.send(self.with_peer(id, |p| {
-                    p.gather_candidates();
+                    p.start_gathering();
                     Ok(())
                 }));
+                if self.peers.contains_key(&id) {
+                    self.gathering.push(id);
+                    self.sockets.ask_servers(now);
+                    self.finish_gathering(now);
+                }
             }
             Command::CreateDataChannel(id, options, reply) => {
                 let _ = reply.send(self.with_peer(id, |p| p.create_data_channel(options)));
@@ -959,8 +1009,7 @@ struct Leg<'a> {
 /// Writes one forwarded packet for `sink` into its socket's batch.
 fn send_to_sink(
     peers: &mut HashMap<ElementId, Box<Peer>>,
-    sockets: &[(UdpSocket, SocketAddr)],
-    batches: &mut [SendBatch],
+    sockets: &mut Sockets,
     sink: ElementId,
     leg: &Leg<'_>,
     rewritten: Rewritten,
@@ -972,17 +1021,14 @@ fn send_to_sink(
     let Some((to, local)) = peer.fast.remote else {
         return;
     };
-    let Some(index) = sockets.iter().position(|(_, a)| *a == local) else {
-        return;
-    };
-    batches[index].push(&sockets[index].0, to, |slot| {
+    sockets.push(local, to, now, |buf| {
         peer.write_forwarded(
             leg.kind,
             leg.codec,
             leg.packet,
             leg.carried,
             rewritten,
-            slot,
+            buf,
             now,
         )
     });

@@ -108,9 +108,9 @@
 //! **Not yet:** moving a pipeline between threads to balance load; a transport-wide-cc
 //! sequence of our own on forwarded packets; sender reports that carry the publisher's own
 //! RTP/NTP mapping (ours map the last forwarded timestamp to the wall clock at forwarding time,
-//! so audio/video sync is as good as the arrival jitter); RTX on the send side; STUN/TURN candidate gathering and ICE-TCP (host candidates with the
-//! configured external addresses only); a send-side estimate of each subscriber's downlink from
-//! transport-wide-cc (subscribers' REMB is used instead, see [`feedback`]).
+//! so audio/video sync is as good as the arrival jitter); RTX on the send side; ICE-TCP; a
+//! send-side estimate of each subscriber's downlink from transport-wide-cc (subscribers' REMB
+//! is used instead, see [`feedback`]).
 //!
 //! # Safety of the fast path's keys
 //!
@@ -127,8 +127,11 @@ mod events;
 pub mod extensions;
 mod feedback;
 mod host;
+mod ice_servers;
 mod peer;
+mod server_candidates;
 mod settings;
+mod sockets;
 pub mod srtp_out;
 pub mod srtp_tap;
 mod stats;
@@ -139,6 +142,7 @@ pub use data::DataChannelOptions;
 pub use error::WebRtcError;
 pub use events::{ConnectionState, DtlsState, EndpointEvent, FlowState, IceComponentState};
 pub use host::{Endpoint, WebRtcHost};
+pub use ice_servers::{IceServers, TurnServer, TurnUrlError};
 pub(crate) use peer::{fill_random, ntp_now, random_u32};
 pub use settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 pub use stats::{CandidatePairStats, EndpointStats, RtpStreamStats};

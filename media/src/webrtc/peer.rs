@@ -12,7 +12,7 @@ use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, R
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
-use rtc::peer_connection::transport::{RTCIceCandidateInit, RTCIceServer};
+use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -165,20 +165,8 @@ impl Peer {
             .with_ice_credentials(ufrag.clone(), random_token(32))
             .with_receive_mtu(settings.mtu.max(1200))
             .build();
-        let ice_servers = settings
-            .stun_servers
-            .iter()
-            .map(|s| RTCIceServer {
-                urls: vec![format!("stun:{s}")],
-                ..Default::default()
-            })
-            .collect();
         let mut pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(
-                RTCConfigurationBuilder::new()
-                    .with_ice_servers(ice_servers)
-                    .build(),
-            )
+            .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(setting_engine)
             .with_media_engine(engine)
             .with_interceptor_registry(registry)
@@ -380,26 +368,45 @@ impl Peer {
         }
     }
 
-    /// Announces the local candidates (all host candidates are known up front).
-    pub(crate) fn gather_candidates(&mut self) {
-        let mid = self
-            .local_description()
+    /// Starts gathering: the host candidates, known up front, are announced at once.
+    pub(crate) fn start_gathering(&mut self) {
+        self.emit(EndpointEvent::IceComponentStateChanged(
+            IceComponentState::Gathering,
+        ));
+        let mid = self.first_mid();
+        for candidate in &self.local_candidates {
+            self.announce(candidate, &mid);
+        }
+    }
+
+    /// Completes gathering with the socket's server-reflexive and relay candidates.
+    pub(crate) fn finish_gathering(&mut self, server_candidates: &[RTCIceCandidateInit]) {
+        let mid = self.first_mid();
+        for candidate in server_candidates {
+            match self.pc.add_local_candidate(candidate.clone()) {
+                Ok(()) => self.announce(candidate, &mid),
+                Err(e) => tracing::debug!("server candidate not added: {e}"),
+            }
+        }
+        self.emit(EndpointEvent::IceGatheringDone);
+    }
+
+    fn announce(&self, candidate: &RTCIceCandidateInit, mid: &str) {
+        self.emit(EndpointEvent::IceCandidateFound {
+            candidate: candidate.candidate.clone(),
+            sdp_mid: mid.to_owned(),
+            sdp_mline_index: 0,
+        });
+    }
+
+    /// The mid of the first m-section (the bundle's), which candidates are announced for.
+    fn first_mid(&mut self) -> String {
+        self.local_description()
             .and_then(|sdp| {
                 sdp.lines()
                     .find_map(|l| l.strip_prefix("a=mid:").map(|m| m.trim().to_owned()))
             })
-            .unwrap_or_else(|| "0".to_owned());
-        self.emit(EndpointEvent::IceComponentStateChanged(
-            IceComponentState::Gathering,
-        ));
-        for candidate in &self.local_candidates {
-            self.emit(EndpointEvent::IceCandidateFound {
-                candidate: candidate.candidate.clone(),
-                sdp_mid: mid.clone(),
-                sdp_mline_index: 0,
-            });
-        }
-        self.emit(EndpointEvent::IceGatheringDone);
+            .unwrap_or_else(|| "0".to_owned())
     }
 
     /// Records the payload types and header extensions the session negotiated for rkms's send

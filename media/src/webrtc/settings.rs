@@ -2,6 +2,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::ice_servers::IceServers;
+
 /// Where the host listens and what it advertises.
 #[derive(Debug, Clone)]
 pub struct NetworkSettings {
@@ -17,10 +19,8 @@ pub struct NetworkSettings {
     pub external_ipv4: Option<Ipv4Addr>,
     /// Public IPv6 address to advertise in candidates.
     pub external_ipv6: Option<Ipv6Addr>,
-    /// STUN servers (`host:port`), passed to peers' configuration.
-    pub stun_servers: Vec<String>,
-    /// TURN servers (`turn:user:password@host:port`), passed to peers' configuration.
-    pub turn_servers: Vec<String>,
+    /// The STUN/TURN servers each socket gathers its srflx and relay candidates from.
+    pub ice_servers: IceServers,
     /// Largest datagram sent.
     pub mtu: usize,
     /// Whether ICE-TCP candidates are wanted (not implemented yet: ignored with a warning).
@@ -37,8 +37,7 @@ impl Default for NetworkSettings {
             port_max: 0,
             external_ipv4: None,
             external_ipv6: None,
-            stun_servers: Vec::new(),
-            turn_servers: Vec::new(),
+            ice_servers: IceServers::default(),
             mtu: 1200,
             ice_tcp: false,
             threads: 1,

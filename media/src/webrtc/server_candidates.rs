@@ -1,0 +1,445 @@
+//! Server-reflexive and relay candidates of one loop socket.
+//!
+//! The STUN binding and the TURN allocation are made from the loop's own socket, once for every
+//! endpoint on it, with `rtc`'s sans-IO TURN client: the loop hands it the datagrams that come
+//! from the servers and sends what it writes. An endpoint whose selected pair uses the relay
+//! candidate sends through the allocation: ICE checks, DTLS and the crate's RTCP through the
+//! client (Send indications, then ChannelData once a channel is bound), forwarded media with the
+//! channel number learned from those, framed in place by the fast path ([`frame_channel_data`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mio::net::UdpSocket;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateRelayConfig, CandidateServerReflexiveConfig, RTCIceCandidate,
+    RTCIceCandidateInit,
+};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use rtc::turn::client::{Client, ClientConfig, Event};
+
+use super::ice_servers::{IceServers, resolve};
+
+/// How long gathering waits for a server's answer before it completes without that candidate.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the server-reflexive address is asked again (NAT mappings rarely move).
+const SRFLX_REFRESH: Duration = Duration::from_secs(600);
+/// How long after a failure a server is asked again.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// How long a CreatePermission may go unanswered before it is sent again.
+const PERMISSION_RETRY: Duration = Duration::from_secs(5);
+/// ChannelData header: channel number and length (RFC 8656 §12.4).
+pub(super) const CHANNEL_HEADER: usize = 4;
+
+/// One address asked of a server.
+struct Lookup {
+    found: Option<SocketAddr>,
+    /// When gathering stops waiting for the request in flight.
+    waiting: Option<Instant>,
+    /// When to ask (again); `None`: never.
+    next_ask: Option<Instant>,
+}
+
+impl Lookup {
+    fn new(now: Instant) -> Self {
+        Lookup {
+            found: None,
+            waiting: None,
+            next_ask: Some(now),
+        }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.waiting.is_none() && self.next_ask.is_some_and(|t| now >= t)
+    }
+
+    fn answered(&mut self, addr: SocketAddr, next_ask: Option<Instant>) {
+        self.found = Some(addr);
+        self.waiting = None;
+        self.next_ask = next_ask;
+    }
+
+    fn failed(&mut self, now: Instant) {
+        self.found = None;
+        self.waiting = None;
+        self.next_ask = Some(now + RETRY_AFTER);
+    }
+
+    /// Whether gathering need not wait for this lookup; a request past its deadline fails.
+    fn settle(&mut self, now: Instant, what: &str, server: SocketAddr) -> bool {
+        match self.waiting {
+            Some(deadline) if self.found.is_none() && now >= deadline => {
+                tracing::warn!(
+                    "{what} server {server} did not answer within {ANSWER_TIMEOUT:?}; \
+                     gathering completes without its candidate"
+                );
+                self.failed(now);
+                true
+            }
+            Some(_) => self.found.is_some(),
+            None => true,
+        }
+    }
+}
+
+/// The STUN/TURN state of one loop socket.
+pub(super) struct ServerCandidates {
+    /// The socket's host candidate address (the candidates' related address).
+    base: SocketAddr,
+    client: Client,
+    stun: Option<SocketAddr>,
+    turn: Option<SocketAddr>,
+    srflx: Lookup,
+    relay: Lookup,
+    candidates: Vec<RTCIceCandidateInit>,
+    /// Remote addresses a permission was asked for, and when.
+    permissions: HashMap<SocketAddr, Instant>,
+    /// Channel numbers the client bound, by remote address.
+    channels: HashMap<SocketAddr, u16>,
+}
+
+impl ServerCandidates {
+    /// The state for the socket whose host candidate is `base`; `None` when no server is
+    /// configured or none resolves.
+    pub(super) fn new(base: SocketAddr, servers: &IceServers, now: Instant) -> Option<Self> {
+        let stun = servers.stun.as_deref().and_then(|s| resolve(s, base));
+        let turn = servers
+            .turn
+            .as_ref()
+            .and_then(|t| resolve(&t.host_port(), base).map(|addr| (addr, t)));
+        if stun.is_none() && turn.is_none() {
+            return None;
+        }
+        let config = ClientConfig {
+            stun_serv_addr: stun.map(|a| a.to_string()).unwrap_or_default(),
+            turn_serv_addr: turn.map(|(a, _)| a.to_string()).unwrap_or_default(),
+            local_addr: base,
+            transport_protocol: TransportProtocol::UDP,
+            username: turn.map(|(_, t)| t.username.clone()).unwrap_or_default(),
+            password: turn.map(|(_, t)| t.password.clone()).unwrap_or_default(),
+            software: "rkms".to_owned(),
+            ..ClientConfig::default()
+        };
+        let client = rtc::crypto::default_provider()
+            .map_err(|e| e.to_string())
+            .and_then(|provider| Client::new(config, provider).map_err(|e| e.to_string()));
+        let client = match client {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!("no STUN/TURN client for {base}: {e}");
+                return None;
+            }
+        };
+        Some(ServerCandidates {
+            base,
+            client,
+            stun,
+            turn: turn.map(|(a, _)| a),
+            srflx: Lookup::new(now),
+            relay: Lookup::new(now),
+            candidates: Vec::new(),
+            permissions: HashMap::new(),
+            channels: HashMap::new(),
+        })
+    }
+
+    /// Whether `from` is one of this socket's servers (its datagrams go to [`Self::handle_read`]).
+    pub(super) fn is_server(&self, from: SocketAddr) -> bool {
+        self.stun == Some(from) || self.turn == Some(from)
+    }
+
+    /// The allocation's relayed address, once allocated.
+    pub(super) fn relayed_addr(&self) -> Option<SocketAddr> {
+        self.relay.found
+    }
+
+    /// The srflx and relay candidates known now.
+    pub(super) fn candidates(&self) -> &[RTCIceCandidateInit] {
+        &self.candidates
+    }
+
+    /// Sends the requests that are due: a first binding and allocation, a rare srflx refresh,
+    /// a retry after a failure.
+    pub(super) fn ask(&mut self, now: Instant, socket: &UdpSocket) {
+        if self.stun.is_some() && self.srflx.due(now) {
+            match self.client.send_binding_request(now) {
+                Ok(_) => self.srflx.waiting = Some(now + ANSWER_TIMEOUT),
+                Err(e) => {
+                    tracing::warn!("STUN binding request not sent: {e}");
+                    self.srflx.failed(now);
+                }
+            }
+        }
+        if self.turn.is_some() && self.relay.due(now) {
+            match self.client.allocate(now) {
+                Ok(_) => self.relay.waiting = Some(now + ANSWER_TIMEOUT),
+                Err(e) => {
+                    tracing::warn!("TURN allocation not requested: {e}");
+                    self.relay.failed(now);
+                }
+            }
+        }
+        self.flush(socket);
+    }
+
+    /// Whether every configured server has answered or been given up on.
+    pub(super) fn settled(&mut self, now: Instant) -> bool {
+        let srflx = match self.stun {
+            Some(server) => self.srflx.settle(now, "STUN", server),
+            None => true,
+        };
+        let relay = match self.turn {
+            Some(server) => self.relay.settle(now, "TURN", server),
+            None => true,
+        };
+        srflx && relay
+    }
+
+    /// Feeds a datagram from a server. Data relayed from remote peers is appended to `relayed`.
+    pub(super) fn handle_read(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        socket: &UdpSocket,
+        relayed: &mut Vec<(SocketAddr, BytesMut)>,
+    ) {
+        let message = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: self.base,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(datagram),
+        };
+        if let Err(e) = self.client.handle_read(message) {
+            tracing::debug!("datagram from ICE server {from} dropped: {e}");
+        }
+        self.take_events(now, relayed);
+        self.flush(socket);
+    }
+
+    /// Runs the client's retransmissions and refreshes (allocation, permissions).
+    pub(super) fn handle_timeout(&mut self, now: Instant, socket: &UdpSocket) {
+        if self.client.poll_timeout().is_some_and(|t| t <= now) {
+            let _ = self.client.handle_timeout(now);
+            self.take_events(now, &mut Vec::new());
+            self.flush(socket);
+        }
+    }
+
+    /// Sends `datagram` to `to` through the allocation. Until the server permits `to` it is
+    /// dropped (ICE and DTLS retransmit).
+    pub(super) fn send_relayed(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        datagram: &[u8],
+        socket: &UdpSocket,
+    ) {
+        let Some(relayed) = self.relay.found else {
+            return;
+        };
+        let Ok(mut relay) = self.client.relay(relayed) else {
+            return;
+        };
+        if relay.send_to(now, datagram, to).is_err() {
+            let asked = self.permissions.get(&to);
+            if asked.is_none_or(|at| now.saturating_duration_since(*at) > PERMISSION_RETRY) {
+                self.permissions.insert(to, now);
+                if let Err(e) = relay.create_permission(now, to) {
+                    tracing::debug!("TURN permission for {to} not requested: {e}");
+                }
+            }
+        }
+        // The client writes ChannelData only once a channel is bound; this one is for `to`.
+        while let Some(out) = self.client.poll_write() {
+            if let Some(number) = channel_number(&out.message) {
+                self.channels.insert(to, number);
+            }
+            send(socket, &out.message, out.transport.peer_addr);
+        }
+    }
+
+    /// The TURN server and the channel bound for `to`, when the fast path may frame media
+    /// for it itself.
+    pub(super) fn channel(&self, to: SocketAddr) -> Option<(SocketAddr, u16)> {
+        Some((self.turn?, *self.channels.get(&to)?))
+    }
+
+    fn take_events(&mut self, now: Instant, relayed: &mut Vec<(SocketAddr, BytesMut)>) {
+        let before = (self.srflx.found, self.relay.found);
+        while let Some(event) = self.client.poll_event() {
+            match event {
+                Event::BindingResponse(_, mapped) => {
+                    self.srflx.answered(mapped, Some(now + SRFLX_REFRESH));
+                }
+                Event::AllocateResponse(_, relayed_addr) => {
+                    tracing::info!("TURN allocation {relayed_addr} for {}", self.base);
+                    // The client refreshes the allocation itself.
+                    self.relay.answered(relayed_addr, None);
+                }
+                Event::BindingError(_, e) => {
+                    tracing::warn!("STUN binding for {} failed: {e}", self.base);
+                    self.srflx.failed(now);
+                }
+                Event::AllocateError(_, e) => {
+                    tracing::warn!("TURN allocation for {} failed: {e}", self.base);
+                    self.relay.failed(now);
+                }
+                Event::TransactionTimeout(_) => {
+                    // A retransmitted request ran out; whichever lookup still waits gave up.
+                    for lookup in [&mut self.srflx, &mut self.relay] {
+                        if lookup.waiting.is_some() && lookup.found.is_none() {
+                            lookup.failed(now);
+                        }
+                    }
+                }
+                Event::DataIndicationOrChannelData(_, from, data) => relayed.push((from, data)),
+                Event::CreatePermissionError(_, e) => {
+                    tracing::debug!("TURN permission refused: {e}");
+                }
+                _ => {}
+            }
+        }
+        if before != (self.srflx.found, self.relay.found) {
+            self.candidates = [
+                self.srflx.found.map(|a| srflx_candidate(a, self.base)),
+                self.relay.found.map(|a| relay_candidate(a, self.base)),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                c.map_err(|e| tracing::warn!("server candidate not built: {e}"))
+                    .ok()
+            })
+            .collect();
+        }
+    }
+
+    fn flush(&mut self, socket: &UdpSocket) {
+        while let Some(out) = self.client.poll_write() {
+            send(socket, &out.message, out.transport.peer_addr);
+        }
+    }
+}
+
+fn send(socket: &UdpSocket, datagram: &[u8], to: SocketAddr) {
+    if let Err(e) = socket.send_to(datagram, to) {
+        tracing::trace!("send to ICE server {to}: {e}");
+    }
+}
+
+/// The channel number of a ChannelData message (first two bits 01).
+fn channel_number(datagram: &[u8]) -> Option<u16> {
+    let header = datagram.get(..CHANNEL_HEADER)?;
+    (header[0] & 0xC0 == 0x40).then(|| u16::from_be_bytes([header[0], header[1]]))
+}
+
+/// Writes the ChannelData header in front of the `len` bytes already at
+/// `slot[CHANNEL_HEADER..]`; returns the datagram length. Over UDP no padding is needed.
+pub(super) fn frame_channel_data(slot: &mut [u8], number: u16, len: usize) -> usize {
+    slot[..2].copy_from_slice(&number.to_be_bytes());
+    slot[2..CHANNEL_HEADER].copy_from_slice(&(len as u16).to_be_bytes());
+    CHANNEL_HEADER + len
+}
+
+fn config(addr: SocketAddr) -> CandidateConfig {
+    CandidateConfig {
+        network: "udp".to_owned(),
+        address: addr.ip().to_string(),
+        port: addr.port(),
+        component: 1,
+        ..Default::default()
+    }
+}
+
+fn srflx_candidate(mapped: SocketAddr, base: SocketAddr) -> Result<RTCIceCandidateInit, String> {
+    let candidate = CandidateServerReflexiveConfig {
+        base_config: config(mapped),
+        rel_addr: base.ip().to_string(),
+        rel_port: base.port(),
+        url: None,
+    }
+    .new_candidate_server_reflexive()
+    .map_err(|e| e.to_string())?;
+    RTCIceCandidate::from(&candidate)
+        .to_json()
+        .map_err(|e| e.to_string())
+}
+
+fn relay_candidate(relayed: SocketAddr, base: SocketAddr) -> Result<RTCIceCandidateInit, String> {
+    let candidate = CandidateRelayConfig {
+        base_config: config(relayed),
+        rel_addr: base.ip().to_string(),
+        rel_port: base.port(),
+        url: None,
+    }
+    .new_candidate_relay()
+    .map_err(|e| e.to_string())?;
+    RTCIceCandidate::from(&candidate)
+        .to_json()
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_say_their_type_and_base() {
+        let base: SocketAddr = "10.0.0.5:40000".parse().unwrap();
+        let srflx = srflx_candidate("203.0.113.7:50000".parse().unwrap(), base).unwrap();
+        assert!(
+            srflx
+                .candidate
+                .contains("203.0.113.7 50000 typ srflx raddr 10.0.0.5 rport 40000"),
+            "{}",
+            srflx.candidate
+        );
+        let relay = relay_candidate("198.51.100.2:49152".parse().unwrap(), base).unwrap();
+        assert!(
+            relay
+                .candidate
+                .contains("198.51.100.2 49152 typ relay raddr 10.0.0.5 rport 40000"),
+            "{}",
+            relay.candidate
+        );
+    }
+
+    #[test]
+    fn channel_data_framing_round_trips() {
+        let mut slot = [0u8; 64];
+        slot[CHANNEL_HEADER..CHANNEL_HEADER + 3].copy_from_slice(&[0x80, 1, 2]);
+        let n = frame_channel_data(&mut slot, 0x4001, 3);
+        assert_eq!(&slot[..n], &[0x40, 0x01, 0, 3, 0x80, 1, 2]);
+        assert_eq!(channel_number(&slot[..n]), Some(0x4001));
+        // STUN (00) and RTP (10) are not ChannelData.
+        assert_eq!(channel_number(&[0x00, 0x01, 0, 0]), None);
+        assert_eq!(channel_number(&[0x80, 0x60, 0, 0]), None);
+        assert_eq!(channel_number(&[0x40]), None);
+    }
+
+    #[test]
+    fn a_silent_server_is_given_up_after_the_timeout() {
+        let now = Instant::now();
+        let server: SocketAddr = "192.0.2.1:3478".parse().unwrap();
+        let mut lookup = Lookup::new(now);
+        assert!(lookup.due(now));
+        lookup.waiting = Some(now + ANSWER_TIMEOUT);
+        assert!(!lookup.settle(now, "STUN", server));
+        assert!(lookup.settle(now + ANSWER_TIMEOUT, "STUN", server));
+        assert!(
+            !lookup.due(now + ANSWER_TIMEOUT),
+            "retried later, not at once"
+        );
+        // A late answer still counts for later gatherings.
+        lookup.answered(server, Some(now + SRFLX_REFRESH));
+        assert_eq!(lookup.found, Some(server));
+    }
+}
