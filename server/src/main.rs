@@ -107,6 +107,11 @@ async fn serve(
         config.port = port;
     }
     let turn = start_turn(config.turn.clone(), webrtc.media_addrs()).await;
+    if let Some(relay) = &turn
+        && endpoint_settings.turn_url.is_none()
+    {
+        webrtc.use_embedded_relay(relay);
+    }
     let engine = Engine::with_backend(
         EngineConfig {
             gc_period: config.gc_period,

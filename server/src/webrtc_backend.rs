@@ -1,16 +1,17 @@
 //! The WebRTC layer of `rkms-media` (one socket-loop host serving every
 //! endpoint) plugged into the signaling layer's media backend port.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use parking_lot::Mutex;
 use rkms_media::webrtc::{
     BandwidthLimits, ConnectionState, DataChannelOptions, DtlsState as HostDtls, Endpoint,
     EndpointEvent as HostEvent, EndpointOptions, EndpointStats, FlowState,
-    IceComponentState as HostIce, NetworkSettings, TurnServer, TurnUrlError, WebRtcError,
-    WebRtcHost,
+    IceComponentState as HostIce, IceServers, NetworkSettings, TurnServer, TurnUrlError,
+    WebRtcError, WebRtcHost,
 };
 use rkms_media::{ElementId, MediaKind, Pipeline};
 use rkms_recorder::path_policy::RecordingRoots;
@@ -30,6 +31,8 @@ const COMPONENT: u32 = 1;
 
 pub struct WebRtcBackend {
     host: WebRtcHost,
+    /// The configured STUN/TURN servers (the embedded relay may be added).
+    ice_servers: IceServers,
     /// New endpoints' bandwidth properties.
     bandwidth: BandwidthLimits,
     recording_roots: RecordingRoots,
@@ -38,11 +41,13 @@ pub struct WebRtcBackend {
 impl WebRtcBackend {
     /// Starts the host on the configured interfaces and ports.
     pub fn start(settings: &EndpointSettings, recording_roots: RecordingRoots) -> Result<Self> {
-        let host =
-            WebRtcHost::start(network_settings(settings)?).context("starting the WebRTC host")?;
+        let network = network_settings(settings)?;
+        let ice_servers = network.ice_servers.clone();
+        let host = WebRtcHost::start(network).context("starting the WebRTC host")?;
         tracing::info!(addresses = ?host.local_addrs(), "WebRTC host listening");
         Ok(Self {
             host,
+            ice_servers,
             bandwidth: settings.bandwidth,
             recording_roots,
         })
@@ -60,6 +65,37 @@ impl WebRtcBackend {
         addrs
     }
 }
+
+impl WebRtcBackend {
+    /// Makes the embedded relay the endpoints' TURN server (when no `turnURL` is configured),
+    /// reached on its UDP listener, with credentials minted for rkms that never leave it.
+    pub fn use_embedded_relay(&self, relay: &rkms_turn::RelayHandle) {
+        let Some(listener) = relay.udp_addrs().first() else {
+            return;
+        };
+        let host = match listener.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let credentials = relay.mint_credentials("rkms-webrtc", EMBEDDED_RELAY_CREDENTIALS);
+        let mut servers = self.ice_servers.clone();
+        servers.turn = Some(TurnServer {
+            host: host.to_string(),
+            port: listener.port(),
+            username: credentials.username,
+            password: credentials.password,
+        });
+        match self.host.set_ice_servers(&servers) {
+            Ok(()) => tracing::info!("endpoints gather relay candidates from the embedded relay"),
+            Err(e) => tracing::warn!("embedded relay not used by endpoints: {e}"),
+        }
+    }
+}
+
+/// Lifetime of the credentials rkms mints for its own allocations on the embedded relay: as
+/// long as the process (the client signs refreshes with them).
+const EMBEDDED_RELAY_CREDENTIALS: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Kurento's endpoint settings as the host takes them.
 fn network_settings(s: &EndpointSettings) -> Result<NetworkSettings> {

@@ -1,7 +1,7 @@
 // rkms's own server candidates, configured as Kurento's are (KMS_STUN_IP/PORT, KMS_TURN_URL),
 // with `rkms turn` on loopback as the STUN and TURN server: a WebRtcEndpoint announces a srflx
 // candidate, and a relay candidate that a headless Chromium reaches when nothing else works
-// (media crosses the server-side allocation). A dead server delays gathering a little but
+// (media crosses the server-side allocation); with no turnURL the embedded relay gives it. A dead server delays gathering a little but
 // never stops it: IceGatheringDone comes and media flows over host candidates.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -96,6 +96,21 @@ test('KMS_STUN_IP/PORT: the endpoint announces a srflx candidate and hello-world
 // rkms's media socket is on 127.0.0.2 and the browser is relay-only with its own allocation on
 // the same server, which only ever permits 127.0.0.1 (rkms's relay candidate): the one path
 // that works is the browser's allocation to rkms's allocation to rkms.
+async function relayOnly(server, browserTurnUrl) {
+  const result = await helloWorld(server, {
+    keep: (c) => typeOf(c) === 'relay',
+    peerOptions: {
+      iceServers: [{ urls: [browserTurnUrl], ...turnRestCredentials(SECRET, 'browser') }],
+      iceTransportPolicy: 'relay',
+    },
+  });
+  const relay = result.announced.filter((c) => typeOf(c) === 'relay');
+  assert.ok(relay.length > 0, `announced: ${result.announced.join(' | ')}`);
+  for (const c of relay) assert.match(c, / 127\.0\.0\.1 \d+ typ relay raddr 127\.0\.0\.2 rport \d+/);
+  assert.equal(result.gatheringDone, result.announced.length);
+  return result;
+}
+
 test('KMS_TURN_URL: a browser given only the relay candidate decodes through the allocation', async () => {
   const turn = await startTurnServer({ secret: SECRET });
   const { username, credential } = turnRestCredentials(SECRET, 'rkms', 3600);
@@ -107,17 +122,7 @@ test('KMS_TURN_URL: a browser given only the relay candidate decodes through the
   });
   let result;
   try {
-    result = await helloWorld(server, {
-      keep: (c) => typeOf(c) === 'relay',
-      peerOptions: {
-        iceServers: [{ urls: [`turn:${turn.udp}?transport=udp`], ...turnRestCredentials(SECRET, 'browser') }],
-        iceTransportPolicy: 'relay',
-      },
-    });
-    const relay = result.announced.filter((c) => typeOf(c) === 'relay');
-    assert.equal(relay.length, 1, `announced: ${result.announced.join(' | ')}`);
-    assert.match(relay[0], / 127\.0\.0\.1 \d+ typ relay raddr 127\.0\.0\.2 rport \d+/);
-    assert.equal(result.gatheringDone, result.announced.length);
+    result = await relayOnly(server, `turn:${turn.udp}?transport=udp`);
   } finally {
     await server.stop();
   }
@@ -129,6 +134,25 @@ test('KMS_TURN_URL: a browser given only the relay candidate decodes through the
   // browser's (to its client).
   assert.ok(metrics.packets_to_peer >= result.video.packetsReceived, detail);
   assert.ok(metrics.packets_to_client >= result.video.packetsReceived, detail);
+});
+
+test('with no turnURL, endpoints get a relay candidate from the embedded relay', async () => {
+  const server = await startRkms({
+    env: { KMS_NETWORK_INTERFACES: '127.0.0.2' },
+    config: {
+      rkms: {
+        turn: {
+          listening_ips: ['127.0.0.1'], relay_ips: ['127.0.0.1'], realm: 'e2e',
+          static_auth_secrets: [SECRET], allow_loopback_peers: true,
+        },
+      },
+    },
+  });
+  try {
+    await relayOnly(server, server.turnUrls.find((u) => u.endsWith('transport=udp')));
+  } finally {
+    await server.stop();
+  }
 });
 
 test('dead STUN and TURN servers: gathering completes and media flows over host candidates', async () => {

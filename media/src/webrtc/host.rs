@@ -23,6 +23,7 @@ use super::data::{DataChannelOptions, DataRoutes};
 use super::error::WebRtcError;
 use super::events::EndpointEvent;
 use super::extensions::CarriedExtensions;
+use super::ice_servers::IceServers;
 use super::peer::{Inbound, Peer};
 use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 use super::sockets::Sockets;
@@ -58,6 +59,8 @@ pub(super) enum Command {
     CloseDataChannel(ElementId, u16, Reply<()>),
     Connect(ElementId, ElementId, MediaKind),
     Disconnect(ElementId, ElementId, MediaKind),
+    /// New STUN/TURN servers for every socket of the loop.
+    SetIceServers(IceServers),
     /// From a non-WebRTC element ([`super::taps`]).
     Tap(ElementId, TapInput),
     Shutdown,
@@ -83,7 +86,7 @@ impl Command {
             | Command::Connect(_, id, _)
             | Command::Disconnect(_, id, _)
             | Command::Tap(id, _) => *id,
-            Command::Shutdown => ElementId(u32::MAX),
+            Command::Shutdown | Command::SetIceServers(_) => ElementId(u32::MAX),
         }
     }
 }
@@ -188,6 +191,15 @@ impl WebRtcHost {
             settings,
             placement: Placement::default(),
         })
+    }
+
+    /// Replaces the STUN/TURN servers every socket gathers server candidates from (the
+    /// embedded relay starts after the host). Names are resolved on the loop threads.
+    pub fn set_ice_servers(&self, servers: &IceServers) -> Result<(), WebRtcError> {
+        for shard in &self.shards {
+            shard.handle.send(Command::SetIceServers(servers.clone()))?;
+        }
+        Ok(())
     }
 
     /// The bound socket addresses of every loop thread.
@@ -980,6 +992,10 @@ impl EventLoop {
                 if let Some(source) = self.router.keyframe_requested(id, kind, now) {
                     self.send_keyframe_request(source, kind, now);
                 }
+            }
+            Command::SetIceServers(servers) => {
+                self.sockets.set_servers(&servers, now);
+                self.sockets.ask_servers(now);
             }
             Command::Shutdown => {}
         }

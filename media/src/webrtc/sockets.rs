@@ -34,20 +34,28 @@ pub(super) struct Sockets(pub(super) Vec<LoopSocket>);
 impl Sockets {
     /// The sockets with their STUN/TURN state (DNS lookups of the servers happen here).
     pub(super) fn new(sockets: Vec<(UdpSocket, SocketAddr)>, servers: &IceServers) -> Self {
-        let now = Instant::now();
-        Sockets(
+        let mut sockets = Sockets(
             sockets
                 .into_iter()
                 .map(|(socket, addr)| LoopSocket {
                     socket,
                     addr,
                     batch: SendBatch::new(64),
-                    servers: (!servers.is_empty())
-                        .then(|| ServerCandidates::new(addr, servers, now))
-                        .flatten(),
+                    servers: None,
                 })
                 .collect(),
-        )
+        );
+        sockets.set_servers(servers, Instant::now());
+        sockets
+    }
+
+    /// Starts over with `servers` (their first requests go out at the next [`Self::ask_servers`]).
+    pub(super) fn set_servers(&mut self, servers: &IceServers, now: Instant) {
+        for s in &mut self.0 {
+            s.servers = (!servers.is_empty())
+                .then(|| ServerCandidates::new(s.addr, servers, now))
+                .flatten();
+        }
     }
 
     fn route(&self, local: SocketAddr) -> Option<Route> {
