@@ -5,8 +5,9 @@
 //! worker collects packets until every track of the profile has seen its codec, or for
 //! [`CODEC_WAIT`] after the first one, then creates the recorder (so a codec the container
 //! cannot hold, or a file that cannot be created, is reported right then) and writes what it
-//! collected. Keyframe requests go to the source through the loop's router, like a WebRTC
-//! sink's PLI.
+//! collected. Video is collected from its first keyframe on: what comes before cannot be
+//! decoded, so a video-only file (and its `Recording` event) starts at that picture. Keyframe
+//! requests go to the source through the loop's router, like a WebRTC sink's PLI.
 //!
 //! Each track is first anchored on the arrival of its first packet; the sources' RTCP sender
 //! reports (their RTP time already in this sink's numbering) then put audio and video of one
@@ -22,6 +23,7 @@ use tokio::sync::oneshot;
 
 use super::{ElementEvent, ElementEvents, Flows, container_codec, media_kind, track_kind};
 use crate::graph::MediaKind;
+use crate::routing::starts_keyframe;
 use crate::webrtc::{ElementPort, SinkPacket, SinkSenderReport, WebRtcError};
 
 /// How long the worker waits for the profile's other track once one has media.
@@ -106,8 +108,13 @@ enum State {
     Idle,
     /// `record` was called; packets are kept until the codecs are known.
     Starting {
+        /// Arrival of the first packet kept.
         first: Option<Instant>,
         pending: Vec<SinkPacket>,
+        /// Whether video's first keyframe came (video before it is not kept).
+        keyframe: bool,
+        /// When a keyframe was last asked for.
+        asked: Instant,
     },
     Recording(Box<Recorder>),
 }
@@ -176,6 +183,8 @@ impl Worker {
                     self.state = State::Starting {
                         first: None,
                         pending: Vec::new(),
+                        keyframe: false,
+                        asked: Instant::now(),
                     };
                     // Asked now rather than once the file exists: the keyframe arrives while
                     // the codecs are being learnt and is kept, so the file starts with a
@@ -262,8 +271,19 @@ impl Worker {
         };
         match &mut self.state {
             State::Idle => {}
-            State::Starting { first, pending } => {
+            State::Starting {
+                first,
+                pending,
+                keyframe,
+                ..
+            } => {
                 self.codecs[i].get_or_insert(codec);
+                if p.kind == MediaKind::Video && !*keyframe {
+                    if !starts_keyframe(p.codec, &p.payload) {
+                        return;
+                    }
+                    *keyframe = true;
+                }
                 first.get_or_insert(p.arrival);
                 if pending.len() < MAX_PENDING {
                     pending.push(p);
@@ -296,9 +316,23 @@ impl Worker {
         for kind in self.flows.stopped(now, false) {
             self.emit(ElementEvent::FlowIn(kind, false));
         }
-        let State::Starting { first, .. } = &self.state else {
+        let State::Starting {
+            first,
+            keyframe,
+            asked,
+            ..
+        } = &mut self.state
+        else {
             return;
         };
+        // The request made at `record`, or the keyframe it brought, was lost.
+        if !*keyframe
+            && self.profile.has(rkms_recorder::TrackKind::Video)
+            && now.saturating_duration_since(*asked) >= CODEC_WAIT
+        {
+            *asked = now;
+            self.port.request_keyframe(MediaKind::Video);
+        }
         let Some(first) = *first else {
             return;
         };

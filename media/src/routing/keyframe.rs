@@ -10,7 +10,9 @@ pub const MIN_KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Collapses every sink's keyframe requests for one source into at most one request per
 /// [`MIN_KEYFRAME_INTERVAL`]; a request that arrives too early is remembered and sent when the
-/// interval ends, so no sink's request is lost.
+/// interval ends, so no sink's request is lost, unless a keyframe from the source passes in the
+/// meantime (the one the previous request brought answers it: no second keyframe is asked
+/// for, and the sink gets its picture a round trip sooner than at the interval's end).
 #[derive(Debug, Default, Clone)]
 pub struct KeyframeGate {
     last_sent: Option<Instant>,
@@ -22,6 +24,17 @@ impl KeyframeGate {
     pub fn request(&mut self, now: Instant) -> bool {
         self.pending = true;
         self.poll(now)
+    }
+
+    /// Whether a request is waiting for the interval to end: only then does the router look at
+    /// whether a packet starts a keyframe.
+    pub fn is_pending(&self) -> bool {
+        self.pending
+    }
+
+    /// A keyframe from the source passed: it answers every request made so far.
+    pub fn keyframe_passed(&mut self) {
+        self.pending = false;
     }
 
     /// Whether a deferred request is due now (call on the loop's timer).
@@ -162,5 +175,20 @@ mod tests {
             "the merged request goes out"
         );
         assert!(!g.poll(t0 + Duration::from_millis(2000)), "and only once");
+    }
+
+    #[test]
+    fn a_keyframe_in_flight_answers_the_deferred_request() {
+        let t0 = Instant::now();
+        let mut g = KeyframeGate::default();
+        assert!(g.request(t0));
+        assert!(!g.request(t0 + Duration::from_millis(10)));
+        assert!(g.is_pending());
+        g.keyframe_passed();
+        assert!(
+            !g.poll(t0 + Duration::from_millis(600)),
+            "nothing left to ask"
+        );
+        assert!(g.request(t0 + Duration::from_millis(700)));
     }
 }

@@ -237,7 +237,8 @@ impl Router {
 
     /// Forwards a packet that `source` received: remembers it for NACKs and calls `send` once
     /// per sink with the sink's header fields. `starts_keyframe` tells whether the packet starts
-    /// a keyframe; it is asked only while sinks are switching to this source.
+    /// a keyframe; it is asked only while sinks are switching to this source or a keyframe
+    /// request to it is deferred.
     pub fn route(
         &mut self,
         source: ElementId,
@@ -247,11 +248,18 @@ impl Router {
         starts_keyframe: impl FnOnce() -> bool,
         mut send: impl FnMut(ElementId, Rewritten),
     ) {
-        let Some(pad) = self.sources.get(&(source, kind)) else {
+        let Some(pad) = self.sources.get_mut(&(source, kind)) else {
             return;
         };
+        let keyframe = if pad.incoming.is_empty() && !pad.keyframes.is_pending() {
+            false
+        } else {
+            starts_keyframe()
+        };
+        if keyframe {
+            pad.keyframes.keyframe_passed();
+        }
         if !pad.incoming.is_empty() {
-            let keyframe = starts_keyframe();
             let due: Vec<ElementId> = pad
                 .incoming
                 .iter()
@@ -539,5 +547,18 @@ mod tests {
         r.due_keyframe_requests(later, |s, k| due.push((s, k)));
         assert_eq!(due, [(a, MediaKind::Video)]);
         assert_eq!(r.keyframe_requested(c, MediaKind::Video, later), None);
+    }
+
+    #[test]
+    fn a_keyframe_passing_answers_a_deferred_request() {
+        let now = Instant::now();
+        let mut r = Router::new();
+        let (a, b) = (ElementId(1), ElementId(2));
+        r.connect(a, b, MediaKind::Video, now);
+        assert_eq!(r.keyframe_requested(b, MediaKind::Video, now), None);
+        routed(&mut r, 1, MediaKind::Video, &keyframe(1, 0));
+        let mut due = Vec::new();
+        r.due_keyframe_requests(now + MIN_KEYFRAME_INTERVAL, |s, k| due.push((s, k)));
+        assert_eq!(due, [], "the keyframe that passed was the answer");
     }
 }

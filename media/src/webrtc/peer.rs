@@ -504,12 +504,10 @@ impl Peer {
     }
 
     fn recv_kind_of_ssrc(&mut self, ssrc: u32) -> Option<MediaKind> {
-        let streams: Vec<(MediaKind, RTCRtpReceiverId)> =
-            self.recv.iter().map(|s| (s.kind, s.receiver)).collect();
-        streams.into_iter().find_map(|(kind, id)| {
-            let receiver = self.pc.rtp_receiver(id)?;
+        self.recv.iter().find_map(|stream| {
+            let receiver = self.pc.rtp_receiver(stream.receiver)?;
             let found = receiver.track().ssrcs().any(|s| s == ssrc);
-            found.then_some(kind)
+            found.then_some(stream.kind)
         })
     }
 
