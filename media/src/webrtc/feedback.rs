@@ -26,7 +26,8 @@
 //!   climb back. Congestion shows as an estimate that drops; it is over once the estimate is
 //!   back above the rate rkms forwards that subscriber. While congested, the estimate is clamped
 //!   to the subscriber's `[minVideoSendBandwidth, maxVideoSendBandwidth]`; otherwise the
-//!   subscriber contributes its `maxVideoSendBandwidth` alone, if it has one;
+//!   subscriber contributes its `maxVideoSendBandwidth` alone, if it has one (by default it has
+//!   none: see [`BandwidthLimits`]'s default);
 //! - the publisher is asked for the smallest of those, clamped to its own
 //!   `[max(minVideoRecvBandwidth, 30 kbps), maxVideoRecvBandwidth]`;
 //! - no subscriber and no maximum: no bound (after a bound was sent, a high one lifts it).

@@ -74,14 +74,17 @@ pub struct BandwidthLimits {
 }
 
 impl Default for BandwidthLimits {
-    /// Kurento's defaults.
+    /// Kurento's defaults but one: `maxVideoSendBandwidth` is unlimited rather than 500 kbps.
+    /// rkms forwards and does not encode, so that value would be a ceiling asked of every
+    /// publisher with a subscriber: the 500 kbps that keeps Kurento's calls below 720p.
+    /// Congested subscribers still bound their publisher (see the `feedback` module).
     fn default() -> Self {
         BandwidthLimits {
             min_video_recv_kbps: 0,
             max_video_recv_kbps: 0,
             max_audio_recv_kbps: 0,
             min_video_send_kbps: 100,
-            max_video_send_kbps: 500,
+            max_video_send_kbps: 0,
         }
     }
 }
