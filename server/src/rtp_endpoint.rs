@@ -190,7 +190,7 @@ impl WebRtcEndpoint for RtpAdapter {
     }
 
     fn stats(&self) -> BoxFuture<'_, Option<EndpointStats>> {
-        Box::pin(async { None })
+        Box::pin(async move { self.element().ok()?.stats() })
     }
 
     fn release(&self) {

@@ -130,13 +130,19 @@ async function ffmpegToPage(codec, { crypto } = {}) {
   await connected;
   await flowingIn(rtp);
   const stats = await peer.waitFor((s) => s.video?.framesDecoded > 30);
+  const rtpStats = await rtp.getStats('VIDEO');
   ff.child.kill('SIGTERM');
   await ff.exited;
   const remote = await rtp.getRemoteSessionDescriptor();
   await pipeline.release();
   await peer.page.close();
   client.close();
-  return { stats, remote };
+  return { stats, remote, rtpStats };
+}
+
+/** The entries of a Kurento stats report of one `type` (inboundrtp, outboundrtp, ...). */
+function statsOf(report, type) {
+  return Object.values(report).filter((s) => s.type === type);
 }
 
 /** Chromium's camera goes through rkms to ffmpeg, which records 3 s to a
@@ -167,18 +173,26 @@ async function pageToFfmpeg({ crypto } = {}) {
   const { code, stderr } = await ff.exited;
   assert.equal(code, 0, stderr);
   const flowing = await rtp.isMediaFlowingOut('VIDEO');
+  const rtpStats = await rtp.getStats('VIDEO');
   await pipeline.release();
   client.close();
   const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-count_frames', '-show_entries',
     'stream=codec_type,codec_name,nb_read_frames', '-of', 'json', out]).toString());
-  return { streams: probe.streams, flowing };
+  return { streams: probe.streams, flowing, rtpStats };
 }
 
 test('ffmpeg sends VP8 RTP to the offer of an RtpEndpoint; Chromium decodes it', async () => {
-  const { stats, remote } = await ffmpegToPage('VP8');
+  const { stats, remote, rtpStats } = await ffmpegToPage('VP8');
   assert.match(stats.video.codec, /VP8/i);
   assert.equal(stats.video.frameWidth, 320);
   assert.match(remote, /a=sendonly/);
+  // getStats counts what ffmpeg sent: at least the frames the browser decoded.
+  const [inbound] = statsOf(rtpStats, 'inboundrtp');
+  assert.ok(inbound?.packetsReceived > 30, JSON.stringify(rtpStats));
+  assert.ok(inbound.bytesReceived > 1000);
+  assert.match(rtpStats[inbound.codecId].codec, /VP8/);
+  assert.ok(statsOf(rtpStats, 'transport')[0].bytesReceived > inbound.bytesReceived);
+  assert.deepEqual(statsOf(rtpStats, 'outboundrtp'), [], 'a sendonly remote gets nothing');
 });
 
 test('ffmpeg sends H264 RTP (packetization-mode 1); Chromium decodes it', async () => {
@@ -193,11 +207,15 @@ test('SDES: ffmpeg sends SRTP with its own key from the answer; Chromium decodes
 });
 
 test('Chromium publishes through an RtpEndpoint answering ffmpeg\'s offer; ffmpeg records it', async () => {
-  const { streams, flowing } = await pageToFfmpeg();
+  const { streams, flowing, rtpStats } = await pageToFfmpeg();
   assert.equal(flowing, true);
   assert.equal(streams.length, 1);
   assert.equal(streams[0].codec_name, 'vp8');
   assert.ok(Number(streams[0].nb_read_frames) > 30, JSON.stringify(streams));
+  // getStats counts what rkms sent ffmpeg: at least the frames in its file.
+  const [outbound] = statsOf(rtpStats, 'outboundrtp');
+  assert.ok(outbound?.packetsSent > Number(streams[0].nb_read_frames), JSON.stringify(rtpStats));
+  assert.match(rtpStats[outbound.codecId].codec, /VP8/);
 });
 
 test('SDES with keyBase64: ffmpeg decrypts what rkms sends with the given key', async () => {

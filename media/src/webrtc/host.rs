@@ -779,21 +779,7 @@ impl EventLoop {
                     kind,
                     ntp,
                     rtp_time,
-                } => {
-                    let taps = &self.taps;
-                    self.router
-                        .sink_timestamps(id, kind, rtp_time, |sink, timestamp| {
-                            taps.deliver_report(
-                                sink,
-                                SinkSenderReport {
-                                    kind,
-                                    ntp,
-                                    timestamp,
-                                    arrival: now,
-                                },
-                            )
-                        });
-                }
+                } => self.pass_sender_report(id, kind, ntp, rtp_time, now),
                 Inbound::Data(message) => {
                     for sink in self.data_routes.sinks_of(id).to_vec() {
                         if let Some(peer) = self.peers.get_mut(&sink) {
@@ -838,6 +824,31 @@ impl EventLoop {
                 }
             },
         );
+    }
+
+    /// Hands `source`'s sender report to the sink elements it feeds that take reports, its RTP
+    /// time renumbered for each.
+    fn pass_sender_report(
+        &self,
+        source: ElementId,
+        kind: MediaKind,
+        ntp: u64,
+        rtp_time: u32,
+        now: Instant,
+    ) {
+        let taps = &self.taps;
+        self.router
+            .sink_timestamps(source, kind, rtp_time, |sink, timestamp| {
+                taps.deliver_report(
+                    sink,
+                    SinkSenderReport {
+                        kind,
+                        ntp,
+                        timestamp,
+                        arrival: now,
+                    },
+                )
+            });
     }
 
     fn answer_nack(&mut self, sink: ElementId, kind: MediaKind, lost: Vec<u16>, now: Instant) {
@@ -988,6 +999,14 @@ impl EventLoop {
             Command::Tap(id, TapInput::Rtp(kind, codec, packet)) => {
                 self.forward(id, kind, codec, &packet, &CarriedExtensions::default(), now)
             }
+            Command::Tap(
+                id,
+                TapInput::SenderReport {
+                    kind,
+                    ntp,
+                    rtp_time,
+                },
+            ) => self.pass_sender_report(id, kind, ntp, rtp_time, now),
             Command::Tap(id, TapInput::KeyframeRequest(kind)) => {
                 if let Some(source) = self.router.keyframe_requested(id, kind, now) {
                     self.send_keyframe_request(source, kind, now);

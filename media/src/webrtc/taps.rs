@@ -75,6 +75,13 @@ pub(crate) enum TapInput {
     AttachReports(Sender<SinkSenderReport>),
     /// A packet the element (a source) produced, to route.
     Rtp(MediaKind, CodecId, RtpPacket),
+    /// The sender report of a stream the element (a source) produces: its wall clock (NTP) at
+    /// an RTP time of that stream, passed on to the sinks that take reports.
+    SenderReport {
+        kind: MediaKind,
+        ntp: u64,
+        rtp_time: u32,
+    },
     /// The element (a sink) wants a keyframe from its source.
     KeyframeRequest(MediaKind),
     /// The element (a source) wants to hear its sinks' keyframe requests.
@@ -232,6 +239,25 @@ impl ElementPort {
     ) -> Result<(), WebRtcError> {
         self.handle
             .send(Command::Tap(self.id, TapInput::Rtp(kind, codec, packet)))
+    }
+
+    /// Passes on the sender report of the `kind` stream this element produces (`rtp_time` in
+    /// the numbering of the packets it gives [`Self::send_rtp`]), so the sinks that record it
+    /// can align audio and video.
+    pub fn send_sender_report(
+        &self,
+        kind: MediaKind,
+        ntp: u64,
+        rtp_time: u32,
+    ) -> Result<(), WebRtcError> {
+        self.handle.send(Command::Tap(
+            self.id,
+            TapInput::SenderReport {
+                kind,
+                ntp,
+                rtp_time,
+            },
+        ))
     }
 
     /// Asks the source feeding this element's `kind` pad for a keyframe.

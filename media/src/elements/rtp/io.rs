@@ -16,6 +16,9 @@
 //!   and sends them from the RTP socket (symmetric RTP) under the remote's payload type and this
 //!   element's SSRC, encrypted when SDES is on.
 //!
+//! The in thread also publishes the element's statistics (for `getStats`) every [`TICK`], so
+//! reading them never waits on either thread.
+//!
 //! Dropping [`Running`] stops the in thread, which drops the port; the loop then lets go of the
 //! out thread's channel and that thread ends too.
 
@@ -27,17 +30,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use mio::{Events, Interest, Poll, Token, Waker};
+use parking_lot::Mutex;
 use rtc::shared::marshal::Unmarshal;
 use rtc::srtp::context::Context;
 
 use super::RtpError;
-use super::rtcp::{self, Reception, SentCounters};
+use super::rtcp::{self, Reception, RemoteReception, SentCounters};
 use super::sdes::MasterKey;
 use crate::elements::{ElementEvent, ElementEvents, Flows};
 use crate::graph::MediaKind;
 use crate::routing::RtpPacket;
 use crate::webrtc::codecs::CodecId;
-use crate::webrtc::{ElementPort, SinkPacket};
+use crate::webrtc::{ElementPort, EndpointStats, RtpStreamStats, SinkPacket};
 
 /// How often reports go out and timers run.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
@@ -74,6 +78,14 @@ pub(super) struct Leg {
 pub(super) struct Running {
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
+    stats: Arc<Mutex<EndpointStats>>,
+}
+
+impl Running {
+    /// The statistics as of the in thread's last tick.
+    pub(super) fn stats(&self) -> EndpointStats {
+        self.stats.lock().clone()
+    }
 }
 
 impl Drop for Running {
@@ -136,6 +148,10 @@ pub(super) fn start(
             .register(&mut rtcp_socket, Token(index * 2 + 1), Interest::READABLE)?;
         ins.push(InLeg {
             kind: leg.kind,
+            send: outs
+                .last()
+                .map(|o: &OutLeg| o.send.clone())
+                .unwrap_or_default(),
             rtp,
             rtcp: rtcp_socket,
             remote_rtcp: leg.remote_rtcp,
@@ -150,6 +166,12 @@ pub(super) fn start(
             sent,
             fir_seq: 0,
             unknown_pt_logged: false,
+            codec: None,
+            bytes: 0,
+            keyframe_requests: 0,
+            plis: 0,
+            firs: 0,
+            remote: None,
         });
     }
 
@@ -163,8 +185,11 @@ pub(super) fn start(
     std::thread::Builder::new()
         .name("rkms-rtp-out".into())
         .spawn(move || out.run(media))?;
+    let stats = Arc::new(Mutex::new(EndpointStats::default()));
     let thread = InThread {
         poll,
+        stats: stats.clone(),
+        wire_received: 0,
         legs: ins,
         port,
         events,
@@ -177,11 +202,13 @@ pub(super) fn start(
     std::thread::Builder::new()
         .name("rkms-rtp-in".into())
         .spawn(move || thread.run())?;
-    Ok(Running { stop, waker })
+    Ok(Running { stop, waker, stats })
 }
 
 struct InLeg {
     kind: MediaKind,
+    /// The out leg's payload types, to name the codec it sends.
+    send: Vec<(CodecId, u8)>,
     rtp: mio::net::UdpSocket,
     rtcp: mio::net::UdpSocket,
     remote_rtcp: SocketAddr,
@@ -196,6 +223,17 @@ struct InLeg {
     sent: Arc<SentCounters>,
     fir_seq: u8,
     unknown_pt_logged: bool,
+    /// Payload type and codec of the last packet received.
+    codec: Option<(u8, CodecId)>,
+    /// Payload bytes received.
+    bytes: u64,
+    /// Keyframe requests sent (each a PLI and a FIR).
+    keyframe_requests: u64,
+    /// PLIs and FIRs received.
+    plis: u64,
+    firs: u64,
+    /// The remote's latest report block on what rkms sends, with the round trip it gave.
+    remote: Option<(RemoteReception, Option<f64>)>,
 }
 
 impl InLeg {
@@ -215,7 +253,9 @@ impl InLeg {
             None => clear,
         };
         let socket = if self.mux { &self.rtp } else { &self.rtcp };
-        let _ = socket.send_to(&datagram, self.remote_rtcp);
+        if socket.send_to(&datagram, self.remote_rtcp).is_ok() {
+            self.sent.control(datagram.len());
+        }
     }
 
     fn request_keyframe(&mut self) {
@@ -228,6 +268,7 @@ impl InLeg {
             return;
         };
         self.fir_seq = self.fir_seq.wrapping_add(1);
+        self.keyframe_requests += 1;
         let packets = rtcp::keyframe_request(self.ssrc, media_ssrc, self.fir_seq);
         self.send_rtcp(&packets);
     }
@@ -243,6 +284,9 @@ struct InThread {
     flows: Flows,
     epoch: Instant,
     last_rtcp: Option<Instant>,
+    stats: Arc<Mutex<EndpointStats>>,
+    /// Datagram bytes received, RTCP included.
+    wire_received: u64,
 }
 
 impl InThread {
@@ -252,6 +296,7 @@ impl InThread {
         let mut events = Events::with_capacity(16);
         let mut buf = vec![0u8; 2048];
         let mut next_report = Instant::now();
+        let mut next_stats = next_report;
         while !self.stop.load(Ordering::Relaxed) {
             let wait = next_report
                 .saturating_duration_since(Instant::now())
@@ -280,6 +325,10 @@ impl InThread {
                 self.send_reports(now);
             }
             self.check_timeouts(now);
+            if now >= next_stats {
+                next_stats = now + TICK;
+                *self.stats.lock() = self.snapshot();
+            }
         }
         for kind in self.flows.stopped(Instant::now(), true) {
             (self.events)(ElementEvent::FlowIn(kind, false));
@@ -302,6 +351,7 @@ impl InThread {
                 Err(_) => continue,
             };
             let datagram = &buf[..len];
+            self.wire_received += len as u64;
             let now = Instant::now();
             if is_rtcp_socket || rtcp::is_rtcp(datagram) {
                 self.on_rtcp(index, datagram, now);
@@ -348,6 +398,8 @@ impl InThread {
         if let Some(r) = &mut leg.reception {
             r.on_packet(header.sequence_number, header.timestamp, since);
         }
+        leg.codec = Some((pt, codec));
+        leg.bytes += packet.payload.len() as u64;
         let kind = leg.kind;
         if self.flows.saw(kind, now) {
             (self.events)(ElementEvent::FlowIn(kind, true));
@@ -371,14 +423,21 @@ impl InThread {
             },
             None => datagram,
         };
-        let Some(received) = rtcp::read(datagram) else {
+        let Some(received) = rtcp::read(datagram, leg.ssrc) else {
             return;
         };
-        if let (Some(ntp), Some(r)) = (received.sender_report, &mut leg.reception) {
-            r.on_sender_report(ntp, now);
+        leg.plis += u64::from(received.plis);
+        leg.firs += u64::from(received.firs);
+        if let Some(block) = received.about_ours {
+            leg.remote = Some((block, block.round_trip(crate::webrtc::ntp_now())));
         }
         let kind = leg.kind;
-        if received.keyframe {
+        if let (Some((ntp, rtp_time)), Some(r)) = (received.sender_report, &mut leg.reception) {
+            r.on_sender_report(ntp, now);
+            // Recorders of this element's media align its audio and video by these.
+            let _ = self.port.send_sender_report(kind, ntp, rtp_time);
+        }
+        if received.wants_keyframe() {
             self.port.request_keyframe(kind);
         }
         if self.last_rtcp.replace(now).is_none() {
@@ -394,6 +453,47 @@ impl InThread {
                 rtcp::report(leg.ssrc, &leg.sent, leg.reception.as_mut(), since, now, ntp);
             leg.send_rtcp(&packets);
         }
+    }
+
+    /// The element's statistics now: per leg, the stream received and the stream sent.
+    fn snapshot(&self) -> EndpointStats {
+        let mut out = EndpointStats {
+            bytes_received: self.wire_received,
+            ..EndpointStats::default()
+        };
+        for leg in &self.legs {
+            out.bytes_sent += leg.sent.wire_bytes();
+            if let Some(r) = &leg.reception {
+                let mut s = RtpStreamStats::new(leg.kind, r.ssrc());
+                s.codec = leg.codec;
+                s.packets = u64::from(r.packets());
+                s.bytes = leg.bytes;
+                s.packets_lost = r.lost();
+                s.jitter = r.jitter();
+                s.pli_count = leg.keyframe_requests;
+                s.fir_count = leg.keyframe_requests;
+                out.inbound.push(s);
+            }
+            if !leg.send.is_empty() {
+                let mut s = RtpStreamStats::new(leg.kind, leg.ssrc);
+                let (packets, octets) = leg.sent.counts();
+                s.packets = u64::from(packets);
+                s.bytes = u64::from(octets);
+                s.codec = leg.sent.payload_type().and_then(|pt| {
+                    let (codec, _) = leg.send.iter().find(|(_, p)| *p == pt)?;
+                    Some((pt, *codec))
+                });
+                if let Some((block, rtt)) = &leg.remote {
+                    s.packets_lost = i64::from(block.total_lost);
+                    s.fraction_lost = f64::from(block.fraction_lost) / 256.0;
+                    s.round_trip_time = rtt.unwrap_or(0.0);
+                }
+                s.pli_count = leg.plis;
+                s.fir_count = leg.firs;
+                out.outbound.push(s);
+            }
+        }
+        out
     }
 
     fn check_timeouts(&mut self, now: Instant) {
@@ -482,12 +582,20 @@ impl OutThread {
             },
             None => leg.socket.send_to(buf, leg.to),
         };
-        if result.is_err() {
+        let Ok(datagram) = result else {
             return;
-        }
+        };
         let since = p.arrival.saturating_duration_since(self.epoch);
-        leg.sent
-            .sent(p.timestamp, p.codec.clock_rate(), p.payload.len(), since);
+        leg.sent.sent(
+            rtcp::Sent {
+                timestamp: p.timestamp,
+                clock_rate: p.codec.clock_rate(),
+                payload_type: pt,
+                payload: p.payload.len(),
+                datagram,
+            },
+            since,
+        );
         if self.flows.saw(p.kind, p.arrival) {
             (self.events)(ElementEvent::FlowOut(p.kind, true));
         }

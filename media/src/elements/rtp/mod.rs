@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 
 use super::ElementEvents;
 use crate::graph::MediaKind;
-use crate::webrtc::{ElementPort, WebRtcError};
+use crate::webrtc::{ElementPort, EndpointStats, WebRtcError};
 
 use negotiate::Local;
 use sdes::MasterKey;
@@ -264,6 +264,11 @@ impl RtpElement {
             .remote
             .as_ref()
             .map(SessionDescription::write)
+    }
+
+    /// The statistics of the streams received and sent, once negotiated.
+    pub fn stats(&self) -> Option<EndpointStats> {
+        self.state.lock().running.as_ref().map(io::Running::stats)
     }
 
     /// Starts the media threads on the agreed lines.

@@ -82,6 +82,22 @@ impl Reception {
         }
     }
 
+    /// Packets received.
+    pub(super) fn packets(&self) -> u32 {
+        self.received
+    }
+
+    /// Packets lost since the first one (negative with duplicates).
+    pub(super) fn lost(&self) -> i64 {
+        let expected = self.max_seq.wrapping_sub(self.base_seq).wrapping_add(1);
+        i64::from(expected) - i64::from(self.received)
+    }
+
+    /// Interarrival jitter, in seconds.
+    pub(super) fn jitter(&self) -> f64 {
+        f64::from(self.jitter_q4 >> 4) / f64::from(self.clock_rate)
+    }
+
     /// The remote sent a sender report with this NTP time.
     pub(super) fn on_sender_report(&mut self, ntp: u64, now: Instant) {
         self.last_sr = Some(((ntp >> 16) as u32, now));
@@ -90,7 +106,7 @@ impl Reception {
     /// The report block for now; starts the next interval.
     pub(super) fn report(&mut self, now: Instant) -> ReceptionReport {
         let expected = self.max_seq.wrapping_sub(self.base_seq).wrapping_add(1);
-        let lost = i64::from(expected) - i64::from(self.received);
+        let lost = self.lost();
         let expected_interval = expected.wrapping_sub(self.expected_prior);
         let received_interval = self.received.wrapping_sub(self.received_prior);
         self.expected_prior = expected;
@@ -129,18 +145,63 @@ pub(super) struct SentCounters {
     octets: AtomicU32,
     last_timestamp: AtomicU32,
     clock_rate: AtomicU32,
+    /// Payload type of the last packet, plus one (0: none).
+    payload_type: AtomicU32,
     /// Microseconds from the session's start to the last packet's routing, plus one (0: none).
     last_at_us: AtomicU64,
+    /// Datagram bytes sent, RTCP included.
+    wire: AtomicU64,
+}
+
+/// One RTP packet sent.
+pub(super) struct Sent {
+    pub timestamp: u32,
+    pub clock_rate: u32,
+    pub payload_type: u8,
+    /// Payload bytes.
+    pub payload: usize,
+    /// Datagram bytes.
+    pub datagram: usize,
 }
 
 impl SentCounters {
-    pub(super) fn sent(&self, timestamp: u32, clock_rate: u32, payload: usize, since: Duration) {
+    pub(super) fn sent(&self, packet: Sent, since: Duration) {
         self.packets.fetch_add(1, Ordering::Relaxed);
-        self.octets.fetch_add(payload as u32, Ordering::Relaxed);
-        self.last_timestamp.store(timestamp, Ordering::Relaxed);
-        self.clock_rate.store(clock_rate, Ordering::Relaxed);
+        self.octets
+            .fetch_add(packet.payload as u32, Ordering::Relaxed);
+        self.last_timestamp
+            .store(packet.timestamp, Ordering::Relaxed);
+        self.clock_rate.store(packet.clock_rate, Ordering::Relaxed);
+        self.payload_type
+            .store(u32::from(packet.payload_type) + 1, Ordering::Relaxed);
         self.last_at_us
             .store(since.as_micros() as u64 + 1, Ordering::Relaxed);
+        self.wire
+            .fetch_add(packet.datagram as u64, Ordering::Relaxed);
+    }
+
+    /// An RTCP datagram of `len` bytes went out.
+    pub(super) fn control(&self, len: usize) {
+        self.wire.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// Datagram bytes sent, RTCP included.
+    pub(super) fn wire_bytes(&self) -> u64 {
+        self.wire.load(Ordering::Relaxed)
+    }
+
+    /// Payload type of the last packet sent.
+    pub(super) fn payload_type(&self) -> Option<u8> {
+        let pt = self.payload_type.load(Ordering::Relaxed).checked_sub(1)?;
+        u8::try_from(pt).ok()
+    }
+
+    /// Packets and payload bytes sent.
+    pub(super) fn counts(&self) -> (u32, u32) {
+        (
+            self.packets.load(Ordering::Relaxed),
+            self.octets.load(Ordering::Relaxed),
+        )
     }
 
     /// A sender report as of `since` (on the same clock as [`Self::sent`]), once something
@@ -225,23 +286,76 @@ pub(super) fn keyframe_request(ssrc: u32, media_ssrc: u32, fir_seq: u8) -> Vec<B
 /// What rkms acts on in the remote's RTCP.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Received {
-    /// The remote wants a keyframe (PLI or FIR).
-    pub keyframe: bool,
-    /// NTP time of the remote's sender report.
-    pub sender_report: Option<u64>,
+    /// PLIs and FIRs: the remote wants a keyframe.
+    pub plis: u32,
+    pub firs: u32,
+    /// The remote's sender report: its NTP time and the RTP time of its stream at that moment.
+    pub sender_report: Option<(u64, u32)>,
+    /// The remote's report block about the stream rkms sends it.
+    pub about_ours: Option<RemoteReception>,
 }
 
-/// Reads a (decrypted) compound RTCP packet; `None` when it does not parse.
-pub(super) fn read(datagram: &[u8]) -> Option<Received> {
+impl Received {
+    pub(super) fn wants_keyframe(&self) -> bool {
+        self.plis + self.firs > 0
+    }
+}
+
+/// How the remote receives the stream rkms sends (a report block of its SR or RR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RemoteReception {
+    pub fraction_lost: u8,
+    pub total_lost: u32,
+    /// Middle 32 bits of the NTP time of rkms's last sender report (0: none yet).
+    pub last_sender_report: u32,
+    /// Since that report, in 1/65536 s.
+    pub delay: u32,
+}
+
+impl RemoteReception {
+    fn of(r: &ReceptionReport) -> Self {
+        Self {
+            fraction_lost: r.fraction_lost,
+            total_lost: r.total_lost,
+            last_sender_report: r.last_sender_report,
+            delay: r.delay,
+        }
+    }
+
+    /// The round trip in seconds at `ntp` (when the block arrived), once rkms's SR was echoed.
+    pub(super) fn round_trip(&self, ntp: u64) -> Option<f64> {
+        if self.last_sender_report == 0 {
+            return None;
+        }
+        let middle = (ntp >> 16) as u32;
+        let rtt = middle
+            .wrapping_sub(self.last_sender_report)
+            .wrapping_sub(self.delay);
+        // A reply older than its own report means a clock step: no figure.
+        (rtt < 0x8000_0000).then(|| f64::from(rtt) / 65_536.0)
+    }
+}
+
+/// Reads a (decrypted) compound RTCP packet about stream `ours`; `None` when it does not parse.
+pub(super) fn read(datagram: &[u8], ours: u32) -> Option<Received> {
     let mut buf = Bytes::copy_from_slice(datagram);
     let packets = rtc::rtcp::packet::unmarshal(&mut buf).ok()?;
     let mut out = Received::default();
+    let mut blocks: &[ReceptionReport] = &[];
     for p in &packets {
         let any = p.as_any();
-        if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
-            out.keyframe = true;
+        if any.is::<PictureLossIndication>() {
+            out.plis += 1;
+        } else if any.is::<FullIntraRequest>() {
+            out.firs += 1;
         } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
-            out.sender_report = Some(sr.ntp_time);
+            out.sender_report = Some((sr.ntp_time, sr.rtp_time));
+            blocks = &sr.reports;
+        } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+            blocks = &rr.reports;
+        }
+        if let Some(block) = blocks.iter().find(|b| b.ssrc == ours) {
+            out.about_ours = Some(RemoteReception::of(block));
         }
     }
     Some(out)
@@ -250,6 +364,16 @@ pub(super) fn read(datagram: &[u8]) -> Option<Received> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sent_packet(timestamp: u32, clock_rate: u32, payload: usize) -> Sent {
+        Sent {
+            timestamp,
+            clock_rate,
+            payload_type: 96,
+            payload,
+            datagram: payload + 12,
+        }
+    }
 
     #[test]
     fn reception_counts_loss_wraps_and_jitter() {
@@ -284,7 +408,7 @@ mod tests {
         let now = Instant::now();
         let rr = report(1, &sent, None, Duration::ZERO, now, 0);
         assert!(rr[0].as_any().is::<ReceiverReport>());
-        sent.sent(1000, 90_000, 100, Duration::from_secs(1));
+        sent.sent(sent_packet(1000, 90_000, 100), Duration::from_secs(1));
         let mut reception = Reception::new(9, 1, 90_000);
         let sr = report(
             1,
@@ -308,19 +432,53 @@ mod tests {
         let bytes = rtc::rtcp::packet::marshal(&keyframe_request(1, 2, 3)).expect("marshal");
         assert!(is_rtcp(&bytes));
         assert!(!is_rtcp(&[0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]));
-        let got = read(&bytes).expect("parses");
-        assert!(got.keyframe);
+        let got = read(&bytes, 2).expect("parses");
+        assert!(got.wants_keyframe());
+        assert_eq!((got.plis, got.firs), (1, 1));
         let sent = SentCounters::default();
-        sent.sent(0, 48_000, 10, Duration::ZERO);
+        sent.sent(sent_packet(0, 48_000, 10), Duration::ZERO);
         let sr = report(1, &sent, None, Duration::ZERO, Instant::now(), 77);
         let bytes = rtc::rtcp::packet::marshal(&sr).expect("marshal");
         assert_eq!(
-            read(&bytes),
+            read(&bytes, 2),
             Some(Received {
-                keyframe: false,
-                sender_report: Some(77)
+                sender_report: Some((77, 0)),
+                ..Received::default()
             })
         );
-        assert_eq!(read(&[0x80, 200, 0]), None);
+        assert_eq!(read(&[0x80, 200, 0], 2), None);
+    }
+
+    #[test]
+    fn the_remotes_block_about_our_stream_gives_loss_and_round_trip() {
+        let mut r = Reception::new(7, 100, 90_000);
+        r.on_packet(100, 0, Duration::ZERO);
+        r.on_packet(103, 9_000, Duration::from_millis(100));
+        assert_eq!((r.packets(), r.lost()), (2, 2));
+        let now = Instant::now();
+        r.on_sender_report(0x0001_2345_6789_0000, now);
+        let rr = report(
+            3,
+            &SentCounters::default(),
+            Some(&mut r),
+            Duration::ZERO,
+            now,
+            0,
+        );
+        let bytes = rtc::rtcp::packet::marshal(&rr).expect("marshal");
+        let got = read(&bytes, 7)
+            .expect("parses")
+            .about_ours
+            .expect("a block about 7");
+        assert_eq!(got.total_lost, 2);
+        assert_eq!(got.last_sender_report, 0x2345_6789);
+        // Echoed 0.5 s after it was sent, of which the remote held it 0.25 s.
+        let echoed = RemoteReception {
+            delay: 0x4000,
+            ..got
+        };
+        let rtt = echoed.round_trip(0x0001_2345_e789_0000).expect("an rtt");
+        assert!((rtt - 0.25).abs() < 1e-3, "{rtt}");
+        assert_eq!(read(&bytes, 8).expect("parses").about_ours, None);
     }
 }
