@@ -60,6 +60,7 @@ impl RecorderElement {
         events: ElementEvents,
     ) -> Result<Self, WebRtcError> {
         let media = port.receive(QUEUE)?;
+        port.asks_own_keyframes()?;
         let reports = port.sender_reports(REPORT_QUEUE)?;
         let (control, control_rx) = crossbeam_channel::unbounded();
         let worker = Worker {

@@ -70,6 +70,10 @@ pub struct Router {
     switching: HashMap<ElementId, (ElementId, Instant)>,
     /// Video sink pads disconnected from their (still feeding) source, and when.
     lingering: HashMap<ElementId, Instant>,
+    /// Sinks that ask for a keyframe when they need one (a recorder at `record`), so their
+    /// first connection asks for none: a request then would hold theirs back by the keyframe
+    /// interval. The flag: it asked while it had no source, so its connection asks for it.
+    own_keyframes: HashMap<ElementId, bool>,
 }
 
 fn clock_rate(kind: MediaKind) -> u32 {
@@ -83,6 +87,12 @@ impl Router {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// `sink` asks for its own keyframes: its first connection asks for one only if it asked
+    /// before; later ones (a new source after a disconnection, a switch) always do.
+    pub fn asks_own_keyframes(&mut self, sink: ElementId) {
+        self.own_keyframes.insert(sink, false);
     }
 
     /// Feeds `sink`'s `kind` pad from `source`, replacing its previous source (for video, at the
@@ -110,12 +120,17 @@ impl Router {
             }
         }
         let rewriter = self.detach(sink, kind);
+        let quiet = rewriter.is_none()
+            && self
+                .own_keyframes
+                .get_mut(&sink)
+                .is_some_and(|asked| !std::mem::take(asked));
         let mut rewriter = rewriter.unwrap_or_else(|| Rewriter::new(clock_rate(kind)));
         rewriter.source_changed();
         self.source_of.insert((sink, kind), source);
         let pad = self.sources.entry((source, kind)).or_default();
         pad.legs.push(Leg { sink, rewriter });
-        kind == MediaKind::Video && pad.keyframes.request(now)
+        kind == MediaKind::Video && !quiet && pad.keyframes.request(now)
     }
 
     /// Stops feeding `sink`'s `kind` pad from `source` (no effect if it is fed by another). A
@@ -193,6 +208,7 @@ impl Router {
     pub fn remove_element(&mut self, element: ElementId) {
         self.cancel_switch(element);
         self.lingering.remove(&element);
+        self.own_keyframes.remove(&element);
         for kind in MediaKind::ALL {
             self.detach(element, kind);
             self.parked.remove(&(element, kind));
@@ -297,7 +313,12 @@ impl Router {
         kind: MediaKind,
         now: Instant,
     ) -> Option<ElementId> {
-        let source = self.source_of(sink, kind)?;
+        let Some(source) = self.source_of(sink, kind) else {
+            if let Some(asked) = self.own_keyframes.get_mut(&sink) {
+                *asked = true;
+            }
+            return None;
+        };
         let pad = self.sources.get_mut(&(source, kind))?;
         pad.keyframes.request(now).then_some(source)
     }
@@ -547,6 +568,31 @@ mod tests {
         r.due_keyframe_requests(later, |s, k| due.push((s, k)));
         assert_eq!(due, [(a, MediaKind::Video)]);
         assert_eq!(r.keyframe_requested(c, MediaKind::Video, later), None);
+    }
+
+    #[test]
+    fn a_sink_that_asks_its_own_keyframes_is_connected_without_one() {
+        let now = Instant::now();
+        let mut r = Router::new();
+        let (a, recorder) = (ElementId(1), ElementId(2));
+        r.asks_own_keyframes(recorder);
+        assert!(!r.connect(a, recorder, MediaKind::Video, now));
+        assert_eq!(
+            r.keyframe_requested(recorder, MediaKind::Video, now),
+            Some(a),
+            "its own request goes out at once"
+        );
+        // Fed again after a disconnection, by another source: that one is asked.
+        let later = now + MIN_KEYFRAME_INTERVAL;
+        r.disconnect(a, recorder, MediaKind::Video, later);
+        r.settle(later + LINGER);
+        assert!(r.connect(ElementId(3), recorder, MediaKind::Video, later + LINGER));
+
+        // One that asked before it had a source is asked for at its connection.
+        let early = ElementId(4);
+        r.asks_own_keyframes(early);
+        assert_eq!(r.keyframe_requested(early, MediaKind::Video, now), None);
+        assert!(r.connect(ElementId(5), early, MediaKind::Video, now));
     }
 
     #[test]

@@ -992,6 +992,7 @@ impl EventLoop {
                 self.router.disconnect(source, sink, kind, now)
             }
             Command::Tap(id, TapInput::AttachSink(tap)) => self.taps.attach(id, tap),
+            Command::Tap(id, TapInput::OwnKeyframes) => self.router.asks_own_keyframes(id),
             Command::Tap(id, TapInput::AttachReports(tx)) => self.taps.attach_reports(id, tx),
             Command::Tap(id, TapInput::AttachKeyframeHook(hook)) => {
                 self.taps.attach_keyframe_hook(id, hook)

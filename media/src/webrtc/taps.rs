@@ -71,6 +71,8 @@ pub struct SinkSenderReport {
 pub(crate) enum TapInput {
     /// The element is a sink: routed packets go to this channel.
     AttachSink(SinkTap),
+    /// The sink asks for keyframes when it needs them: connecting it asks for none.
+    OwnKeyframes,
     /// The sink also wants its sources' sender reports, on this channel.
     AttachReports(Sender<SinkSenderReport>),
     /// A packet the element (a source) produced, to route.
@@ -216,6 +218,14 @@ impl ElementPort {
         self.handle
             .send(Command::Tap(self.id, TapInput::AttachSink(tap)))?;
         Ok(rx)
+    }
+
+    /// Tells the router that this sink asks for keyframes itself ([`Self::request_keyframe`])
+    /// when it needs them, so connecting it to a source asks for none: a recorder wants its
+    /// keyframe at `record`, and an earlier request would hold that one back.
+    pub fn asks_own_keyframes(&self) -> Result<(), WebRtcError> {
+        self.handle
+            .send(Command::Tap(self.id, TapInput::OwnKeyframes))
     }
 
     /// Makes a sink (after [`Self::receive`]) also receive its sources' RTCP sender reports, at
