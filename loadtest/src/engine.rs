@@ -57,6 +57,8 @@ pub struct MediaProfile {
     pub fps: u32,
     /// RTP payload bytes of a full video packet.
     pub packet_size: usize,
+    /// A frame's packets leave at this multiple of the video bitrate (0: back to back).
+    pub pacing: f64,
 }
 
 impl MediaProfile {
@@ -72,6 +74,15 @@ impl MediaProfile {
 
     fn frame_packets(&self) -> usize {
         self.frame_bytes().div_ceil(self.packet_size.max(64)).max(1)
+    }
+
+    /// The gap between two packets of one frame.
+    fn packet_gap(&self) -> Duration {
+        if self.pacing <= 0.0 {
+            return Duration::ZERO;
+        }
+        let frame = 1.0 / f64::from(self.fps.max(1));
+        Duration::from_secs_f64(frame / self.pacing / self.frame_packets() as f64)
     }
 
     fn audio_packet_bytes(&self) -> usize {
@@ -141,7 +152,22 @@ struct Track {
     pt: u8,
     seq: u16,
     ts: u32,
+    /// When the next frame starts.
     next: Instant,
+    /// Packets of the current frame still to send, and when the next of them leaves.
+    frame_left: usize,
+    packet_at: Instant,
+}
+
+impl Track {
+    /// When this track next has something to send.
+    fn due(&self) -> Instant {
+        if self.frame_left > 0 {
+            self.packet_at
+        } else {
+            self.next
+        }
+    }
 }
 
 struct Peer {
@@ -479,6 +505,7 @@ impl Shard {
             let p = &mut self.peers[i];
             for t in [&mut p.video, &mut p.audio].into_iter().flatten() {
                 t.next = now;
+                t.frame_left = 0;
             }
         }
     }
@@ -772,7 +799,7 @@ impl Shard {
             .map(|&i| &self.peers[i])
             .flat_map(|p| [&p.video, &p.audio])
             .flatten()
-            .map(|t| t.next)
+            .map(Track::due)
             .min()
             .unwrap_or(far)
     }
@@ -782,6 +809,7 @@ impl Shard {
         let frame_packets = profile.frame_packets();
         let video_len = profile.frame_bytes() / frame_packets;
         let frame_interval = Duration::from_secs(1) / profile.fps.max(1);
+        let packet_gap = profile.packet_gap();
         for s in 0..self.senders.len() {
             let index = self.senders[s];
             let peer = &mut self.peers[index];
@@ -792,24 +820,37 @@ impl Shard {
             if let Some(video) = &mut peer.video
                 && profile.video_bps > 0
             {
-                if now.saturating_duration_since(video.next) > MAX_LAG {
+                if now.saturating_duration_since(video.due()) > MAX_LAG {
                     video.next = now;
+                    video.frame_left = 0;
                 }
-                while video.next <= now {
-                    video.next += frame_interval;
-                    for i in 0..frame_packets {
-                        let marker = i + 1 == frame_packets;
-                        self.stamp_counter += 1;
-                        stamp(&mut self.payload, video_len, clock_ns(), self.stamp_counter);
-                        write(
-                            &mut peer.pc,
-                            video,
-                            marker,
-                            &self.payload,
-                            &mut self.counters,
-                        );
+                loop {
+                    if video.frame_left == 0 {
+                        if video.next > now {
+                            break;
+                        }
+                        video.frame_left = frame_packets;
+                        video.packet_at = video.next;
+                        video.next += frame_interval;
                     }
-                    video.ts = video.ts.wrapping_add(90_000 / profile.fps.max(1));
+                    if video.packet_at > now {
+                        break;
+                    }
+                    video.frame_left -= 1;
+                    video.packet_at += packet_gap;
+                    let marker = video.frame_left == 0;
+                    self.stamp_counter += 1;
+                    stamp(&mut self.payload, video_len, clock_ns(), self.stamp_counter);
+                    write(
+                        &mut peer.pc,
+                        video,
+                        marker,
+                        &self.payload,
+                        &mut self.counters,
+                    );
+                    if marker {
+                        video.ts = video.ts.wrapping_add(90_000 / profile.fps.max(1));
+                    }
                     sent = true;
                 }
             }
@@ -859,6 +900,8 @@ fn setup_tracks(peer: &mut Peer) {
             seq: 1,
             ts: 0,
             next: now,
+            frame_left: 0,
+            packet_at: now,
         };
         match kind {
             RtpCodecKind::Video => peer.video = Some(t),
@@ -903,9 +946,16 @@ mod tests {
             audio_bps: 64_000,
             fps: 30,
             packet_size: 1100,
+            pacing: 2.5,
         };
-        // 6,250 bytes a frame in 6 packets of ~1,041 bytes, 30 frames a second.
+        // 6,250 bytes a frame in 6 packets of ~1,041 bytes, 30 frames a second, sent over
+        // 40% of the frame's 33 ms.
         assert_eq!(p.frame_packets(), 6);
+        assert_eq!(p.packet_gap().as_micros(), 2_222);
+        assert_eq!(
+            MediaProfile { pacing: 0.0, ..p }.packet_gap(),
+            Duration::ZERO
+        );
         assert!((p.video_pps() - 180.0).abs() < 1e-9);
         assert_eq!(p.audio_packet_bytes(), 160);
     }

@@ -63,6 +63,10 @@ pub struct MediaArgs {
     /// RTP payload bytes of a full video packet.
     #[arg(long, default_value_t = 1100)]
     pub packet_size: usize,
+    /// Spread a frame's packets at this multiple of the video bitrate, as a browser's pacer
+    /// does (2.5 in Chrome); 0 sends each frame's packets back to back.
+    #[arg(long, default_value_t = 2.5)]
+    pub pacing: f64,
     /// Peer threads of this client.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -151,6 +155,7 @@ pub struct MediaReport {
     pub audio_bitrate: u64,
     pub fps: u32,
     pub packet_size: usize,
+    pub pacing: f64,
     pub sample_every: u64,
     pub sessions_failed: u64,
     pub subscribers_with_media: u64,
@@ -199,6 +204,7 @@ pub async fn run(args: MediaArgs, plan: Plan) -> Result<(), Error> {
         audio_bps: args.audio_bitrate,
         fps: args.fps.max(1),
         packet_size: args.packet_size.clamp(64, 1400),
+        pacing: args.pacing.max(0.0),
     };
     let sample_every = match args.sample_every {
         0 => {
@@ -604,6 +610,7 @@ fn build_report(args: &MediaArgs, plan: Plan, sample_every: u64, f: Figures) -> 
         audio_bitrate: args.audio_bitrate,
         fps: args.fps,
         packet_size: args.packet_size,
+        pacing: args.pacing,
         sample_every,
         sessions_failed: f.signalling_failures + total.failed_peers,
         subscribers_with_media: f.with_media,

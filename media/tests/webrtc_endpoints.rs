@@ -59,7 +59,7 @@ impl Client {
     fn new() -> Result<Self, Box<dyn std::error::Error>> {
         // rkms's own set-up (it lets REMB through to the application), plus transport-wide
         // sequence numbers on what the client sends, as browsers do.
-        let (mut engine, registry) = media_setup()?;
+        let (mut engine, registry) = media_setup(true)?;
         let registry = configure_twcc_sender_only(registry, &mut engine)?;
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_media_engine(engine)

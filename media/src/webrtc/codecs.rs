@@ -5,9 +5,11 @@
 
 use std::sync::OnceLock;
 
-use rtc::interceptor::{NackGeneratorBuilder, Registry, Slot, TwccReceiverBuilder};
+use rtc::interceptor::{
+    NackGeneratorBuilder, ReceiverReportBuilder, Registry, Slot, TwccReceiverBuilder,
+};
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+    configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -115,12 +117,13 @@ pub fn rtp_kind(kind: MediaKind) -> RtpCodecKind {
 /// packetization modes, AV1, each video codec with rtx; video feedback nack, nack pli, ccm fir,
 /// goog-remb, transport-cc) and the header extensions mid, abs-send-time, transport-wide-cc,
 /// ssrc-audio-level, video-orientation;
-/// plus the interceptors: NACK generation, sender and receiver reports, TWCC feedback, and the
-/// [`FeedbackTap`] that lets keyframe requests and NACKs through to the socket loop.
+/// plus the interceptors: the [`FeedbackTap`] that lets keyframe requests and NACKs through to
+/// the socket loop, and, when the remote sends media (`inbound`), NACK generation, receiver
+/// reports and TWCC feedback.
 ///
 /// The engine is built once and cloned for each peer: a clone's codec and feedback lists are
 /// sized exactly, where registering feedback per peer left ~4 KB of growth slack in each.
-pub fn media_setup() -> Result<(MediaEngine, Registry), rtc::shared::error::Error> {
+pub fn media_setup(inbound: bool) -> Result<(MediaEngine, Registry), rtc::shared::error::Error> {
     static TEMPLATE: OnceLock<MediaEngine> = OnceLock::new();
     let engine = match TEMPLATE.get() {
         Some(engine) => engine.clone(),
@@ -129,14 +132,21 @@ pub fn media_setup() -> Result<(MediaEngine, Registry), rtc::shared::error::Erro
             TEMPLATE.get_or_init(|| engine).clone()
         }
     };
-    // The crate's default interceptors without its NACK responder: rkms answers NACKs from the
-    // routing core's history, since forwarded packets never pass the crate's sender, and the
-    // responder would keep an empty 1,024-packet buffer (~110 KB) per video stream rkms sends.
-    let registry = Registry::new()
-        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
-        .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build());
-    let registry = configure_rtcp_reports(registry)
-        .with(Slot::Custom(FEEDBACK_TAP_SLOT), FeedbackTap::default());
+    // Not the crate's NACK responder nor its sender reports: forwarded packets never pass the
+    // crate's sender, so rkms answers NACKs from the routing core's history and writes its own
+    // sender reports; the responder would keep an empty 1,024-packet buffer (~110 KB) per video
+    // stream, the report generator a stream and two queues that never carry anything.
+    // Every interceptor keeps a read and a write queue (~1 KB once used) that all RTCP passes
+    // through, so a peer that only receives from rkms (a subscriber) gets only the tap.
+    let registry = if inbound {
+        Registry::new()
+            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+            .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
+            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+    } else {
+        Registry::new()
+    };
+    let registry = registry.with(Slot::Custom(FEEDBACK_TAP_SLOT), FeedbackTap::default());
     Ok((engine, registry))
 }
 

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rtc::crypto::SignatureScheme;
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
@@ -107,8 +109,55 @@ pub(crate) struct FastPath {
     created: Instant,
 }
 
+/// What a peer connection is built from, kept until its first negotiation: a peer whose remote
+/// offers to send nothing (a subscriber) is built again then, with the same ICE credentials,
+/// certificate and local candidates but without the interceptors that serve inbound media.
+struct Seed {
+    pwd: String,
+    certificate: RTCCertificate,
+    mtu: usize,
+    /// Server-reflexive and relay candidates added since.
+    gathered: Vec<RTCIceCandidateInit>,
+}
+
+impl Seed {
+    fn build(
+        &self,
+        tap: &Arc<SrtpKeyTap>,
+        ufrag: &str,
+        local_candidates: &[RTCIceCandidateInit],
+        inbound: bool,
+    ) -> Result<RTCPeerConnection, WebRtcError> {
+        let (engine, registry) = media_setup(inbound).map_err(peer_error)?;
+        let setting_engine = SettingEngineBuilder::new()
+            .with_crypto_provider(tap.clone())
+            .with_srtp_protection_profiles(SUPPORTED_PROFILES.to_vec())
+            .with_ice_credentials(ufrag.to_owned(), self.pwd.clone())
+            .with_receive_mtu(self.mtu)
+            .build();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(
+                RTCConfigurationBuilder::new()
+                    .with_certificates(vec![self.certificate.clone()])
+                    .build(),
+            )
+            .with_setting_engine(setting_engine)
+            .with_media_engine(engine)
+            .with_interceptor_registry(registry)
+            .build(Instant::now())
+            .map_err(peer_error)?;
+        for candidate in local_candidates.iter().chain(&self.gathered) {
+            pc.add_local_candidate(candidate.clone())
+                .map_err(peer_error)?;
+        }
+        Ok(pc)
+    }
+}
+
 pub(crate) struct Peer {
     pub(crate) pc: RTCPeerConnection,
+    /// What `pc` was built from, until the first negotiation.
+    seed: Option<Box<Seed>>,
     tap: Arc<SrtpKeyTap>,
     events: UnboundedSender<EndpointEvent>,
     pub(crate) ufrag: String,
@@ -158,26 +207,21 @@ impl Peer {
     ) -> Result<Self, WebRtcError> {
         let tap = SrtpKeyTap::new().map_err(peer_error)?;
         let ufrag = random_token(16);
-        let (engine, registry) = media_setup().map_err(peer_error)?;
-        let setting_engine = SettingEngineBuilder::new()
-            .with_crypto_provider(tap.clone())
-            .with_srtp_protection_profiles(SUPPORTED_PROFILES.to_vec())
-            .with_ice_credentials(ufrag.clone(), random_token(32))
-            .with_receive_mtu(settings.mtu.max(1200))
-            .build();
-        let mut pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_setting_engine(setting_engine)
-            .with_media_engine(engine)
-            .with_interceptor_registry(registry)
-            .build(Instant::now())
-            .map_err(peer_error)?;
-        for candidate in &local_candidates {
-            pc.add_local_candidate(candidate.clone())
-                .map_err(peer_error)?;
-        }
+        let seed = Box::new(Seed {
+            pwd: random_token(32),
+            certificate: RTCCertificate::generate(
+                tap.inner_crypto(),
+                SignatureScheme::EcdsaP256Sha256,
+                CertificateParams::new(vec!["rkms".to_owned()]).map_err(peer_error)?,
+            )
+            .map_err(peer_error)?,
+            mtu: settings.mtu.max(1200),
+            gathered: Vec::new(),
+        });
+        let pc = seed.build(&tap, &ufrag, &local_candidates, true)?;
         Ok(Peer {
             pc,
+            seed: Some(seed),
             tap,
             events,
             ufrag,
@@ -257,6 +301,11 @@ impl Peer {
     ) -> Result<String, WebRtcError> {
         let offer = RTCSessionDescription::offer(sdp)
             .map_err(|e| WebRtcError::InvalidSdp(e.to_string()))?;
+        if let Some(seed) = self.seed.take()
+            && !offer_sends(&offer.sdp)
+        {
+            self.pc = seed.build(&self.tap, &self.ufrag, &self.local_candidates, false)?;
+        }
         let offered: Vec<_> = [MediaKind::Audio, MediaKind::Video]
             .into_iter()
             .filter(|kind| offer_receives(&offer.sdp, *kind))
@@ -283,6 +332,7 @@ impl Peer {
 
     /// Creates an offer sending and receiving audio and video (and data, if enabled).
     pub(crate) fn generate_offer(&mut self, now: Instant) -> Result<String, WebRtcError> {
+        self.seed = None;
         for (kind, codec) in [
             (MediaKind::Audio, default_codec(RtpCodecKind::Audio)),
             (MediaKind::Video, default_codec(RtpCodecKind::Video)),
@@ -384,7 +434,12 @@ impl Peer {
         let mid = self.first_mid();
         for candidate in server_candidates {
             match self.pc.add_local_candidate(candidate.clone()) {
-                Ok(()) => self.announce(candidate, &mid),
+                Ok(()) => {
+                    if let Some(seed) = &mut self.seed {
+                        seed.gathered.push(candidate.clone());
+                    }
+                    self.announce(candidate, &mid)
+                }
                 Err(e) => tracing::debug!("server candidate not added: {e}"),
             }
         }
@@ -714,6 +769,8 @@ impl Peer {
                 "the endpoint was created without useDataChannels".into(),
             ));
         }
+        // The channel lives in this peer connection: it is not built again.
+        self.seed = None;
         let init = rtc::data_channel::RTCDataChannelInit {
             ordered: options.ordered,
             max_packet_life_time: options.max_packet_life_time,
@@ -1012,6 +1069,20 @@ fn offer_receives(sdp: &str, kind: MediaKind) -> bool {
         .any(|l| matches!(l.trim_end(), "a=sendonly" | "a=inactive"))
 }
 
+/// Whether the remote offers to send audio or video: one of those m-sections is accepted (port
+/// not 0) and neither `recvonly` nor `inactive`.
+fn offer_sends(sdp: &str) -> bool {
+    sdp.split("\nm=").skip(1).any(|section| {
+        let media = section.starts_with("audio") || section.starts_with("video");
+        let port = section.split(' ').nth(1);
+        media
+            && port != Some("0")
+            && !section
+                .lines()
+                .any(|l| matches!(l.trim_end(), "a=recvonly" | "a=inactive"))
+    })
+}
+
 /// The wall clock as a 64-bit NTP timestamp.
 pub(crate) fn ntp_now() -> u64 {
     const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
@@ -1077,5 +1148,22 @@ mod tests {
         assert!(offer_receives(sdp, MediaKind::Audio));
         assert!(!offer_receives(sdp, MediaKind::Video));
         assert!(!offer_receives("v=0\r\n", MediaKind::Audio));
+    }
+
+    #[test]
+    fn a_receive_only_offer_sends_nothing() {
+        let viewer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\n\
+                      m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n\
+                      m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
+        assert!(!offer_sends(viewer));
+        let rejected = "v=0\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\na=sendrecv\r\n\
+                        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=inactive\r\n";
+        assert!(!offer_sends(rejected));
+        // No direction attribute means sendrecv.
+        assert!(offer_sends("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"));
+        assert!(offer_sends(
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n"
+        ));
     }
 }
