@@ -295,7 +295,7 @@ async fn loopback_returns_the_media_the_client_sent() -> TestResult {
     );
     client.accept(answer)?;
     pump_until(&mut [&mut client], 10, |c| c[0].connected).await?;
-    endpoint.gather_candidates().await?;
+    endpoint.gather_candidates(Default::default()).await?;
 
     let sent: Vec<Bytes> = (0..60).map(payload).collect();
     for (i, p) in sent.iter().enumerate() {

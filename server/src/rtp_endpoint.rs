@@ -12,8 +12,8 @@ use rkms_media::elements::{ElementEvent, ElementEvents};
 use rkms_media::webrtc::{BandwidthLimits, DataChannelOptions, EndpointStats, WebRtcHost};
 use rkms_media::{ElementId, Pipeline};
 use rkms_signaling::backend::{
-    BoxFuture, EndpointEvent, EventSink, NegotiationError, RtpOptions, SdesOptions,
-    UriElementError, WebRtcEndpoint,
+    BoxFuture, EndpointEvent, EventSink, IceServerProperties, NegotiationError, RtpOptions,
+    SdesOptions, UriElementError, WebRtcEndpoint,
 };
 
 pub fn create_rtp_endpoint(
@@ -155,7 +155,10 @@ impl WebRtcEndpoint for RtpAdapter {
         Box::pin(async move { self.element().ok()?.remote_description() })
     }
 
-    fn gather_candidates(&self) -> BoxFuture<'_, Result<(), NegotiationError>> {
+    fn gather_candidates(
+        &self,
+        _servers: IceServerProperties,
+    ) -> BoxFuture<'_, Result<(), NegotiationError>> {
         Box::pin(async { Err(NegotiationError::Gather("an RtpEndpoint has no ICE".into())) })
     }
 

@@ -16,9 +16,10 @@ use rkms_media::webrtc::{
 use rkms_media::{ElementId, MediaKind, Pipeline};
 use rkms_recorder::path_policy::RecordingRoots;
 use rkms_signaling::backend::{
-    BackendError, BoxFuture, DtlsState, EndpointEvent, EventSink, IceComponentState, MediaBackend,
-    NegotiationError, PlayerEndpoint, PlayerOptions, RecorderEndpoint, RecorderOptions, RtpOptions,
-    UriElementError, UriEventSink, WebRtcEndpoint, WebRtcOptions,
+    BackendError, BoxFuture, DtlsState, EndpointEvent, EventSink, IceComponentState,
+    IceServerProperties, MediaBackend, NegotiationError, PlayerEndpoint, PlayerOptions,
+    RecorderEndpoint, RecorderOptions, RtpOptions, UriElementError, UriEventSink, WebRtcEndpoint,
+    WebRtcOptions,
 };
 use tokio::sync::mpsc;
 
@@ -103,7 +104,8 @@ fn network_settings(s: &EndpointSettings) -> Result<NetworkSettings> {
         bind_addresses: interface_addresses(&s.network_interfaces)?,
         port_min: s.min_port.unwrap_or(0),
         port_max: s.max_port.unwrap_or(0),
-        ice_tcp: s.ice_tcp.unwrap_or(false),
+        // On unless configured off, as in Kurento.
+        ice_tcp: s.ice_tcp.unwrap_or(true),
         // One socket loop per core; a pipeline stays on one of them.
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         ..NetworkSettings::default()
@@ -120,12 +122,7 @@ fn network_settings(s: &EndpointSettings) -> Result<NetworkSettings> {
         Some(ip) => net.external_ipv6 = Some(ip.parse().context("externalIPv6")?),
     }
     if let Some(stun) = &s.stun_server_address {
-        let port = s.stun_server_port.unwrap_or(3478);
-        net.ice_servers.stun = Some(if stun.contains(':') {
-            format!("[{stun}]:{port}")
-        } else {
-            format!("{stun}:{port}")
-        });
+        net.ice_servers.stun = Some(IceServers::stun_address(stun, s.stun_server_port));
     }
     if let Some(url) = &s.turn_url {
         match url.parse::<TurnServer>() {
@@ -355,10 +352,13 @@ impl WebRtcEndpoint for EndpointAdapter {
         })
     }
 
-    fn gather_candidates(&self) -> BoxFuture<'_, Result<(), NegotiationError>> {
+    fn gather_candidates(
+        &self,
+        servers: IceServerProperties,
+    ) -> BoxFuture<'_, Result<(), NegotiationError>> {
         Box::pin(async move {
             self.endpoint()?
-                .gather_candidates()
+                .gather_candidates(own_ice_servers(&servers))
                 .await
                 .map_err(|e| NegotiationError::Gather(e.to_string()))
         })
@@ -429,6 +429,23 @@ impl WebRtcEndpoint for EndpointAdapter {
 
     fn release(&self) {
         self.endpoint.lock().take();
+    }
+}
+
+/// An endpoint's own STUN/TURN servers from its properties. A `turnUrl` that does not parse
+/// is left out with a warning (the configured TURN server, if any, stays), as is a
+/// `stunServerPort` without a `stunServerAddress`.
+fn own_ice_servers(p: &IceServerProperties) -> IceServers {
+    IceServers {
+        stun: p
+            .stun_server_address
+            .as_deref()
+            .map(|address| IceServers::stun_address(address, p.stun_server_port)),
+        turn: p.turn_url.as_deref().and_then(|url| {
+            url.parse::<TurnServer>()
+                .map_err(|e| tracing::warn!("the endpoint's turnUrl is ignored: {e}"))
+                .ok()
+        }),
     }
 }
 

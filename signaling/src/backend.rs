@@ -118,6 +118,15 @@ pub enum EndpointEvent {
     },
 }
 
+/// A WebRtcEndpoint's own `stunServerAddress`, `stunServerPort` and `turnUrl`, as set before
+/// `gatherCandidates`; unset ones leave the configured servers in place.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IceServerProperties {
+    pub stun_server_address: Option<String>,
+    pub stun_server_port: Option<u16>,
+    pub turn_url: Option<String>,
+}
+
 /// Where an endpoint sends its events; called from any thread.
 pub type EventSink = Arc<dyn Fn(EndpointEvent) + Send + Sync>;
 
@@ -137,8 +146,12 @@ pub trait WebRtcEndpoint: Send + Sync {
     fn process_answer(&self, answer: String) -> BoxFuture<'_, Result<String, NegotiationError>>;
     fn local_description(&self) -> BoxFuture<'_, Option<String>>;
     fn remote_description(&self) -> BoxFuture<'_, Option<String>>;
-    /// Starts trickling local candidates as `IceCandidateFound` events.
-    fn gather_candidates(&self) -> BoxFuture<'_, Result<(), NegotiationError>>;
+    /// Starts trickling local candidates as `IceCandidateFound` events; server candidates
+    /// come from the endpoint's own STUN/TURN properties where set.
+    fn gather_candidates(
+        &self,
+        servers: IceServerProperties,
+    ) -> BoxFuture<'_, Result<(), NegotiationError>>;
     /// Adds a remote candidate; before the remote description it is kept.
     fn add_ice_candidate(
         &self,

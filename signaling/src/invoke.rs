@@ -74,7 +74,7 @@ impl Engine {
             webrtc: Some(endpoint),
             ..
         } = &object.kind
-            && let Some(result) = self.webrtc_method(endpoint, operation, args).await
+            && let Some(result) = self.webrtc_method(object, endpoint, operation, args).await
         {
             return result;
         }

@@ -11,7 +11,8 @@ use rkms_media::MediaKind;
 use rkms_media::webrtc::{BandwidthLimits, DataChannelOptions};
 
 use crate::backend::{
-    DtlsState, EndpointEvent, EventSink, IceComponentState, NegotiationError, WebRtcEndpoint,
+    DtlsState, EndpointEvent, EventSink, IceComponentState, IceServerProperties, NegotiationError,
+    WebRtcEndpoint,
 };
 use crate::dispatch::value;
 use crate::engine::{Engine, Fields};
@@ -42,6 +43,7 @@ impl Engine {
     /// operation is not one of theirs.
     pub(crate) async fn webrtc_method(
         &self,
+        object: &MediaObject,
         endpoint: &Arc<dyn WebRtcEndpoint>,
         operation: &str,
         args: &Map<String, Value>,
@@ -129,7 +131,7 @@ impl Engine {
                 Ok(value(stats_report(&stats, kind, now_ms)))
             }
             "gatherCandidates" => endpoint
-                .gather_candidates()
+                .gather_candidates(ice_server_properties(object))
                 .await
                 .map(|()| Fields::new())
                 .map_err(RpcError::from),
@@ -362,6 +364,29 @@ pub(crate) fn is_flowing(object: &MediaObject, inbound: bool, kind: &str) -> boo
         .get(&key)
         .and_then(Value::as_bool)
         .unwrap_or(false)
+}
+
+/// The endpoint's own STUN/TURN properties (empty strings and port 0 count as unset).
+fn ice_server_properties(object: &MediaObject) -> IceServerProperties {
+    let state = object.state.lock();
+    let text = |name: &str| {
+        state
+            .properties
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().to_owned())
+    };
+    IceServerProperties {
+        stun_server_address: text("stunServerAddress"),
+        stun_server_port: state
+            .properties
+            .get("stunServerPort")
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0),
+        turn_url: text("turnUrl"),
+    }
 }
 
 pub(crate) fn remember(object: &MediaObject, key: &str, v: Value) {

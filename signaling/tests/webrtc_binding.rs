@@ -10,8 +10,8 @@ use parking_lot::Mutex;
 use rkms_media::webrtc::{BandwidthLimits, DataChannelOptions, EndpointStats};
 use rkms_media::{ElementId, MediaKind, Pipeline};
 use rkms_signaling::backend::{
-    BackendError, BoxFuture, EndpointEvent, EventSink, MediaBackend, NegotiationError,
-    WebRtcEndpoint, WebRtcOptions,
+    BackendError, BoxFuture, EndpointEvent, EventSink, IceServerProperties, MediaBackend,
+    NegotiationError, WebRtcEndpoint, WebRtcOptions,
 };
 use rkms_signaling::{Connection, Engine, EngineConfig};
 use serde_json::{Value, json};
@@ -65,7 +65,10 @@ impl WebRtcEndpoint for FakeEndpoint {
     fn remote_description(&self) -> BoxFuture<'_, Option<String>> {
         Box::pin(async move { self.remote.lock().clone() })
     }
-    fn gather_candidates(&self) -> BoxFuture<'_, Result<(), NegotiationError>> {
+    fn gather_candidates(
+        &self,
+        _servers: IceServerProperties,
+    ) -> BoxFuture<'_, Result<(), NegotiationError>> {
         Box::pin(async move {
             self.emit(EndpointEvent::IceCandidateFound {
                 candidate: "candidate:1 1 UDP 2015363327 127.0.0.1 40000 typ host".into(),

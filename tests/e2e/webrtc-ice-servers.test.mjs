@@ -1,23 +1,23 @@
-// rkms's own server candidates, configured as Kurento's are (KMS_STUN_IP/PORT, KMS_TURN_URL),
-// with `rkms turn` on loopback as the STUN and TURN server: a WebRtcEndpoint announces a srflx
-// candidate, and a relay candidate that a headless Chromium reaches when nothing else works
-// (media crosses the server-side allocation); with no turnURL the embedded relay gives it. A dead server delays gathering a little but
-// never stops it: IceGatheringDone comes and media flows over host candidates.
+// rkms's own server candidates, configured as Kurento's are (KMS_STUN_IP/PORT, KMS_TURN_URL, or
+// an endpoint's own stunServerAddress/stunServerPort/turnUrl properties), with `rkms turn` on
+// loopback as the STUN and TURN server: a WebRtcEndpoint announces a srflx candidate, and a
+// relay candidate that a headless Chromium reaches when nothing else works (media crosses the
+// server-side allocation); with no turnURL the embedded relay gives it. A dead server delays
+// gathering a little but never stops it: IceGatheringDone comes and media flows over host
+// candidates.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { createRequire } from 'node:module';
-import { startRkms, startTurnServer, turnRestCredentials, sleep } from './helpers.mjs';
+import { startRkms, startTurnServer, turnRestCredentials } from './helpers.mjs';
 import { launchBrowser } from './browser.mjs';
-
-const require = createRequire(import.meta.url);
-const kurento = require('kurento-client');
+import { helloWorld as call, typeOf } from './ice-call.mjs';
 
 const SECRET = 'ice-servers-e2e';
 
 let browser;
 before(async () => { browser = await launchBrowser(); });
 after(async () => { await browser?.close(); });
+const helloWorld = (server, options) => call(browser, server, options);
 
 /** A loopback UDP port nobody answers on (bound, then closed). */
 async function deadUdpPort() {
@@ -27,52 +27,6 @@ async function deadUdpPort() {
   await new Promise((r) => s.close(r));
   return port;
 }
-
-/** Hello-world against `server`; rkms's candidates reach the browser only if `keep(candidate)`.
- * Resolves once the browser decodes its own camera, with what rkms announced and when. */
-async function helloWorld(server, { keep = () => true, peerOptions = {} } = {}) {
-  const client = await kurento(server.url, { failAfter: 3 });
-  const pipeline = await client.create('MediaPipeline');
-  const endpoint = await pipeline.create('WebRtcEndpoint');
-  const peer = await browser.newPeer(peerOptions);
-  const announced = [];
-  endpoint.on('IceCandidateFound', (ev) => {
-    announced.push(ev.candidate.candidate);
-    if (!keep(ev.candidate.candidate)) return;
-    peer.addCandidate({ candidate: ev.candidate.candidate, sdpMid: ev.candidate.sdpMid,
-      sdpMLineIndex: ev.candidate.sdpMLineIndex }).catch(() => {});
-  });
-  let gatheringDone = null;
-  endpoint.on('IceGatheringDone', () => { gatheringDone = announced.length; });
-  const answer = await endpoint.processOffer(await peer.createOffer());
-  await endpoint.gatherCandidates();
-  await endpoint.connect(endpoint);
-  await peer.acceptAnswer(answer);
-  const IceCandidate = kurento.getComplexType('IceCandidate');
-  const state = { done: false };
-  const trickling = (async () => {
-    while (!state.done) {
-      for (const c of await peer.takeCandidates()) await endpoint.addIceCandidate(IceCandidate(c));
-      await sleep(100);
-    }
-  })();
-  try {
-    const first = await peer.waitFor((s) => s.video?.framesDecoded > 30 && s.audio?.packetsReceived > 20);
-    await sleep(700);
-    const later = await peer.stats();
-    assert.ok(later.video.framesDecoded > first.video.framesDecoded, 'video keeps flowing');
-    const deadline = Date.now() + 10000;
-    while (gatheringDone === null && Date.now() < deadline) await sleep(100);
-    return { announced, gatheringDone, video: later.video };
-  } finally {
-    state.done = true;
-    await trickling;
-    await pipeline.release();
-    client.close();
-  }
-}
-
-const typeOf = (candidate) => / typ (\w+)/.exec(candidate)?.[1];
 
 test('KMS_STUN_IP/PORT: the endpoint announces a srflx candidate and hello-world plays', async () => {
   const turn = await startTurnServer({ secret: SECRET });
@@ -96,8 +50,9 @@ test('KMS_STUN_IP/PORT: the endpoint announces a srflx candidate and hello-world
 // rkms's media socket is on 127.0.0.2 and the browser is relay-only with its own allocation on
 // the same server, which only ever permits 127.0.0.1 (rkms's relay candidate): the one path
 // that works is the browser's allocation to rkms's allocation to rkms.
-async function relayOnly(server, browserTurnUrl) {
+async function relayOnly(server, browserTurnUrl, properties = {}) {
   const result = await helloWorld(server, {
+    properties,
     keep: (c) => typeOf(c) === 'relay',
     peerOptions: {
       iceServers: [{ urls: [browserTurnUrl], ...turnRestCredentials(SECRET, 'browser') }],
@@ -134,6 +89,48 @@ test('KMS_TURN_URL: a browser given only the relay candidate decodes through the
   // browser's (to its client).
   assert.ok(metrics.packets_to_peer >= result.video.packetsReceived, detail);
   assert.ok(metrics.packets_to_client >= result.video.packetsReceived, detail);
+});
+
+// The same through the endpoint's own turnUrl property, on a server whose configuration names
+// no TURN server (the embedded relay would be its default): the allocation is on the server
+// the endpoint named.
+test('an endpoint\'s turnUrl property: its relay candidate is on that server', async () => {
+  const turn = await startTurnServer({ secret: SECRET });
+  const { username, credential } = turnRestCredentials(SECRET, 'rkms', 3600);
+  const server = await startRkms({ env: { KMS_NETWORK_INTERFACES: '127.0.0.2' } });
+  let result;
+  try {
+    result = await relayOnly(server, `turn:${turn.udp}?transport=udp`,
+      { turnUrl: `${username}:${credential}@${turn.udp}` });
+  } finally {
+    await server.stop();
+  }
+  const metrics = await turn.stop();
+  const detail = JSON.stringify({ metrics, video: result?.video });
+  assert.equal(metrics.auth_failures, 0, detail);
+  assert.ok(metrics.allocations_total >= 2, detail);
+  assert.ok(metrics.packets_to_peer >= result.video.packetsReceived, detail);
+});
+
+test('an endpoint\'s stunServerAddress/Port: it gets a srflx candidate, its neighbour does not', async () => {
+  const turn = await startTurnServer({ secret: SECRET });
+  const [host, port] = turn.udp.split(':');
+  const server = await startRkms({ env: { KMS_NETWORK_INTERFACES: 'lo' } });
+  try {
+    const own = await helloWorld(server, {
+      properties: { stunServerAddress: host, stunServerPort: Number(port) },
+    });
+    const srflx = own.announced.filter((c) => typeOf(c) === 'srflx');
+    assert.equal(srflx.length, 1, `announced: ${own.announced.join(' | ')}`);
+    assert.match(srflx[0], / 127\.0\.0\.1 \d+ typ srflx raddr 127\.0\.0\.1 rport \d+/);
+    assert.equal(own.gatheringDone, own.announced.length);
+    const neighbour = await helloWorld(server);
+    assert.ok(!neighbour.announced.some((c) => typeOf(c) === 'srflx'),
+      `announced: ${neighbour.announced.join(' | ')}`);
+  } finally {
+    await server.stop();
+    await turn.stop();
+  }
 });
 
 test('with no turnURL, endpoints get a relay candidate from the embedded relay', async () => {

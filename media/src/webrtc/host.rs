@@ -9,8 +9,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use mio::net::UdpSocket;
+use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
+use rtc::ice::tcp_type::TcpType;
 use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
 };
@@ -29,6 +30,7 @@ use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 use super::sockets::Sockets;
 use super::stats::EndpointStats;
 use super::taps::{ElementPort, SinkSenderReport, TapInput, Taps};
+use super::tcp::{FIRST_TCP_TOKEN, TcpSockets, bind_listener};
 use super::udp::{enlarge_buffers, stun_local_ufrag};
 use crate::graph::{ElementId, MediaKind};
 use crate::routing::{Rewritten, Router, RtpPacket, starts_keyframe};
@@ -52,7 +54,8 @@ pub(super) enum Command {
     LocalDescription(ElementId, Reply<Option<String>>),
     RemoteDescription(ElementId, Reply<Option<String>>),
     AddIceCandidate(ElementId, RTCIceCandidateInit, Reply<()>),
-    GatherCandidates(ElementId, Reply<()>),
+    /// With the endpoint's own STUN/TURN servers (unset ones: the loop's).
+    GatherCandidates(ElementId, IceServers, Reply<()>),
     SetBandwidth(ElementId, BandwidthLimits),
     Stats(ElementId, Reply<EndpointStats>),
     CreateDataChannel(ElementId, DataChannelOptions, Reply<()>),
@@ -130,6 +133,7 @@ impl Shard {
         let mut local_addrs = Vec::new();
         let mut local_candidates = Vec::new();
         let mut advertised_addrs = Vec::new();
+        let mut listeners = Vec::new();
         for &ip in &settings.bind_addresses {
             let std_socket = bind_in_range(ip, settings.port_min, settings.port_max)?;
             std_socket.set_nonblocking(true)?;
@@ -137,7 +141,7 @@ impl Shard {
             let local = std_socket.local_addr()?;
             let advertised = SocketAddr::new(advertised_ip(ip, settings), local.port());
             advertised_addrs.push(advertised);
-            local_candidates.push(host_candidate(advertised)?);
+            local_candidates.push(host_candidate(advertised, TcpType::Unspecified)?);
             let mut socket = UdpSocket::from_std(std_socket);
             poll.registry()
                 .register(&mut socket, Token(sockets.len()), Interest::READABLE)?;
@@ -145,8 +149,29 @@ impl Shard {
             // The loop calls a socket by its host candidate's address, as the ICE agent does:
             // a socket bound on 0.0.0.0 is known by the address it announces.
             sockets.push((socket, advertised));
+            if settings.ice_tcp {
+                match bind_listener(ip, settings.port_min, settings.port_max, local.port()) {
+                    Ok(std_listener) => {
+                        std_listener.set_nonblocking(true)?;
+                        let port = std_listener.local_addr()?.port();
+                        let advertised = SocketAddr::new(advertised.ip(), port);
+                        let mut listener = TcpListener::from_std(std_listener);
+                        let token = Token(FIRST_TCP_TOKEN + listeners.len());
+                        poll.registry()
+                            .register(&mut listener, token, Interest::READABLE)?;
+                        local_candidates.push(host_candidate(advertised, TcpType::Passive)?);
+                        listeners.push((listener, advertised));
+                    }
+                    Err(e) => tracing::warn!("no ICE-TCP candidate on {ip}: {e}"),
+                }
+            }
         }
-        let sockets = Sockets::new(sockets, &settings.ice_servers);
+        let tcp = if listeners.is_empty() {
+            TcpSockets::none()
+        } else {
+            TcpSockets::new(listeners, Some(poll.registry().try_clone()?))
+        };
+        let sockets = Sockets::new(sockets, tcp, &settings.ice_servers);
         let (commands, command_rx) = channel();
         let event_loop = EventLoop::new(poll, sockets, command_rx);
         let thread = std::thread::Builder::new()
@@ -180,9 +205,6 @@ pub struct WebRtcHost {
 impl WebRtcHost {
     /// Binds the sockets and starts the loop thread(s).
     pub fn start(settings: NetworkSettings) -> Result<Self, WebRtcError> {
-        if settings.ice_tcp {
-            tracing::warn!("ICE-TCP is not implemented yet; only UDP candidates are offered");
-        }
         let shards = (0..settings.threads.max(1))
             .map(|index| Shard::start(&settings, index))
             .collect::<Result<_, _>>()?;
@@ -421,9 +443,11 @@ impl Endpoint {
     }
 
     /// Announces the local candidates as `IceCandidateFound` events, then `IceGatheringDone`.
-    pub async fn gather_candidates(&self) -> Result<(), WebRtcError> {
+    /// Server candidates come from `own` servers (Kurento's endpoint properties), and from the
+    /// host's for what `own` leaves unset.
+    pub async fn gather_candidates(&self, own: IceServers) -> Result<(), WebRtcError> {
         self.handle
-            .call(|r| Command::GatherCandidates(self.id, r))
+            .call(|r| Command::GatherCandidates(self.id, own, r))
             .await
     }
 }
@@ -503,16 +527,22 @@ fn default_route_ip(family: IpAddr) -> Option<IpAddr> {
     Some(socket.local_addr().ok()?.ip())
 }
 
-fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, WebRtcError> {
+/// A UDP host candidate, or with `tcp_type` Passive a TCP one (RFC 6544).
+fn host_candidate(addr: SocketAddr, tcp_type: TcpType) -> Result<RTCIceCandidateInit, WebRtcError> {
+    let network = if tcp_type == TcpType::Unspecified {
+        "udp"
+    } else {
+        "tcp"
+    };
     let candidate = CandidateHostConfig {
         base_config: CandidateConfig {
-            network: "udp".to_owned(),
+            network: network.to_owned(),
             address: addr.ip().to_string(),
             port: addr.port(),
             component: 1,
             ..Default::default()
         },
-        ..Default::default()
+        tcp_type,
     }
     .new_candidate_host()
     .map_err(|e| WebRtcError::Peer(e.to_string()))?;
@@ -540,8 +570,12 @@ struct EventLoop {
     taps: Taps,
     /// Endpoints whose gathering waits for the STUN/TURN servers' answers.
     gathering: Vec<ElementId>,
-    /// Data a TURN server relayed, from the remote address (reused buffer).
-    relayed: Vec<(SocketAddr, BytesMut)>,
+    /// The STUN/TURN servers each endpoint gathered with (their allocations live as long).
+    gathered_with: HashMap<ElementId, IceServers>,
+    /// Data a TURN server relayed: relay candidate, remote address, data (reused buffer).
+    relayed: Vec<(SocketAddr, SocketAddr, BytesMut)>,
+    /// Frames read from TCP connections this pass (reused buffer).
+    tcp_frames: Vec<(Token, BytesMut)>,
 }
 
 impl EventLoop {
@@ -559,7 +593,9 @@ impl EventLoop {
             inbound: Vec::with_capacity(64),
             taps: Taps::default(),
             gathering: Vec::new(),
+            gathered_with: HashMap::new(),
             relayed: Vec::new(),
+            tcp_frames: Vec::new(),
         }
     }
 
@@ -592,9 +628,10 @@ impl EventLoop {
                 let id = command.endpoint();
                 self.guarded(id, |this| this.on_command(command));
             }
-            for index in 0..self.sockets.0.len() {
+            for index in 0..self.sockets.udp.len() {
                 self.read_socket(index, &mut buf);
             }
+            self.read_tcp(&events);
             let now = Instant::now();
             let due: Vec<ElementId> = self
                 .deadlines
@@ -623,6 +660,7 @@ impl EventLoop {
                 self.bound_publishers(now);
                 self.sockets.ask_servers(now);
                 self.finish_gathering(now);
+                self.sockets.tcp.expire(now);
                 if now >= next_report {
                     next_report = now + REPORT_INTERVAL;
                     let ids: Vec<ElementId> = self.peers.keys().copied().collect();
@@ -640,7 +678,7 @@ impl EventLoop {
 
     fn read_socket(&mut self, index: usize, buf: &mut [u8]) {
         for _ in 0..READ_BUDGET {
-            let s = &mut self.sockets.0[index];
+            let s = &mut self.sockets.udp[index];
             let (len, from) = match s.socket.recv_from(buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -650,27 +688,72 @@ impl EventLoop {
                     continue;
                 }
             };
+            let local_addr = s.addr;
             let datagram = &buf[..len];
             let now = Instant::now();
-            match s.servers.as_mut() {
-                Some(servers) if servers.is_server(from) => {
-                    let mut relayed = std::mem::take(&mut self.relayed);
-                    servers.handle_read(now, from, datagram, &s.socket, &mut relayed);
-                    if let Some(relayed_addr) = servers.relayed_addr() {
-                        for (remote, message) in relayed.drain(..) {
-                            self.deliver(relayed_addr, remote, message, now);
-                        }
-                    }
-                    relayed.clear();
-                    self.relayed = relayed;
-                    self.finish_gathering(now);
+            let mut relayed = std::mem::take(&mut self.relayed);
+            if self
+                .sockets
+                .read_from_server(index, from, datagram, now, &mut relayed)
+            {
+                for (relayed_addr, remote, message) in relayed.drain(..) {
+                    self.deliver(relayed_addr, remote, message, now);
                 }
-                _ => {
-                    let local_addr = s.addr;
-                    self.deliver(local_addr, from, BytesMut::from(datagram), now);
-                }
+                self.relayed = relayed;
+                self.finish_gathering(now);
+            } else {
+                self.relayed = relayed;
+                self.deliver(local_addr, from, BytesMut::from(datagram), now);
             }
         }
+    }
+
+    /// Accepts, reads and writes the TCP connections that are ready, and hands their frames to
+    /// their endpoints; a connection whose first frame names no endpoint is closed.
+    fn read_tcp(&mut self, events: &Events) {
+        let now = Instant::now();
+        let mut frames = std::mem::take(&mut self.tcp_frames);
+        for event in events
+            .iter()
+            .filter(|e| e.token().0 >= FIRST_TCP_TOKEN && e.token() != WAKER)
+        {
+            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            self.sockets.tcp.ready(
+                event.token(),
+                readable,
+                event.is_writable(),
+                now,
+                &mut frames,
+            );
+        }
+        self.sockets.tcp.read_again(&mut frames);
+        for (token, frame) in frames.drain(..) {
+            let Some(link) = self.sockets.tcp.link(token) else {
+                continue;
+            };
+            let id = match link.owner {
+                Some(id) => id,
+                None => match stun_local_ufrag(&frame).and_then(|u| self.by_ufrag.get(u)) {
+                    Some(&id) => {
+                        self.sockets.tcp.set_owner(token, id);
+                        id
+                    }
+                    None => {
+                        tracing::debug!("ICE-TCP {}: no endpoint's STUN request", link.remote);
+                        self.sockets.tcp.close(token);
+                        continue;
+                    }
+                },
+            };
+            let transport = TransportContext {
+                local_addr: link.local,
+                peer_addr: link.remote,
+                ecn: None,
+                transport_protocol: TransportProtocol::TCP,
+            };
+            self.hand_to(id, transport, frame, now);
+        }
+        self.tcp_frames = frames;
     }
 
     /// Hands a datagram that reached local candidate `local_addr` to the endpoint `from` belongs
@@ -692,16 +775,28 @@ impl EventLoop {
                 None => return,
             },
         };
+        let transport = TransportContext {
+            local_addr,
+            peer_addr: from,
+            ecn: None,
+            transport_protocol: TransportProtocol::UDP,
+        };
+        self.hand_to(id, transport, message, now);
+    }
+
+    /// Feeds what arrived on `transport` to endpoint `id`'s stack and acts on the outcome.
+    fn hand_to(
+        &mut self,
+        id: ElementId,
+        transport: TransportContext,
+        message: BytesMut,
+        now: Instant,
+    ) {
         self.guarded(id, |this| {
             if let Some(peer) = this.peers.get_mut(&id)
                 && let Err(e) = peer.pc.handle_read(TaggedBytesMut {
                     now,
-                    transport: TransportContext {
-                        local_addr,
-                        peer_addr: from,
-                        ecn: None,
-                        transport_protocol: TransportProtocol::UDP,
-                    },
+                    transport,
                     message,
                 })
             {
@@ -711,14 +806,18 @@ impl EventLoop {
         });
     }
 
-    /// Completes the gathering of the endpoints that waited for the servers, once every server
-    /// has answered or been given up on.
+    /// Completes the gathering of the endpoints that waited for their servers, once each of
+    /// those has answered or been given up on.
     fn finish_gathering(&mut self, now: Instant) {
-        if self.gathering.is_empty() || !self.sockets.servers_settled(now) {
-            return;
-        }
-        let candidates: Vec<_> = self.sockets.server_candidates().cloned().collect();
         for id in std::mem::take(&mut self.gathering) {
+            let Some(servers) = self.gathered_with.get(&id) else {
+                continue;
+            };
+            if !self.sockets.servers_settled(servers, now) {
+                self.gathering.push(id);
+                continue;
+            }
+            let candidates = self.sockets.server_candidates(servers);
             if let Some(peer) = self.peers.get_mut(&id) {
                 peer.finish_gathering(&candidates);
             }
@@ -746,6 +845,10 @@ impl EventLoop {
             peer.close();
             self.by_ufrag.remove(peer.ufrag.as_bytes());
             self.by_addr.retain(|_, v| *v != id);
+        }
+        self.sockets.tcp.release(id);
+        if let Some(servers) = self.gathered_with.remove(&id) {
+            self.sockets.release_servers(&servers);
         }
         self.taps.remove(id);
         self.router.remove_element(id);
@@ -950,12 +1053,17 @@ impl EventLoop {
                 let _ = reply.send(self.with_peer(id, |p| p.add_ice_candidate(candidate)));
                 self.service(id, now);
             }
-            Command::GatherCandidates(id, reply) => {
+            Command::GatherCandidates(id, own, reply) => {
                 let _ = reply.send(self.with_peer(id, |p| {
                     p.start_gathering();
                     Ok(())
                 }));
                 if self.peers.contains_key(&id) {
+                    let servers = self.sockets.servers_for(&own);
+                    self.sockets.use_servers(&servers, now);
+                    if let Some(old) = self.gathered_with.insert(id, servers) {
+                        self.sockets.release_servers(&old);
+                    }
                     self.gathering.push(id);
                     self.sockets.ask_servers(now);
                     self.finish_gathering(now);

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 
 /// Where server candidates come from; both optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct IceServers {
     /// A STUN server (`host:port`): its answer is the socket's server-reflexive address.
     pub stun: Option<String>,
@@ -18,10 +18,20 @@ impl IceServers {
     pub fn is_empty(&self) -> bool {
         self.stun.is_none() && self.turn.is_none()
     }
+
+    /// Kurento's `stunServerAddress` and `stunServerPort` (3478 when unset) as `host:port`.
+    pub fn stun_address(address: &str, port: Option<u16>) -> String {
+        let port = port.unwrap_or(3478);
+        if address.contains(':') {
+            format!("[{address}]:{port}")
+        } else {
+            format!("{address}:{port}")
+        }
+    }
 }
 
 /// A TURN server reached over UDP with long-term credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TurnServer {
     /// Host name or address.
     pub host: String,

@@ -108,7 +108,7 @@
 //! **Not yet:** moving a pipeline between threads to balance load; a transport-wide-cc
 //! sequence of our own on forwarded packets; sender reports that carry the publisher's own
 //! RTP/NTP mapping (ours map the last forwarded timestamp to the wall clock at forwarding time,
-//! so audio/video sync is as good as the arrival jitter); RTX on the send side; ICE-TCP; a
+//! so audio/video sync is as good as the arrival jitter); RTX on the send side; a
 //! send-side estimate of each subscriber's downlink from transport-wide-cc (subscribers' REMB
 //! is used instead, see [`feedback`]).
 //!
@@ -136,6 +136,7 @@ pub mod srtp_out;
 pub mod srtp_tap;
 mod stats;
 mod taps;
+mod tcp;
 pub mod udp;
 
 pub use data::DataChannelOptions;

@@ -87,6 +87,8 @@ impl Lookup {
 
 /// The STUN/TURN state of one loop socket.
 pub(super) struct ServerCandidates {
+    /// The servers asked, as configured.
+    servers: IceServers,
     /// The socket's host candidate address (the candidates' related address).
     base: SocketAddr,
     client: Client,
@@ -134,6 +136,7 @@ impl ServerCandidates {
             }
         };
         Some(ServerCandidates {
+            servers: servers.clone(),
             base,
             client,
             stun,
@@ -144,6 +147,11 @@ impl ServerCandidates {
             permissions: HashMap::new(),
             channels: HashMap::new(),
         })
+    }
+
+    /// The servers asked.
+    pub(super) fn servers(&self) -> &IceServers {
+        &self.servers
     }
 
     /// Whether `from` is one of this socket's servers (its datagrams go to [`Self::handle_read`]).
@@ -198,14 +206,15 @@ impl ServerCandidates {
         srflx && relay
     }
 
-    /// Feeds a datagram from a server. Data relayed from remote peers is appended to `relayed`.
+    /// Feeds a datagram from a server. Data relayed from remote peers is appended to `relayed`
+    /// as (relayed address, remote address, data).
     pub(super) fn handle_read(
         &mut self,
         now: Instant,
         from: SocketAddr,
         datagram: &[u8],
         socket: &UdpSocket,
-        relayed: &mut Vec<(SocketAddr, BytesMut)>,
+        relayed: &mut Vec<(SocketAddr, SocketAddr, BytesMut)>,
     ) {
         let message = TaggedBytesMut {
             now,
@@ -272,7 +281,7 @@ impl ServerCandidates {
         Some((self.turn?, *self.channels.get(&to)?))
     }
 
-    fn take_events(&mut self, now: Instant, relayed: &mut Vec<(SocketAddr, BytesMut)>) {
+    fn take_events(&mut self, now: Instant, relayed: &mut Vec<(SocketAddr, SocketAddr, BytesMut)>) {
         let before = (self.srflx.found, self.relay.found);
         while let Some(event) = self.client.poll_event() {
             match event {
@@ -300,7 +309,11 @@ impl ServerCandidates {
                         }
                     }
                 }
-                Event::DataIndicationOrChannelData(_, from, data) => relayed.push((from, data)),
+                Event::DataIndicationOrChannelData(_, from, data) => {
+                    if let Some(relayed_addr) = self.relay.found {
+                        relayed.push((relayed_addr, from, data));
+                    }
+                }
                 Event::CreatePermissionError(_, e) => {
                     tracing::debug!("TURN permission refused: {e}");
                 }

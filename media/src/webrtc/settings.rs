@@ -23,7 +23,8 @@ pub struct NetworkSettings {
     pub ice_servers: IceServers,
     /// Largest datagram sent.
     pub mtu: usize,
-    /// Whether ICE-TCP candidates are wanted (not implemented yet: ignored with a warning).
+    /// Whether each loop also listens on TCP per bind address and offers a passive TCP host
+    /// candidate there (ICE-TCP, RFC 6544), for clients whose UDP is blocked.
     pub ice_tcp: bool,
     /// Socket loop threads (each with its own ports); endpoints are placed by group.
     pub threads: usize,

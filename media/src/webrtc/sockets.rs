@@ -1,14 +1,20 @@
 //! The sockets of one loop thread, their `sendmmsg` batches and their STUN/TURN state
 //! (index-aligned), and how a datagram for a peer leaves: straight from the socket its pair's
-//! local candidate names, or through that socket's TURN allocation for a relay candidate.
+//! local candidate names, through that socket's TURN allocation for a relay candidate, or
+//! framed on the TCP connection of a passive TCP candidate. Every local candidate of a loop has
+//! an address of its own (a TCP listener never takes its UDP socket's port), so the local
+//! address alone says which way a datagram goes.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use bytes::BytesMut;
 use mio::net::UdpSocket;
 
 use super::ice_servers::IceServers;
 use super::server_candidates::{CHANNEL_HEADER, ServerCandidates, frame_channel_data};
+use super::tcp::TcpSockets;
 use super::udp::{SLOT_LEN, SendBatch};
 
 /// One bound socket and the host candidate address that names it.
@@ -17,7 +23,9 @@ pub(super) struct LoopSocket {
     /// The address the host candidate announces (what the ICE agent calls this socket).
     pub(super) addr: SocketAddr,
     batch: SendBatch,
-    pub(super) servers: Option<ServerCandidates>,
+    /// STUN/TURN state of each server set in use on this socket: the loop's, and those
+    /// endpoints named themselves.
+    servers: Vec<ServerCandidates>,
 }
 
 /// How a peer's pair reaches its remote.
@@ -25,51 +33,125 @@ pub(super) struct LoopSocket {
 enum Route {
     /// From socket `index`.
     Direct(usize),
-    /// Through socket `index`'s TURN allocation.
-    Relayed(usize),
+    /// Through socket `index`'s TURN allocation of server set `set`.
+    Relayed { index: usize, set: usize },
+    /// On the TCP connection from a passive candidate.
+    Tcp,
 }
 
-pub(super) struct Sockets(pub(super) Vec<LoopSocket>);
+pub(super) struct Sockets {
+    pub(super) udp: Vec<LoopSocket>,
+    pub(super) tcp: TcpSockets,
+    /// The servers of endpoints that name none of their own.
+    default_servers: IceServers,
+    /// The server sets endpoints gathered with, and how many endpoints use each.
+    in_use: HashMap<IceServers, usize>,
+}
 
 impl Sockets {
     /// The sockets with their STUN/TURN state (DNS lookups of the servers happen here).
-    pub(super) fn new(sockets: Vec<(UdpSocket, SocketAddr)>, servers: &IceServers) -> Self {
-        let mut sockets = Sockets(
-            sockets
+    pub(super) fn new(
+        sockets: Vec<(UdpSocket, SocketAddr)>,
+        tcp: TcpSockets,
+        servers: &IceServers,
+    ) -> Self {
+        let mut sockets = Sockets {
+            udp: sockets
                 .into_iter()
                 .map(|(socket, addr)| LoopSocket {
                     socket,
                     addr,
                     batch: SendBatch::new(64),
-                    servers: None,
+                    servers: Vec::new(),
                 })
                 .collect(),
-        );
+            tcp,
+            default_servers: IceServers::default(),
+            in_use: HashMap::new(),
+        };
         sockets.set_servers(servers, Instant::now());
         sockets
     }
 
-    /// Starts over with `servers` (their first requests go out at the next [`Self::ask_servers`]).
+    /// Makes `servers` the default (their first requests go out at the next
+    /// [`Self::ask_servers`]); the old default's state stays while endpoints use it.
     pub(super) fn set_servers(&mut self, servers: &IceServers, now: Instant) {
-        for s in &mut self.0 {
-            s.servers = (!servers.is_empty())
-                .then(|| ServerCandidates::new(s.addr, servers, now))
-                .flatten();
+        let old = std::mem::replace(&mut self.default_servers, servers.clone());
+        if !self.in_use.contains_key(&old) {
+            self.remove_set(&old);
+        }
+        self.add_set(servers, now);
+    }
+
+    /// The servers an endpoint that names `own` gathers from: its own, the default's for what
+    /// it leaves out.
+    pub(super) fn servers_for(&self, own: &IceServers) -> IceServers {
+        IceServers {
+            stun: own
+                .stun
+                .clone()
+                .or_else(|| self.default_servers.stun.clone()),
+            turn: own
+                .turn
+                .clone()
+                .or_else(|| self.default_servers.turn.clone()),
+        }
+    }
+
+    /// Counts one more endpoint gathering with `servers`, asking them if nobody did yet.
+    pub(super) fn use_servers(&mut self, servers: &IceServers, now: Instant) {
+        *self.in_use.entry(servers.clone()).or_default() += 1;
+        self.add_set(servers, now);
+    }
+
+    /// Counts one endpoint less on `servers`; the last one (unless they are the default)
+    /// drops their state and allocations.
+    pub(super) fn release_servers(&mut self, servers: &IceServers) {
+        let Some(users) = self.in_use.get_mut(servers) else {
+            return;
+        };
+        *users -= 1;
+        if *users == 0 {
+            self.in_use.remove(servers);
+            if *servers != self.default_servers {
+                self.remove_set(servers);
+            }
+        }
+    }
+
+    fn add_set(&mut self, servers: &IceServers, now: Instant) {
+        if servers.is_empty() {
+            return;
+        }
+        for s in &mut self.udp {
+            if !s.servers.iter().any(|c| c.servers() == servers)
+                && let Some(state) = ServerCandidates::new(s.addr, servers, now)
+            {
+                s.servers.push(state);
+            }
+        }
+    }
+
+    fn remove_set(&mut self, servers: &IceServers) {
+        for s in &mut self.udp {
+            s.servers.retain(|c| c.servers() != servers);
         }
     }
 
     fn route(&self, local: SocketAddr) -> Option<Route> {
-        if let Some(index) = self.0.iter().position(|s| s.addr == local) {
+        if let Some(index) = self.udp.iter().position(|s| s.addr == local) {
             return Some(Route::Direct(index));
         }
-        self.0
-            .iter()
-            .position(|s| {
-                s.servers
-                    .as_ref()
-                    .is_some_and(|c| c.relayed_addr() == Some(local))
-            })
-            .map(Route::Relayed)
+        if self.tcp.is_listener(local) {
+            return Some(Route::Tcp);
+        }
+        self.udp.iter().enumerate().find_map(|(index, s)| {
+            let set = s
+                .servers
+                .iter()
+                .position(|c| c.relayed_addr() == Some(local))?;
+            Some(Route::Relayed { index, set })
+        })
     }
 
     /// Sends a datagram the `rtc` stack wrote (ICE, DTLS, RTCP, data channels).
@@ -82,13 +164,14 @@ impl Sockets {
     ) {
         match self.route(local) {
             Some(Route::Direct(index)) => {
-                let _ = self.0[index].socket.send_to(datagram, to);
+                let _ = self.udp[index].socket.send_to(datagram, to);
             }
-            Some(Route::Relayed(index)) => {
-                let s = &mut self.0[index];
-                if let Some(servers) = s.servers.as_mut() {
-                    servers.send_relayed(now, to, datagram, &s.socket);
-                }
+            Some(Route::Tcp) => {
+                self.tcp.send(local, to, datagram);
+            }
+            Some(Route::Relayed { index, set }) => {
+                let s = &mut self.udp[index];
+                s.servers[set].send_relayed(now, to, datagram, &s.socket);
             }
             None => {}
         }
@@ -106,14 +189,15 @@ impl Sockets {
     ) {
         match self.route(local) {
             Some(Route::Direct(index)) => {
-                let s = &mut self.0[index];
+                let s = &mut self.udp[index];
                 s.batch.push(&s.socket, to, |slot| fill(&mut slot[..]));
             }
-            Some(Route::Relayed(index)) => {
-                let s = &mut self.0[index];
-                let Some(servers) = s.servers.as_mut() else {
-                    return;
-                };
+            Some(Route::Tcp) => {
+                self.tcp.push(local, to, fill);
+            }
+            Some(Route::Relayed { index, set }) => {
+                let s = &mut self.udp[index];
+                let servers = &mut s.servers[set];
                 if let Some((turn, number)) = servers.channel(to) {
                     s.batch.push(&s.socket, turn, |slot| {
                         let n = fill(&mut slot[CHANNEL_HEADER..])?;
@@ -130,42 +214,75 @@ impl Sockets {
         }
     }
 
-    /// Sends every batched datagram.
+    /// Sends every batched datagram and the TCP output of the pass.
     pub(super) fn flush(&mut self) {
-        for s in &mut self.0 {
+        for s in &mut self.udp {
             if !s.batch.is_empty() {
                 s.batch.flush(&s.socket);
             }
         }
+        self.tcp.flush();
+    }
+
+    /// Feeds a datagram that socket `index` received from `from` to the state of every server
+    /// set `from` serves; what they unwrapped from remote peers is appended to `relayed` with
+    /// the relay candidate it reached. `false`: `from` is none of the socket's servers.
+    pub(super) fn read_from_server(
+        &mut self,
+        index: usize,
+        from: SocketAddr,
+        datagram: &[u8],
+        now: Instant,
+        relayed: &mut Vec<(SocketAddr, SocketAddr, BytesMut)>,
+    ) -> bool {
+        let s = &mut self.udp[index];
+        let mut any = false;
+        // Sets sharing a server each get the datagram: a response belongs to the client whose
+        // transaction it answers, the others drop it.
+        for servers in s.servers.iter_mut().filter(|c| c.is_server(from)) {
+            servers.handle_read(now, from, datagram, &s.socket, relayed);
+            any = true;
+        }
+        any
     }
 
     /// Asks the STUN/TURN servers what is due (first requests, refreshes, retries).
     pub(super) fn ask_servers(&mut self, now: Instant) {
-        for s in &mut self.0 {
-            if let Some(servers) = s.servers.as_mut() {
+        for s in &mut self.udp {
+            for servers in &mut s.servers {
                 servers.ask(now, &s.socket);
                 servers.handle_timeout(now, &s.socket);
             }
         }
     }
 
-    /// Whether every socket's servers have answered or been given up on.
-    pub(super) fn servers_settled(&mut self, now: Instant) -> bool {
+    fn sets_of<'a>(
+        &'a mut self,
+        servers: &'a IceServers,
+    ) -> impl Iterator<Item = &'a mut ServerCandidates> {
+        self.udp
+            .iter_mut()
+            .flat_map(|s| s.servers.iter_mut())
+            .filter(move |c| c.servers() == servers)
+    }
+
+    /// Whether every socket's state for `servers` has its answers or has given up on them.
+    pub(super) fn servers_settled(&mut self, servers: &IceServers, now: Instant) -> bool {
         // Every socket's lookups are settled (timed out ones given up), not only the first.
         let mut all = true;
-        for servers in self.0.iter_mut().filter_map(|s| s.servers.as_mut()) {
-            all &= servers.settled(now);
+        for state in self.sets_of(servers) {
+            all &= state.settled(now);
         }
         all
     }
 
-    /// The server candidates of every socket.
+    /// The server candidates every socket got from `servers`.
     pub(super) fn server_candidates(
-        &self,
-    ) -> impl Iterator<Item = &rtc::peer_connection::transport::RTCIceCandidateInit> {
-        self.0
-            .iter()
-            .filter_map(|s| s.servers.as_ref())
-            .flat_map(|servers| servers.candidates())
+        &mut self,
+        servers: &IceServers,
+    ) -> Vec<rtc::peer_connection::transport::RTCIceCandidateInit> {
+        self.sets_of(servers)
+            .flat_map(|state| state.candidates().iter().cloned())
+            .collect()
     }
 }
