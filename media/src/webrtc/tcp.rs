@@ -602,6 +602,7 @@ mod tests {
         ] {
             let mut client = StdTcpStream::connect(h.addr).unwrap();
             client.write_all(garbage).unwrap();
+            h.pump(|tcp, _| tcp.len() == 1);
             let frames = h.pump(|tcp, _| tcp.len() == 0);
             assert!(frames.is_empty());
             let mut rest = Vec::new();
@@ -626,6 +627,7 @@ mod tests {
         noise.extend((0..1_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));
         let _ = noisy.write_all(&noise);
         drop(noisy);
+        h.pump(|tcp, _| tcp.len() == 1);
         h.pump(|tcp, _| tcp.len() == 0);
         // A silent connection is dropped once it has been anonymous too long.
         let _silent = StdTcpStream::connect(h.addr).unwrap();
