@@ -131,11 +131,13 @@ fn sink(seed: u32, to: SocketAddr) -> Sink {
         id,
         encrypted: false,
     };
-    let mut stream = OutStream::new(0x1000_0000 + seed);
+    // Browsers negotiate rtx: the sink's stream carries its RTX stream, as in the host.
+    let mut stream = OutStream::new(0x1000_0000 + seed).with_rtx(0x2000_0000 + seed, 0);
     stream.negotiated(
         vec![(CodecId::Vp8, VP8_PT)],
         SinkIds::from_negotiated(&[ext(MID, 4), ext(ABS_SEND_TIME, 2)], Some("1".into())),
     );
+    stream.negotiated_rtx(&[(CodecId::Vp8, VP8_PT + 1)]);
     Sink {
         srtp: srtp(seed),
         stream,
@@ -241,6 +243,7 @@ fn fanout(c: &mut Criterion, to: SocketAddr) {
                     router.route(
                         source,
                         MediaKind::Video,
+                        CodecId::Vp8,
                         &packet,
                         now,
                         || false,

@@ -5,7 +5,7 @@
 // ffprobe reads, and bad SDP refused with Kurento's error codes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,48 +13,22 @@ import { join } from 'node:path';
 import { startRkms, RawClient, sleep } from './helpers.mjs';
 import { launchBrowser } from './browser.mjs';
 import { connectPage, flowingIn, nextEvent, kurento } from './media-peers.mjs';
+import { ffmpegSendsTo, killFfmpegs, mediaLine, freePortPair, runFfmpeg, peerSdp } from './ffmpeg-rtp.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'rkms-rtp-'));
 const SDES_KEY = Buffer.from('rkms-rtp-endpoint-test-key-30b').subarray(0, 30).toString('base64');
 
 let server;
 let browser;
-const children = new Set();
 before(async () => {
   server = await startRkms({ env: { KMS_NETWORK_INTERFACES: 'lo' } });
   browser = await launchBrowser();
 });
 after(async () => {
-  for (const child of children) child.kill('SIGKILL');
+  killFfmpegs();
   await browser?.close();
   await server?.stop();
 });
-
-/** The port, profile and payload types of an SDP's first `media` line. */
-function mediaLine(sdp, media) {
-  const lines = sdp.split(/\r?\n/);
-  const start = lines.findIndex((l) => l.startsWith(`m=${media} `));
-  assert.ok(start >= 0, `no m=${media} in ${sdp}`);
-  const end = lines.findIndex((l, i) => i > start && l.startsWith('m='));
-  const section = lines.slice(start, end < 0 ? undefined : end);
-  const [, port, proto] = lines[start].split(' ');
-  const pt = (name) => {
-    const map = section.find((l) => new RegExp(`^a=rtpmap:\\d+ ${name}/`, 'i').test(l));
-    return map && Number(map.match(/^a=rtpmap:(\d+)/)[1]);
-  };
-  return { port: Number(port), proto, pt, section };
-}
-
-/** A UDP port with a free neighbour (for ffmpeg's RTP and RTCP). */
-async function freePortPair() {
-  for (;;) {
-    const port = await new Promise((resolve) => {
-      const s = createSocket('udp4');
-      s.bind(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-    });
-    if (port % 2 === 0 && port < 65000) return port;
-  }
-}
 
 /** Resolves once someone has bound UDP `port` on loopback (ffmpeg listening). */
 async function boundByOther(port, timeoutMs = 20000) {
@@ -71,36 +45,6 @@ async function boundByOther(port, timeoutMs = 20000) {
   throw new Error(`nothing bound UDP port ${port}`);
 }
 
-function runFfmpeg(args) {
-  const child = spawn('ffmpeg', ['-nostdin', '-hide_banner', '-loglevel', 'error', ...args],
-    { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => { stderr += d; });
-  children.add(child);
-  const exited = new Promise((resolve) => child.on('exit', (code) => {
-    children.delete(child);
-    resolve({ code, stderr });
-  }));
-  return { child, exited };
-}
-
-/** An SDP for ffmpeg's side: its address, port and the one codec (after a
- * refused audio line when answering rkms's audio+video offer). */
-function peerSdp({ port, proto = 'RTP/AVP', pt, rtpmap, fmtp, direction, crypto, refuseAudio }) {
-  return ['v=0', 'o=- 0 0 IN IP4 127.0.0.1', 's=ffmpeg', 'c=IN IP4 127.0.0.1', 't=0 0',
-    ...(refuseAudio ? [`m=audio 0 ${proto} 0`] : []),
-    `m=video ${port} ${proto} ${pt}`, `a=rtpmap:${pt} ${rtpmap}`,
-    ...(fmtp ? [`a=fmtp:${pt} ${fmtp}`] : []),
-    ...(crypto ? [`a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:${crypto}`] : []),
-    `a=${direction}`, ''].join('\r\n');
-}
-
-const ENCODERS = {
-  VP8: { rtpmap: 'VP8/90000', args: ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '500k'] },
-  H264: { rtpmap: 'H264/90000', fmtp: 'packetization-mode=1',
-    args: ['-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p'] },
-};
-
 /** ffmpeg sends a test pattern to rkms's offer; the RtpEndpoint feeds a
  * Chromium page, which must decode it. */
 async function ffmpegToPage(codec, { crypto } = {}) {
@@ -111,22 +55,9 @@ async function ffmpegToPage(codec, { crypto } = {}) {
   const { endpoint, peer } = await connectPage(browser, pipeline, { codec });
   await rtp.connect(endpoint);
   const connected = nextEvent(rtp, 'ConnectionStateChanged', (e) => e.newState === 'CONNECTED');
-  const offer = await rtp.generateOffer();
-  const video = mediaLine(offer, 'video');
+  const { ff, video } = await ffmpegSendsTo(rtp, codec, { crypto });
   assert.equal(video.proto, crypto ? 'RTP/SAVPF' : 'RTP/AVPF');
   assert.equal(video.section.some((l) => l.startsWith('a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:')), !!crypto);
-  const pt = video.pt(codec);
-  assert.ok(pt, `rkms offers ${codec}: ${offer}`);
-
-  const local = await freePortPair();
-  const enc = ENCODERS[codec];
-  const scheme = crypto ? 'srtp' : 'rtp';
-  const ff = runFfmpeg(['-re', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=30', '-t', '60', '-an',
-    ...enc.args, '-g', '30', '-f', 'rtp', '-payload_type', String(pt),
-    ...(crypto ? ['-srtp_out_suite', 'AES_CM_128_HMAC_SHA1_80', '-srtp_out_params', crypto] : []),
-    `${scheme}://127.0.0.1:${video.port}?rtcpport=${video.port + 1}&localrtpport=${local}&localrtcpport=${local + 1}`]);
-  await rtp.processAnswer(peerSdp({ port: local, proto: crypto ? 'RTP/SAVP' : 'RTP/AVP', pt,
-    rtpmap: enc.rtpmap, fmtp: enc.fmtp, direction: 'sendonly', crypto, refuseAudio: true }));
   await connected;
   await flowingIn(rtp);
   const stats = await peer.waitFor((s) => s.video?.framesDecoded > 30);

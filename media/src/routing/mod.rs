@@ -12,8 +12,20 @@
 //! leg and the payload (`bytes::Bytes`) is never copied except into the encrypted datagram.
 //!
 //! Feedback from sinks flows back through the same table: keyframe requests are merged and
-//! rate-limited per source ([`KeyframeGate`]); a new sink asks for one; NACKs are answered from
-//! the source's [`History`] with the sink's own numbering.
+//! rate-limited per source ([`KeyframeGate`]); a new sink asks for one.
+//!
+//! # Loss recovery
+//!
+//! [`Router::route`] keeps each packet it forwards in its source pad's [`History`] (the last
+//! [`HISTORY_LEN`] packets: header fields, codec and the shared payload, no copy). A sink's NACK
+//! ([`Router::nack`]) names packets in the sink's numbering; the sink's rewriter maps them back to
+//! the source's, and each one still kept is handed to the caller with the sink's header fields
+//! and its codec, so a resend works whatever the source (a peer, an RtpEndpoint, a player). The
+//! WebRTC host writes it as RTX (RFC 4588: the sink's rtx payload type and SSRC, the original
+//! sequence number prepended to the payload) when the sink negotiated rtx for that codec, or as a
+//! plain copy of the forwarded packet otherwise. A lost packet the history does not hold is
+//! returned to be asked of the source (a WebRTC publisher that negotiated NACK), once per
+//! [`UPSTREAM_NACK_INTERVAL`] however many sinks lost it.
 //!
 //! A video sink pad whose source is replaced (a Dispatcher switching, an application
 //! re-connecting) keeps its old source's picture until the new source's next keyframe starts,
@@ -29,11 +41,12 @@ mod rewriter;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-pub use history::{HISTORY_LEN, History};
+pub use history::{HISTORY_LEN, History, Kept, UPSTREAM_NACK_INTERVAL};
 pub use keyframe::{KeyframeGate, MIN_KEYFRAME_INTERVAL, starts_keyframe};
 pub use rewriter::{Rewriter, Rewritten};
 
 pub use crate::graph::{ElementId, MediaKind};
+use crate::webrtc::codecs::CodecId;
 
 /// An RTP packet as the routing core sees it: a parsed header and a shared payload.
 pub type RtpPacket = rtc::rtp::Packet;
@@ -251,14 +264,16 @@ impl Router {
         from_source.or_else(|| self.parked.remove(&(sink, kind)))
     }
 
-    /// Forwards a packet that `source` received: remembers it for NACKs and calls `send` once
-    /// per sink with the sink's header fields. `starts_keyframe` tells whether the packet starts
-    /// a keyframe; it is asked only while sinks are switching to this source or a keyframe
-    /// request to it is deferred.
+    /// Forwards a packet of `codec` that `source` received: remembers it for NACKs and calls
+    /// `send` once per sink with the sink's header fields. `starts_keyframe` tells whether the
+    /// packet starts a keyframe; it is asked only while sinks are switching to this source or a
+    /// keyframe request to it is deferred.
+    #[allow(clippy::too_many_arguments)]
     pub fn route(
         &mut self,
         source: ElementId,
         kind: MediaKind,
+        codec: CodecId,
         packet: &RtpPacket,
         now: Instant,
         starts_keyframe: impl FnOnce() -> bool,
@@ -297,7 +312,7 @@ impl Router {
         if pad.legs.is_empty() {
             return;
         }
-        pad.history.push(packet);
+        pad.history.push(packet, codec);
         let (seq, ts) = (packet.header.sequence_number, packet.header.timestamp);
         for leg in pad.legs.iter_mut() {
             send(leg.sink, leg.rewriter.rewrite(seq, ts, now));
@@ -356,35 +371,33 @@ impl Router {
     }
 
     /// A sink lost the packets numbered `lost` (its own numbering): calls `resend` with each
-    /// one still in its source's history, renumbered for the sink. Returns how many were found.
+    /// one still in its source's history and the sink's header fields for it, and appends to
+    /// `upstream` (in the source's numbering) those to ask the source for (see
+    /// [`History::ask_upstream`]). Returns the source, if the sink has one.
     pub fn nack(
-        &self,
+        &mut self,
         sink: ElementId,
         kind: MediaKind,
-        lost: impl IntoIterator<Item = u16>,
-        mut resend: impl FnMut(&RtpPacket, Rewritten),
-    ) -> usize {
-        let Some(source) = self.source_of(sink, kind) else {
-            return 0;
-        };
-        let Some(pad) = self.sources.get(&(source, kind)) else {
-            return 0;
-        };
-        let Some(leg) = pad.legs.iter().find(|l| l.sink == sink) else {
-            return 0;
-        };
-        let mut found = 0;
-        for sink_seq in lost {
-            if let Some(packet) = pad.history.get(leg.rewriter.source_seq(sink_seq)) {
-                found += 1;
-                resend(
-                    packet,
-                    leg.rewriter
-                        .resend(packet.header.sequence_number, packet.header.timestamp),
-                );
+        lost: &[u16],
+        now: Instant,
+        upstream: &mut Vec<u16>,
+        mut resend: impl FnMut(&Kept, Rewritten),
+    ) -> Option<ElementId> {
+        let source = self.source_of(sink, kind)?;
+        let pad = self.sources.get_mut(&(source, kind))?;
+        let leg = pad.legs.iter().find(|l| l.sink == sink)?;
+        for &sink_seq in lost {
+            let seq = leg.rewriter.source_seq(sink_seq);
+            match pad.history.get(seq) {
+                Some(kept) => resend(kept, leg.rewriter.resend(kept.seq, kept.timestamp)),
+                None => {
+                    if pad.history.ask_upstream(seq, now) {
+                        upstream.push(seq);
+                    }
+                }
             }
         }
-        found
+        Some(source)
     }
 }
 
@@ -419,6 +432,7 @@ mod tests {
         r.route(
             ElementId(source),
             kind,
+            CodecId::Vp8,
             p,
             Instant::now(),
             || p.payload.first() == Some(&KEY),
@@ -495,6 +509,7 @@ mod tests {
         r.route(
             c,
             MediaKind::Video,
+            CodecId::Vp8,
             &packet(7, 0),
             late,
             || false,
@@ -519,11 +534,21 @@ mod tests {
         routed(&mut r, 3, MediaKind::Video, &keyframe(7, 0));
         routed(&mut r, 3, MediaKind::Video, &packet(8, 0));
         let mut resent = Vec::new();
-        let found = r.nack(b, MediaKind::Video, [102, 300], |p, rw| {
-            resent.push((p.header.sequence_number, rw.seq))
-        });
-        assert_eq!(found, 1);
-        assert_eq!(resent, [(8, 102)]);
+        let mut upstream = Vec::new();
+        let source = r.nack(
+            b,
+            MediaKind::Video,
+            &[102, 99],
+            now,
+            &mut upstream,
+            |p, rw| resent.push((p.seq, p.codec, rw.seq)),
+        );
+        assert_eq!(source, Some(c));
+        assert_eq!(resent, [(8, CodecId::Vp8, 102)]);
+        // 99 is c's 5, before its first forwarded packet: c is asked for it, once.
+        assert_eq!(upstream, [5]);
+        r.nack(b, MediaKind::Video, &[99], now, &mut upstream, |_, _| {});
+        assert_eq!(upstream, [5]);
     }
 
     #[test]

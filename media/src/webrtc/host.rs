@@ -918,6 +918,7 @@ impl EventLoop {
         self.router.route(
             source,
             kind,
+            codec,
             packet,
             now,
             starts_keyframe,
@@ -954,28 +955,33 @@ impl EventLoop {
             });
     }
 
+    /// Answers a sink's NACK from its source's history (RTX when the sink negotiated it) and
+    /// relays what the history lacks to a WebRTC source that negotiated NACK. Element sources
+    /// are answered alike: the history keeps each packet's codec, nothing is asked of them.
     fn answer_nack(&mut self, sink: ElementId, kind: MediaKind, lost: Vec<u16>, now: Instant) {
-        let Some(source) = self.router.source_of(sink, kind) else {
-            return;
-        };
         let peers = &mut self.peers;
         let sockets = &mut self.sockets;
-        self.router.nack(sink, kind, lost, |packet, rewritten| {
-            // A resent packet goes out with the codec it was forwarded with.
-            let codec = peers
-                .get(&source)
-                .and_then(|p| p.codec_of(kind, packet.header.payload_type));
-            if let Some(codec) = codec {
-                let carried = CarriedExtensions::default();
-                let leg = Leg {
-                    kind,
-                    codec,
-                    packet,
-                    carried: &carried,
+        let mut upstream = Vec::new();
+        let source = self
+            .router
+            .nack(sink, kind, &lost, now, &mut upstream, |kept, rewritten| {
+                let Some(peer) = peers.get_mut(&sink) else {
+                    return;
                 };
-                send_to_sink(peers, sockets, sink, &leg, rewritten, now);
-            }
-        });
+                let Some((to, local)) = peer.fast.remote else {
+                    return;
+                };
+                sockets.push(local, to, now, |buf| {
+                    peer.write_resend(kind, kept, rewritten, buf, now)
+                });
+            });
+        if let Some(source) = source
+            && !upstream.is_empty()
+            && let Some(peer) = self.peers.get_mut(&source)
+        {
+            peer.nack_upstream(kind, &upstream, now);
+            self.service(source, now);
+        }
     }
 
     /// Sends each video publisher the bound its subscribers' estimates set (see `feedback`).
@@ -1176,4 +1182,100 @@ fn send_to_sink(
             now,
         )
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webrtc::srtp_out::SrtpOut;
+    use crate::webrtc::srtp_tap::{SrtpMasterKey, SrtpProfile};
+    use rtc::shared::marshal::Unmarshal;
+    use rtc::srtp::context::Context;
+    use rtc::srtp::protection_profile::ProtectionProfile;
+
+    const MASTER: SrtpMasterKey = SrtpMasterKey {
+        profile: SrtpProfile::AeadAes128Gcm,
+        key: [3; 16],
+        salt: [5; 14],
+    };
+
+    fn receive(socket: &StdUdpSocket, context: &mut Context) -> RtpPacket {
+        let mut buf = [0u8; 2048];
+        let n = socket.recv(&mut buf).expect("a datagram");
+        let plain = context.decrypt_rtp(&buf[..n]).expect("decrypt");
+        RtpPacket::unmarshal(&mut &plain[..]).expect("RTP")
+    }
+
+    /// A source that is not a peer (a player, an RtpEndpoint) feeds a WebRTC sink through the
+    /// loop; the sink's NACK is answered from the history as RTX, with no peer to ask for the
+    /// codec.
+    #[test]
+    fn nacks_for_an_element_source_are_answered_as_rtx() {
+        let provider = rtc::crypto::default_provider().expect("crypto provider");
+        let socket = UdpSocket::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let local = socket.local_addr().expect("local addr");
+        let remote = StdUdpSocket::bind("127.0.0.1:0").expect("bind the remote");
+        remote
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let remote_addr = remote.local_addr().expect("remote addr");
+        let (_commands, command_rx) = channel();
+        let sockets = Sockets::new(vec![(socket, local)], &IceServers::default());
+        let mut event_loop = EventLoop::new(Poll::new().expect("poll"), sockets, command_rx);
+        let srtp = SrtpOut::new(&MASTER, provider.crypto()).expect("SRTP");
+        let peer = Peer::connected_video_sink(remote_addr, local, srtp).expect("peer");
+        let (ssrc, rtx_ssrc) = peer.video_ssrcs().expect("video");
+        let rtx_ssrc = rtx_ssrc.expect("an RTX stream");
+        let (player, viewer) = (ElementId(1), ElementId(2));
+        event_loop.peers.insert(viewer, Box::new(peer));
+        event_loop.on_command(Command::Connect(player, viewer, MediaKind::Video));
+        for seq in 1000..1003u16 {
+            let mut packet = RtpPacket::default();
+            packet.header.sequence_number = seq;
+            packet.header.timestamp = 90 * u32::from(seq);
+            packet.payload = bytes::Bytes::from(vec![seq as u8; 100]);
+            let input = TapInput::Rtp(MediaKind::Video, CodecId::Vp8, packet);
+            event_loop.on_command(Command::Tap(player, input));
+        }
+        event_loop.flush();
+        let salt = &MASTER.salt[..MASTER.profile.salt_len()];
+        let mut context = Context::new(
+            &MASTER.key,
+            salt,
+            ProtectionProfile::AeadAes128Gcm,
+            None,
+            None,
+            provider.crypto(),
+        )
+        .expect("SRTP context");
+        let forwarded: Vec<RtpPacket> = (0..3).map(|_| receive(&remote, &mut context)).collect();
+        assert!(forwarded.iter().all(|p| p.header.ssrc == ssrc));
+        let lost = &forwarded[1].header;
+        // The viewer lost the second packet, and one the history never held.
+        event_loop.answer_nack(
+            viewer,
+            MediaKind::Video,
+            vec![lost.sequence_number, lost.sequence_number.wrapping_add(100)],
+            Instant::now(),
+        );
+        event_loop.flush();
+        let rtx = receive(&remote, &mut context);
+        assert_eq!(
+            (
+                rtx.header.ssrc,
+                rtx.header.payload_type,
+                rtx.header.timestamp
+            ),
+            (rtx_ssrc, 97, lost.timestamp)
+        );
+        assert_eq!(rtx.payload[..2], lost.sequence_number.to_be_bytes());
+        assert_eq!(rtx.payload[2..], forwarded[1].payload[..]);
+        remote
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        assert!(
+            remote.recv(&mut [0u8; 2048]).is_err(),
+            "only the kept packet is resent"
+        );
+    }
 }

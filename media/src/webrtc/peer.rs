@@ -20,9 +20,11 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::sender_report::SenderReport;
-use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
+    TransportLayerNack, nack_pairs_from_sequence_numbers,
+};
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpRtxParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
@@ -41,7 +43,7 @@ use super::srtp_out::{OutStream, SrtpOut};
 use super::srtp_tap::{SUPPORTED_PROFILES, SrtpKeyTap};
 use super::stats::{CandidatePairStats, EndpointStats, RtpStreamStats};
 use crate::graph::MediaKind;
-use crate::routing::{Rewritten, RtpPacket};
+use crate::routing::{Kept, Rewritten, RtpPacket};
 
 /// How long without packets before a flow is reported as stopped.
 const FLOW_TIMEOUT: Duration = Duration::from_secs(2);
@@ -68,6 +70,8 @@ struct RecvStream {
     plis: u64,
     /// The payload type and codec of the last packet.
     current: Option<(u8, CodecId)>,
+    /// Whether the remote takes generic NACKs for this stream (`a=rtcp-fb:<pt> nack`).
+    nack: bool,
 }
 
 /// What the loop must do after servicing a peer.
@@ -249,21 +253,59 @@ impl Peer {
         })
     }
 
+    /// A peer that receives forwarded video as if negotiated (VP8 on 96, its rtx on 97) and
+    /// connected to `remote` from `local` with `srtp`, for tests of the socket loop.
+    #[cfg(test)]
+    pub(crate) fn connected_video_sink(
+        remote: SocketAddr,
+        local: SocketAddr,
+        srtp: SrtpOut,
+    ) -> Result<Self, WebRtcError> {
+        let (events, _) = tokio::sync::mpsc::unbounded_channel();
+        let mut peer = Peer::new(
+            &NetworkSettings::default(),
+            EndpointOptions::default(),
+            Vec::new(),
+            events,
+        )?;
+        peer.add_send_stream(MediaKind::Video, default_codec(RtpCodecKind::Video), true)?;
+        let stream = peer.fast.send[kind_index(MediaKind::Video)]
+            .as_mut()
+            .ok_or_else(|| WebRtcError::Negotiation("no video stream".into()))?;
+        stream
+            .fwd
+            .negotiated(vec![(CodecId::Vp8, 96)], SinkIds::default());
+        stream.fwd.negotiated_rtx(&[(CodecId::Vp8, 97)]);
+        peer.fast.out = Some(srtp);
+        peer.fast.remote = Some((remote, local));
+        Ok(peer)
+    }
+
+    /// The SSRCs of the video this peer is sent: the stream's and its RTX stream's.
+    #[cfg(test)]
+    pub(crate) fn video_ssrcs(&self) -> Option<(u32, Option<u32>)> {
+        let stream = self.fast.send[kind_index(MediaKind::Video)].as_ref()?;
+        Some((stream.fwd.ssrc(), stream.fwd.rtx_ssrc()))
+    }
+
     fn emit(&self, event: EndpointEvent) {
         // The receiver is gone when the endpoint was dropped; nothing to tell then.
         let _ = self.events.send(event);
     }
 
-    /// Declares the track rkms sends for `kind`, declared with `codec`.
+    /// Declares the track rkms sends for `kind`, declared with `codec`; with `rtx`, a video
+    /// track also gets an RTX SSRC (announced as `a=ssrc-group:FID`) for resends.
     fn add_send_stream(
         &mut self,
         kind: MediaKind,
         codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
+        rtx: bool,
     ) -> Result<(), WebRtcError> {
         if self.fast.send[kind_index(kind)].is_some() {
             return Ok(());
         }
         let ssrc = random_u32();
+        let rtx_ssrc = (rtx && kind == MediaKind::Video).then(random_u32);
         let label = format!("rkms-{}", kind.as_str().to_ascii_lowercase());
         let track = MediaStreamTrack::new(
             format!("rkms-{}", self.ufrag),
@@ -273,6 +315,7 @@ impl Peer {
             vec![RTCRtpEncodingParameters {
                 rtp_coding_parameters: RTCRtpCodingParameters {
                     ssrc: Some(ssrc),
+                    rtx: rtx_ssrc.map(|ssrc| RTCRtpRtxParameters { ssrc }),
                     ..Default::default()
                 },
                 codec,
@@ -283,9 +326,16 @@ impl Peer {
             .pc
             .add_track(track)
             .map_err(|e| WebRtcError::Negotiation(e.to_string()))?;
+        let fwd = match rtx_ssrc {
+            Some(rtx_ssrc) => {
+                let first_seq = random_bytes::<2>();
+                OutStream::new(ssrc).with_rtx(rtx_ssrc, u16::from_be_bytes(first_seq))
+            }
+            None => OutStream::new(ssrc),
+        };
         self.fast.send[kind_index(kind)] = Some(SendStream {
             sender,
-            fwd: OutStream::new(ssrc),
+            fwd,
             plis: 0,
             firs: 0,
             nacks: 0,
@@ -309,14 +359,17 @@ impl Peer {
         let offered: Vec<_> = [MediaKind::Audio, MediaKind::Video]
             .into_iter()
             .filter(|kind| offer_receives(&offer.sdp, *kind))
-            .filter_map(|kind| first_offered_codec(&offer.sdp, kind).map(|c| (kind, c)))
+            .filter_map(|kind| {
+                let rtx = offers_rtx(&offer.sdp, kind);
+                first_offered_codec(&offer.sdp, kind).map(|c| (kind, c, rtx))
+            })
             .collect();
         self.pc
             .set_remote_description(now, offer)
             .map_err(|e| WebRtcError::Negotiation(e.to_string()))?;
         self.apply_early_candidates();
-        for (kind, codec) in offered {
-            self.add_send_stream(kind, codec.rtp_codec)?;
+        for (kind, codec, rtx) in offered {
+            self.add_send_stream(kind, codec.rtp_codec, rtx)?;
         }
         let answer = self
             .pc
@@ -337,7 +390,8 @@ impl Peer {
             (MediaKind::Audio, default_codec(RtpCodecKind::Audio)),
             (MediaKind::Video, default_codec(RtpCodecKind::Video)),
         ] {
-            self.add_send_stream(kind, codec)?;
+            // The crate drops the RTX SSRC again if the answer negotiates no rtx.
+            self.add_send_stream(kind, codec, true)?;
         }
         if self.options.use_data_channels {
             self.pc
@@ -464,23 +518,41 @@ impl Peer {
             .unwrap_or_else(|| "0".to_owned())
     }
 
-    /// Records the payload types and header extensions the session negotiated for rkms's send
-    /// streams.
+    /// Records the payload types (rtx ones included) and header extensions the session
+    /// negotiated for rkms's send streams.
     fn learn_payload_types(&mut self) {
         let local_sdp = self.local_description().unwrap_or_default();
         for slot in self.fast.send.iter_mut().flatten() {
             if let Some(mut sender) = self.pc.rtp_sender(slot.sender) {
-                let parameters = &sender.get_parameters().rtp_parameters;
-                let payload_types = parameters
+                let sent = sender.get_parameters();
+                let parameters = &sent.rtp_parameters;
+                let payload_types: Vec<(CodecId, u8)> = parameters
                     .codecs
                     .iter()
                     .filter_map(|c| CodecId::of(&c.rtp_codec).map(|id| (id, c.payload_type)))
+                    .collect();
+                // RTX only while the crate keeps the stream's RTX SSRC (it drops it when the
+                // remote negotiated no rtx) and for codecs an rtx `apt` points at.
+                let rtx_kept = sent
+                    .encodings
+                    .iter()
+                    .any(|e| e.rtp_coding_parameters.rtx.is_some());
+                let rtx_payload_types: Vec<(CodecId, u8)> = parameters
+                    .codecs
+                    .iter()
+                    .filter(|_| rtx_kept)
+                    .filter_map(|c| {
+                        let apt = rtx_apt(&c.rtp_codec)?;
+                        let codec = payload_types.iter().find(|(_, pt)| *pt == apt)?.0;
+                        Some((codec, c.payload_type))
+                    })
                     .collect();
                 let extensions = SinkIds::from_negotiated(
                     &parameters.header_extensions,
                     mid_of_ssrc(&local_sdp, slot.fwd.ssrc()),
                 );
                 slot.fwd.negotiated(payload_types, extensions);
+                slot.fwd.negotiated_rtx(&rtx_payload_types);
             }
         }
     }
@@ -713,6 +785,12 @@ impl Peer {
                         .filter_map(|c| CodecId::of(&c.rtp_codec).map(|id| (c.payload_type, id)))
                         .collect();
                     let extensions = SourceIds::from_negotiated(&parameters.header_extensions);
+                    let nack = parameters.codecs.iter().any(|c| {
+                        c.rtp_codec
+                            .rtcp_feedback
+                            .iter()
+                            .any(|fb| fb.typ == "nack" && fb.parameter.is_empty())
+                    });
                     self.recv.push(RecvStream {
                         track_id: init.track_id,
                         kind,
@@ -721,6 +799,7 @@ impl Peer {
                         extensions,
                         plis: 0,
                         current: None,
+                        nack,
                     });
                 }
             }
@@ -728,14 +807,26 @@ impl Peer {
         }
     }
 
-    /// The codec of payload type `pt` on the stream of `kind` this peer sends rkms.
-    pub(crate) fn codec_of(&self, kind: MediaKind, pt: u8) -> Option<CodecId> {
-        let stream = self.recv.iter().find(|s| s.kind == kind)?;
-        stream
-            .codecs
-            .iter()
-            .find(|(p, _)| *p == pt)
-            .map(|(_, c)| *c)
+    /// Asks the remote sender of `kind` for the packets numbered `lost` (its numbering), if it
+    /// negotiated NACK: sinks lost them and the routing core's history did not hold them.
+    pub(crate) fn nack_upstream(&mut self, kind: MediaKind, lost: &[u16], now: Instant) {
+        let Some(stream) = self.recv.iter().find(|s| s.kind == kind && s.nack) else {
+            return;
+        };
+        let Some(mut receiver) = self.pc.rtp_receiver(stream.receiver) else {
+            return;
+        };
+        let Some(media_ssrc) = receiver.track().ssrcs().next() else {
+            return;
+        };
+        let nack = TransportLayerNack {
+            sender_ssrc: 0,
+            media_ssrc,
+            nacks: nack_pairs_from_sequence_numbers(lost),
+        };
+        if let Err(e) = receiver.write_rtcp(now, vec![Box::new(nack)]) {
+            tracing::debug!("NACK not relayed: {e}");
+        }
     }
 
     /// Asks the remote sender of `kind` for a keyframe.
@@ -898,6 +989,23 @@ impl Peer {
         Some(n)
     }
 
+    /// Writes a packet this peer NACKed into `buf`, RTX when negotiated (see
+    /// [`OutStream::write_resend`]). Returns the datagram length, or `None` when this peer
+    /// cannot take it.
+    pub(crate) fn write_resend(
+        &mut self,
+        kind: MediaKind,
+        kept: &Kept,
+        rewritten: Rewritten,
+        buf: &mut [u8],
+        now: Instant,
+    ) -> Option<usize> {
+        let out = self.fast.out.as_mut()?;
+        let stream = self.fast.send[kind_index(kind)].as_mut()?;
+        let abs = abs_send_time(now.saturating_duration_since(self.fast.created));
+        stream.fwd.write_resend(out, kept, rewritten, abs, buf)
+    }
+
     /// Sends a sender report for each stream rkms forwards on this peer (the crate's report
     /// interceptor never sees those packets). The RTP/NTP pair maps the last forwarded
     /// timestamp to the wall clock, advanced to `now`.
@@ -1052,21 +1160,49 @@ fn mid_of_ssrc(sdp: &str, ssrc: u32) -> Option<String> {
         .find_map(|l| l.strip_prefix("a=mid:").map(|m| m.trim().to_owned()))
 }
 
-/// Whether the remote wants to receive media of `kind` (its first m-section of that kind is not
-/// `sendonly` or `inactive`): only then does rkms send a track, so a send-only offer gets a
-/// receive-only answer.
-fn offer_receives(sdp: &str, kind: MediaKind) -> bool {
+/// The first m-section of `kind` in `sdp` (from its media type on).
+fn first_section(sdp: &str, kind: MediaKind) -> Option<&str> {
     let media = if kind == MediaKind::Audio {
         "audio"
     } else {
         "video"
     };
-    let Some(section) = sdp.split("\nm=").skip(1).find(|s| s.starts_with(media)) else {
-        return false;
-    };
-    !section
-        .lines()
-        .any(|l| matches!(l.trim_end(), "a=sendonly" | "a=inactive"))
+    sdp.split("\nm=").skip(1).find(|s| s.starts_with(media))
+}
+
+/// Whether the remote wants to receive media of `kind` (its first m-section of that kind is not
+/// `sendonly` or `inactive`): only then does rkms send a track, so a send-only offer gets a
+/// receive-only answer.
+fn offer_receives(sdp: &str, kind: MediaKind) -> bool {
+    first_section(sdp, kind).is_some_and(|section| {
+        !section
+            .lines()
+            .any(|l| matches!(l.trim_end(), "a=sendonly" | "a=inactive"))
+    })
+}
+
+/// Whether the first m-section of `kind` offers rtx (RFC 4588): only then does rkms announce
+/// an RTX SSRC in its answer.
+fn offers_rtx(sdp: &str, kind: MediaKind) -> bool {
+    first_section(sdp, kind).is_some_and(|section| {
+        section.lines().any(|l| {
+            l.strip_prefix("a=rtpmap:")
+                .and_then(|rest| rest.split_once(' '))
+                .is_some_and(|(_, name)| name.to_ascii_lowercase().starts_with("rtx/"))
+        })
+    })
+}
+
+/// The payload type an rtx codec repairs (its `apt`), `None` for other codecs.
+fn rtx_apt(codec: &rtc::rtp_transceiver::rtp_sender::RTCRtpCodec) -> Option<u8> {
+    if !codec.mime_type.eq_ignore_ascii_case("video/rtx") {
+        return None;
+    }
+    codec
+        .sdp_fmtp_line
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("apt="))
+        .and_then(|pt| pt.trim().parse().ok())
 }
 
 /// Whether the remote offers to send audio or video: one of those m-sections is accepted (port
@@ -1165,5 +1301,24 @@ mod tests {
             "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\n\
              m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n"
         ));
+    }
+
+    #[test]
+    fn rtx_is_found_in_offers_and_tied_to_its_codec() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=rtpmap:96 VP8/90000\r\n\
+                   a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n";
+        assert!(offers_rtx(sdp, MediaKind::Video));
+        assert!(!offers_rtx(sdp, MediaKind::Audio));
+        let codec = |mime: &str, fmtp: &str| rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
+            mime_type: mime.to_owned(),
+            sdp_fmtp_line: fmtp.to_owned(),
+            ..Default::default()
+        };
+        assert_eq!(
+            rtx_apt(&codec("video/rtx", "apt=96;rtx-time=3000")),
+            Some(96)
+        );
+        assert_eq!(rtx_apt(&codec("video/VP8", "apt=96")), None);
     }
 }

@@ -7,6 +7,18 @@
 //! derived (RFC 3711 §4.3) from the master key [`super::srtp_tap`] learned from the session.
 //! [`OutStream`] is one forwarded stream of a sink: it writes a routed packet as that sink's
 //! datagram (its SSRC, payload type, extension ids) and protects it.
+//!
+//! # Resends and RTX
+//!
+//! [`OutStream::write_resend`] writes a packet a sink NACKed, from the source's history. When the
+//! sink negotiated rtx for the packet's codec (`a=rtpmap:<pt> rtx/<rate>` with `a=fmtp:<pt>
+//! apt=<codec pt>`) and rkms announced an rtx SSRC for the stream (`a=ssrc-group:FID <ssrc>
+//! <rtx ssrc>`), it goes out as RFC 4588 §4 says: the rtx payload type, the rtx SSRC, the rtx
+//! stream's own sequence number (and so its own SRTP rollover counter), the original's timestamp
+//! and marker, and the payload prefixed with the original sequence number (OSN, in the sink's
+//! numbering). The receiver counts it as a retransmission and gives the original back to its
+//! jitter buffer. Without rtx it goes out as a plain copy of the forwarded packet. Either way the
+//! payload is copied once, into the datagram, as for every forwarded packet.
 
 use std::time::Instant;
 
@@ -20,7 +32,7 @@ use rtc::rtcp::sender_report::SenderReport;
 use super::codecs::CodecId;
 use super::extensions::{CarriedExtensions, SinkIds};
 use super::srtp_tap::{SrtpMasterKey, SrtpProfile};
-use crate::routing::{Rewritten, RtpPacket};
+use crate::routing::{Kept, Rewritten, RtpPacket};
 
 /// The most bytes [`SrtpOut::protect`] appends to a packet.
 pub const MAX_SRTP_OVERHEAD: usize = 16;
@@ -148,6 +160,31 @@ pub struct OutStream {
     datagram_bytes: u64,
     /// Packets not sent because their codec was not negotiated (no transcoding).
     unnegotiated: u64,
+    /// The retransmission stream, when rkms announced one (boxed: the fan-out reads the
+    /// fields above for every packet, resends are rare).
+    rtx: Option<Box<RtxStream>>,
+    /// NACKed packets resent as plain copies.
+    resent_plain: u64,
+}
+
+/// The RTX stream (RFC 4588) paired with an [`OutStream`]: its own SSRC and sequence numbers.
+#[derive(Debug, Clone)]
+struct RtxStream {
+    ssrc: u32,
+    /// The rtx payload type repairing each codec, by [`CodecId::index`].
+    payload_types: [Option<u8>; CodecId::COUNT],
+    next_seq: u16,
+    roc: RolloverCounter,
+    packets: u64,
+}
+
+/// The header of one datagram [`write_rtp`] writes.
+struct RtpFields {
+    payload_type: u8,
+    marker: bool,
+    seq: u16,
+    timestamp: u32,
+    ssrc: u32,
 }
 
 impl OutStream {
@@ -164,7 +201,49 @@ impl OutStream {
             octets: 0,
             datagram_bytes: 0,
             unnegotiated: 0,
+            rtx: None,
+            resent_plain: 0,
         }
+    }
+
+    /// Pairs the stream with an RTX stream sent as `ssrc` whose first sequence number is
+    /// `first_seq` (random, RFC 3550 §5.1); its payload types come with
+    /// [`OutStream::negotiated_rtx`].
+    pub fn with_rtx(mut self, ssrc: u32, first_seq: u16) -> Self {
+        self.rtx = Some(Box::new(RtxStream {
+            ssrc,
+            payload_types: [None; CodecId::COUNT],
+            next_seq: first_seq,
+            roc: RolloverCounter::default(),
+            packets: 0,
+        }));
+        self
+    }
+
+    /// The SSRC of the paired RTX stream, if any.
+    pub fn rtx_ssrc(&self) -> Option<u32> {
+        self.rtx.as_ref().map(|r| r.ssrc)
+    }
+
+    /// Records the rtx payload type the session negotiated for each codec (empty when the remote
+    /// did not negotiate rtx: resends then go out as plain copies).
+    pub fn negotiated_rtx(&mut self, payload_types: &[(CodecId, u8)]) {
+        if let Some(rtx) = self.rtx.as_mut() {
+            rtx.payload_types = [None; CodecId::COUNT];
+            for &(codec, pt) in payload_types.iter().rev() {
+                rtx.payload_types[codec.index()] = Some(pt);
+            }
+        }
+    }
+
+    /// NACKed packets resent on the RTX stream.
+    pub fn resent_rtx(&self) -> u64 {
+        self.rtx.as_ref().map_or(0, |r| r.packets)
+    }
+
+    /// NACKed packets resent as plain copies.
+    pub fn resent_plain(&self) -> u64 {
+        self.resent_plain
     }
 
     /// The SSRC rkms sends this stream as.
@@ -236,25 +315,99 @@ impl OutStream {
             self.unnegotiated += 1;
             return None;
         };
-        if packet.payload.len() + DATAGRAM_OVERHEAD > buf.len() {
-            return None;
-        }
-        let ext_len = self.extensions.write(carried, abs_send_time, buf);
-        let header_len = 12 + ext_len;
-        let len = header_len + packet.payload.len();
-        buf[0] = if ext_len > 0 { 0x90 } else { 0x80 };
-        buf[1] = pt | if packet.header.marker { 0x80 } else { 0 };
-        buf[2..4].copy_from_slice(&rewritten.seq.to_be_bytes());
-        buf[4..8].copy_from_slice(&rewritten.timestamp.to_be_bytes());
-        buf[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
-        buf[header_len..len].copy_from_slice(&packet.payload);
-        let roc = self.roc.next(rewritten.seq);
-        let n = srtp
-            .protect(buf, header_len, len, self.ssrc, rewritten.seq, roc)
-            .ok()?;
+        let fields = RtpFields {
+            payload_type: pt,
+            marker: packet.header.marker,
+            seq: rewritten.seq,
+            timestamp: rewritten.timestamp,
+            ssrc: self.ssrc,
+        };
+        let roc = &mut self.roc;
+        let n = write_rtp(
+            srtp,
+            &self.extensions,
+            carried,
+            abs_send_time,
+            &fields,
+            None,
+            &packet.payload,
+            |seq| roc.next(seq),
+            buf,
+        )?;
         self.last_sent = Some((rewritten.timestamp, now, codec.clock_rate()));
         self.packets += 1;
         self.octets += packet.payload.len() as u64;
+        self.datagram_bytes += n as u64;
+        Some(n)
+    }
+
+    /// Writes a packet a sink NACKed, `rewritten` being its header fields in the sink's
+    /// numbering: on the RTX stream when the sink negotiated rtx for its codec, else as a plain
+    /// copy (see the module documentation). Returns the datagram length, or `None` if the codec
+    /// was not negotiated or `buf` is too small.
+    pub fn write_resend(
+        &mut self,
+        srtp: &mut SrtpOut,
+        kept: &Kept,
+        rewritten: Rewritten,
+        abs_send_time: u32,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let pt = self.payload_types[kept.codec.index()]?;
+        let carried = CarriedExtensions::default();
+        let rtx_pt = self
+            .rtx
+            .as_ref()
+            .and_then(|r| r.payload_types[kept.codec.index()]);
+        let n = match (self.rtx.as_mut(), rtx_pt) {
+            (Some(rtx), Some(rtx_pt)) => {
+                let fields = RtpFields {
+                    payload_type: rtx_pt,
+                    marker: kept.marker,
+                    seq: rtx.next_seq,
+                    timestamp: rewritten.timestamp,
+                    ssrc: rtx.ssrc,
+                };
+                let roc = &mut rtx.roc;
+                let n = write_rtp(
+                    srtp,
+                    &self.extensions,
+                    &carried,
+                    abs_send_time,
+                    &fields,
+                    Some(rewritten.seq),
+                    &kept.payload,
+                    |seq| roc.next(seq),
+                    buf,
+                )?;
+                rtx.next_seq = rtx.next_seq.wrapping_add(1);
+                rtx.packets += 1;
+                n
+            }
+            _ => {
+                let fields = RtpFields {
+                    payload_type: pt,
+                    marker: kept.marker,
+                    seq: rewritten.seq,
+                    timestamp: rewritten.timestamp,
+                    ssrc: self.ssrc,
+                };
+                let roc = &mut self.roc;
+                let n = write_rtp(
+                    srtp,
+                    &self.extensions,
+                    &carried,
+                    abs_send_time,
+                    &fields,
+                    None,
+                    &kept.payload,
+                    |seq| roc.next(seq),
+                    buf,
+                )?;
+                self.resent_plain += 1;
+                n
+            }
+        };
         self.datagram_bytes += n as u64;
         Some(n)
     }
@@ -274,6 +427,52 @@ impl OutStream {
             ..Default::default()
         })
     }
+}
+
+/// Writes one RTP datagram into `buf`: the header `fields`, the sink's header extensions,
+/// `osn` (an RTX packet's original sequence number) and `payload`, protected in place with the
+/// rollover counter `roc` gives for the sequence number. Returns the protected length, or `None`
+/// if `buf` is too small.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn write_rtp(
+    srtp: &mut SrtpOut,
+    extensions: &SinkIds,
+    carried: &CarriedExtensions,
+    abs_send_time: u32,
+    fields: &RtpFields,
+    osn: Option<u16>,
+    payload: &[u8],
+    roc: impl FnOnce(u16) -> u32,
+    buf: &mut [u8],
+) -> Option<usize> {
+    let osn_len = if osn.is_some() { 2 } else { 0 };
+    if payload.len() + osn_len + DATAGRAM_OVERHEAD > buf.len() {
+        return None;
+    }
+    let ext_len = extensions.write(carried, abs_send_time, buf);
+    let header_len = 12 + ext_len;
+    let mut at = header_len;
+    buf[0] = if ext_len > 0 { 0x90 } else { 0x80 };
+    buf[1] = fields.payload_type | if fields.marker { 0x80 } else { 0 };
+    buf[2..4].copy_from_slice(&fields.seq.to_be_bytes());
+    buf[4..8].copy_from_slice(&fields.timestamp.to_be_bytes());
+    buf[8..12].copy_from_slice(&fields.ssrc.to_be_bytes());
+    if let Some(osn) = osn {
+        buf[at..at + 2].copy_from_slice(&osn.to_be_bytes());
+        at += 2;
+    }
+    let len = at + payload.len();
+    buf[at..len].copy_from_slice(payload);
+    srtp.protect(
+        buf,
+        header_len,
+        len,
+        fields.ssrc,
+        fields.seq,
+        roc(fields.seq),
+    )
+    .ok()
 }
 
 /// The SRTP key derivation PRF (AES-CM, key derivation rate 0), RFC 3711 §4.3.3.
@@ -417,6 +616,104 @@ mod tests {
         assert!(write(&mut stream, CodecId::Vp8).is_some());
         assert_eq!(stream.unnegotiated(), 2);
         assert_eq!(stream.packets(), 1);
+    }
+
+    /// Decrypts with the crate's SRTP context and parses: (payload type, marker, seq, timestamp,
+    /// SSRC, payload).
+    fn read_back(context: &mut Context, datagram: &[u8]) -> (u8, bool, u16, u32, u32, Vec<u8>) {
+        use rtc::shared::marshal::Unmarshal;
+        let plain = context.decrypt_rtp(datagram).expect("decrypt");
+        let p = RtpPacket::unmarshal(&mut &plain[..]).expect("parse");
+        let h = &p.header;
+        (
+            h.payload_type,
+            h.marker,
+            h.sequence_number,
+            h.timestamp,
+            h.ssrc,
+            p.payload.to_vec(),
+        )
+    }
+
+    #[test]
+    fn a_resend_goes_on_the_rtx_stream_when_negotiated_else_as_a_plain_copy() {
+        let provider = rtc::crypto::default_provider().expect("provider");
+        let master = SrtpMasterKey {
+            profile: SrtpProfile::AeadAes128Gcm,
+            key: [7u8; 16],
+            salt: [9u8; 14],
+        };
+        let salt = &master.salt[..master.profile.salt_len()];
+        let mut srtp = SrtpOut::new(&master, provider.crypto()).expect("srtp out");
+        let mut remote = Context::new(
+            &master.key,
+            salt,
+            ProtectionProfile::AeadAes128Gcm,
+            None,
+            None,
+            provider.crypto(),
+        )
+        .expect("context");
+        let mut stream = OutStream::new(0x1111).with_rtx(0x2222, 65_535);
+        stream.negotiated(
+            vec![(CodecId::Vp8, 96), (CodecId::Opus, 111)],
+            SinkIds::default(),
+        );
+        stream.negotiated_rtx(&[(CodecId::Vp8, 97)]);
+        let kept = |codec| Kept {
+            seq: 7,
+            timestamp: 3000,
+            marker: true,
+            codec,
+            payload: bytes::Bytes::from_static(b"frame"),
+        };
+        let mut buf = [0u8; 1500];
+        let mut resend = |stream: &mut OutStream, codec, seq| {
+            let rewritten = Rewritten {
+                seq,
+                timestamp: 9000,
+            };
+            let n = stream
+                .write_resend(&mut srtp, &kept(codec), rewritten, 0, &mut buf)
+                .expect("written");
+            read_back(&mut remote, &buf[..n])
+        };
+        // RTX: its own payload type, SSRC and numbering (wrapping, so a new rollover counter),
+        // the original's timestamp and marker, the OSN (sink numbering) before the payload.
+        for (sink_seq, rtx_seq) in [(500u16, 65_535u16), (501, 0)] {
+            let mut payload = sink_seq.to_be_bytes().to_vec();
+            payload.extend_from_slice(b"frame");
+            assert_eq!(
+                resend(&mut stream, CodecId::Vp8, sink_seq),
+                (97, true, rtx_seq, 9000, 0x2222, payload)
+            );
+        }
+        // No rtx for this codec, or none negotiated at all: the forwarded packet again.
+        let plain = (111, true, 42, 9000, 0x1111, b"frame".to_vec());
+        assert_eq!(resend(&mut stream, CodecId::Opus, 42), plain);
+        stream.negotiated_rtx(&[]);
+        let plain = (96, true, 43, 9000, 0x1111, b"frame".to_vec());
+        assert_eq!(resend(&mut stream, CodecId::Vp8, 43), plain);
+        assert_eq!((stream.resent_rtx(), stream.resent_plain()), (2, 2));
+        // A codec the sink never negotiated is not resent at all.
+        assert!(resend_unnegotiated(&mut stream, &mut srtp));
+    }
+
+    fn resend_unnegotiated(stream: &mut OutStream, srtp: &mut SrtpOut) -> bool {
+        let kept = Kept {
+            seq: 1,
+            timestamp: 0,
+            marker: false,
+            codec: CodecId::H264NonInterleaved,
+            payload: bytes::Bytes::new(),
+        };
+        let rewritten = Rewritten {
+            seq: 1,
+            timestamp: 0,
+        };
+        stream
+            .write_resend(srtp, &kept, rewritten, 0, &mut [0u8; 1500])
+            .is_none()
     }
 
     #[test]
