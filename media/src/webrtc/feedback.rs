@@ -8,6 +8,14 @@
 //! core's history, or bound the publisher. Reports and TWCC feedback stay with the interceptors
 //! that consume them.
 //!
+//! The crate hands a compound packet to the application under the track of the first SSRC the
+//! compound's first packet names, and drops it when no track has that SSRC. A browser's
+//! receiver report leads with report blocks about every stream it receives, RTX streams
+//! included, and rkms's RTX SSRCs belong to no track: once a browser had received one
+//! retransmission, its NACKs (which follow the report) were dropped with it. [`FeedbackTap`]
+//! therefore moves the first feedback packet of a compound to its front: it names the media SSRC
+//! of a stream rkms sends or receives.
+//!
 //! # Bandwidth
 //!
 //! A browser sending to rkms runs Google congestion control on the transport-wide-cc feedback
@@ -74,11 +82,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtcp(packets) = &msg.message.packet
-            && packets.iter().any(|p| is_feedback(p.as_ref()))
-            && !msg.message.has(&Attribute::DeliverToApplication)
+        if let Packet::Rtcp(packets) = &mut msg.message.packet
+            && let Some(first) = packets.iter().position(|p| is_feedback(p.as_ref()))
         {
-            msg.message.add(Attribute::DeliverToApplication);
+            packets[..=first].rotate_right(1);
+            if !msg.message.has(&Attribute::DeliverToApplication) {
+                msg.message.add(Attribute::DeliverToApplication);
+            }
         }
         self.reads.push_back(msg);
         Ok(())
@@ -301,6 +311,42 @@ mod tests {
         estimate.update(9_000_000);
         estimate.update(1_500_000);
         assert_eq!(estimate.demand(&open, 2_000_000), Some(1_500_000));
+    }
+
+    #[test]
+    fn feedback_leads_its_compound_and_is_delivered() {
+        use rtc::interceptor::AttributedPacket;
+        use rtc::rtcp::receiver_report::ReceiverReport;
+        use rtc::rtcp::reception_report::ReceptionReport;
+        use rtc::shared::{TransportContext, TransportMessage};
+        // A browser's report about an RTX stream (no track of rkms's), then its NACK.
+        let report = ReceiverReport {
+            ssrc: 1,
+            reports: vec![ReceptionReport {
+                ssrc: 0x2222,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let nack = TransportLayerNack {
+            sender_ssrc: 1,
+            media_ssrc: 0x1111,
+            nacks: vec![],
+        };
+        let mut tap = FeedbackTap::default();
+        tap.handle_read(TransportMessage {
+            now: Instant::now(),
+            transport: TransportContext::default(),
+            message: AttributedPacket::new(Packet::Rtcp(vec![Box::new(report), Box::new(nack)])),
+        })
+        .expect("read");
+        let out = tap.poll_read().expect("passed on");
+        assert!(out.message.has(&Attribute::DeliverToApplication));
+        let Packet::Rtcp(packets) = &out.message.packet else {
+            panic!("RTCP expected");
+        };
+        assert_eq!(packets[0].destination_ssrc(), [0x1111]);
+        assert_eq!(packets.len(), 2);
     }
 
     #[test]
