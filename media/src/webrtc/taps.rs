@@ -19,6 +19,8 @@
 //!   rate-limited with the WebRTC sinks' PLIs by the router.
 //! - A source that can produce keyframes on demand (RtpEndpoint, by asking its remote sender)
 //!   hears its sinks' requests through [`ElementPort::on_keyframe_request`].
+//! - A source's packets enter the router's history like a peer's, codec included, so its WebRTC
+//!   sinks' NACKs are answered on the loop (as RTX when negotiated) without the element.
 
 use std::collections::HashMap;
 use std::sync::Arc;
