@@ -158,6 +158,22 @@ impl Seed {
     }
 }
 
+impl FastPath {
+    /// What writing a packet of `kind` for this peer takes: its SRTP context, its send stream
+    /// and the abs-send-time of `now`; `None` before it is connected or without that stream.
+    #[inline]
+    fn stream(
+        &mut self,
+        kind: MediaKind,
+        now: Instant,
+    ) -> Option<(&mut SrtpOut, &mut OutStream, u32)> {
+        let out = self.out.as_mut()?;
+        let stream = self.send[kind_index(kind)].as_mut()?;
+        let abs = abs_send_time(now.saturating_duration_since(self.created));
+        Some((out, &mut stream.fwd, abs))
+    }
+}
+
 pub(crate) struct Peer {
     pub(crate) pc: RTCPeerConnection,
     /// What `pc` was built from, until the first negotiation.
@@ -971,12 +987,8 @@ impl Peer {
         buf: &mut [u8],
         now: Instant,
     ) -> Option<usize> {
-        let out = self.fast.out.as_mut()?;
-        let stream = self.fast.send[kind_index(kind)].as_mut()?;
-        let abs = abs_send_time(now.saturating_duration_since(self.fast.created));
-        let n = stream
-            .fwd
-            .write(out, codec, packet, carried, rewritten, abs, now, buf)?;
+        let (out, stream, abs) = self.fast.stream(kind, now)?;
+        let n = stream.write(out, codec, packet, carried, rewritten, abs, now, buf)?;
         let flow = &mut self.fast.flow_out[kind_index(kind)];
         flow.last = Some(now);
         if !flow.flowing {
@@ -1000,10 +1012,8 @@ impl Peer {
         buf: &mut [u8],
         now: Instant,
     ) -> Option<usize> {
-        let out = self.fast.out.as_mut()?;
-        let stream = self.fast.send[kind_index(kind)].as_mut()?;
-        let abs = abs_send_time(now.saturating_duration_since(self.fast.created));
-        stream.fwd.write_resend(out, kept, rewritten, abs, buf)
+        let (out, stream, abs) = self.fast.stream(kind, now)?;
+        stream.write_resend(out, kept, rewritten, abs, buf)
     }
 
     /// Sends a sender report for each stream rkms forwards on this peer (the crate's report

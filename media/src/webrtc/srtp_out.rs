@@ -354,60 +354,53 @@ impl OutStream {
         buf: &mut [u8],
     ) -> Option<usize> {
         let pt = self.payload_types[kept.codec.index()]?;
-        let carried = CarriedExtensions::default();
         let rtx_pt = self
             .rtx
             .as_ref()
             .and_then(|r| r.payload_types[kept.codec.index()]);
-        let n = match (self.rtx.as_mut(), rtx_pt) {
-            (Some(rtx), Some(rtx_pt)) => {
-                let fields = RtpFields {
+        // RTX: its own payload type, SSRC, numbering and rollover counter, the OSN first.
+        let (fields, osn, roc) = match (self.rtx.as_deref_mut(), rtx_pt) {
+            (Some(rtx), Some(rtx_pt)) => (
+                RtpFields {
                     payload_type: rtx_pt,
                     marker: kept.marker,
                     seq: rtx.next_seq,
                     timestamp: rewritten.timestamp,
                     ssrc: rtx.ssrc,
-                };
-                let roc = &mut rtx.roc;
-                let n = write_rtp(
-                    srtp,
-                    &self.extensions,
-                    &carried,
-                    abs_send_time,
-                    &fields,
-                    Some(rewritten.seq),
-                    &kept.payload,
-                    |seq| roc.next(seq),
-                    buf,
-                )?;
-                rtx.next_seq = rtx.next_seq.wrapping_add(1);
-                rtx.packets += 1;
-                n
-            }
-            _ => {
-                let fields = RtpFields {
+                },
+                Some(rewritten.seq),
+                &mut rtx.roc,
+            ),
+            _ => (
+                RtpFields {
                     payload_type: pt,
                     marker: kept.marker,
                     seq: rewritten.seq,
                     timestamp: rewritten.timestamp,
                     ssrc: self.ssrc,
-                };
-                let roc = &mut self.roc;
-                let n = write_rtp(
-                    srtp,
-                    &self.extensions,
-                    &carried,
-                    abs_send_time,
-                    &fields,
-                    None,
-                    &kept.payload,
-                    |seq| roc.next(seq),
-                    buf,
-                )?;
-                self.resent_plain += 1;
-                n
-            }
+                },
+                None,
+                &mut self.roc,
+            ),
         };
+        let n = write_rtp(
+            srtp,
+            &self.extensions,
+            &CarriedExtensions::default(),
+            abs_send_time,
+            &fields,
+            osn,
+            &kept.payload,
+            |seq| roc.next(seq),
+            buf,
+        )?;
+        match self.rtx.as_deref_mut() {
+            Some(rtx) if osn.is_some() => {
+                rtx.next_seq = rtx.next_seq.wrapping_add(1);
+                rtx.packets += 1;
+            }
+            _ => self.resent_plain += 1,
+        }
         self.datagram_bytes += n as u64;
         Some(n)
     }
