@@ -1220,7 +1220,11 @@ mod tests {
             .expect("timeout");
         let remote_addr = remote.local_addr().expect("remote addr");
         let (_commands, command_rx) = channel();
-        let sockets = Sockets::new(vec![(socket, local)], &IceServers::default());
+        let sockets = Sockets::new(
+            vec![(socket, local)],
+            crate::webrtc::tcp::TcpSockets::none(),
+            &IceServers::default(),
+        );
         let mut event_loop = EventLoop::new(Poll::new().expect("poll"), sockets, command_rx);
         let srtp = SrtpOut::new(&MASTER, provider.crypto()).expect("SRTP");
         let peer = Peer::connected_video_sink(remote_addr, local, srtp).expect("peer");
