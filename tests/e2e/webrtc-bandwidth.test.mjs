@@ -102,7 +102,6 @@ test('a 720p camera comes back as 720p, and maxVideoSendBandwidth bounds it when
   // congestion control allow: a generous wait, this is no timing test.
   await waitSend(peer, (s) => s.width === 1280 && s.height === 720,
     'a 1280x720 picture back', 90000);
-  await waitSend(peer, (s) => s.availableKbps > 600, 'more than 600 kbps allowed', 30000);
   // Set at run time, the sink's bound reaches the browser.
   await endpoint.setMaxVideoSendBandwidth(500);
   await waitSend(peer, (s) => s.availableKbps <= 500 * 1.05, 'the 500 kbps bound', 15000);
