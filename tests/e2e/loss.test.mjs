@@ -100,7 +100,9 @@ function throughProxy(proxy) {
     // The browser learns the proxy's browser side as rkms's only candidate.
     toBrowser(c) {
       const [address, port] = c.candidate.split(' ').slice(4, 6);
-      if (!c.candidate.includes(' udp ') && !c.candidate.includes(' UDP ')) return null;
+      // A UDP host candidate: a relay candidate of the embedded TURN relay (also UDP) would not
+      // take the proxy's packets.
+      if (!/ udp .* typ host/i.test(c.candidate)) return null;
       if (proxy.server) return null;
       proxy.server = { address, port: Number(port) };
       return { ...c, candidate: proxy.browserCandidate };
