@@ -47,6 +47,18 @@ test('KMS_STUN_IP/PORT: the endpoint announces a srflx candidate and hello-world
   }
 });
 
+/** Stops `turn` and checks that the call in `result` went through it: allocations made with
+ * good credentials, and every packet the browser decoded relayed through rkms's allocation to
+ * its peer. Returns the metrics and a detail string for further checks. */
+async function relayedThrough(turn, result) {
+  const metrics = await turn.stop();
+  const detail = JSON.stringify({ metrics, video: result?.video });
+  assert.equal(metrics.auth_failures, 0, detail);
+  assert.ok(metrics.allocations_total >= 2, detail);
+  assert.ok(metrics.packets_to_peer >= result.video.packetsReceived, detail);
+  return { metrics, detail };
+}
+
 // rkms's media socket is on 127.0.0.2 and the browser is relay-only with its own allocation on
 // the same server, which only ever permits 127.0.0.1 (rkms's relay candidate): the one path
 // that works is the browser's allocation to rkms's allocation to rkms.
@@ -81,13 +93,8 @@ test('KMS_TURN_URL: a browser given only the relay candidate decodes through the
   } finally {
     await server.stop();
   }
-  const metrics = await turn.stop();
-  const detail = JSON.stringify({ metrics, video: result?.video });
-  assert.equal(metrics.auth_failures, 0, detail);
-  assert.ok(metrics.allocations_total >= 2, detail);
-  // Every packet the browser decoded crossed two allocations: rkms's (to its peer) and the
-  // browser's (to its client).
-  assert.ok(metrics.packets_to_peer >= result.video.packetsReceived, detail);
+  const { metrics, detail } = await relayedThrough(turn, result);
+  // It also crossed the browser's allocation, to its client.
   assert.ok(metrics.packets_to_client >= result.video.packetsReceived, detail);
 });
 
@@ -105,11 +112,7 @@ test('an endpoint\'s turnUrl property: its relay candidate is on that server', a
   } finally {
     await server.stop();
   }
-  const metrics = await turn.stop();
-  const detail = JSON.stringify({ metrics, video: result?.video });
-  assert.equal(metrics.auth_failures, 0, detail);
-  assert.ok(metrics.allocations_total >= 2, detail);
-  assert.ok(metrics.packets_to_peer >= result.video.packetsReceived, detail);
+  await relayedThrough(turn, result);
 });
 
 test('an endpoint\'s stunServerAddress/Port: it gets a srflx candidate, its neighbour does not', async () => {
