@@ -6,19 +6,15 @@
 // 2026-12-02, 2 shared vCPUs, Chromium's fake 640x480 camera, `3 8`: medians UDP 3585 ms and
 // 1.6% of a core, TCP 3420 ms and 1.7%: TCP/UDP 0.95 for setup, 1.06 for CPU.
 // Needs `scripts/test.sh` installs and a built rkms (RKMS_BIN, default target/release/rkms).
-import { readFileSync } from 'node:fs';
+
 import { startRkms, sleep } from '../tests/e2e/helpers.mjs';
 import { launchBrowser } from '../tests/e2e/browser.mjs';
 import { helloWorld, transportOf } from '../tests/e2e/ice-call.mjs';
+import { cpuSeconds } from './proc-cpu.mjs';
 
 const ROUNDS = Number(process.argv[2] || 5);
 const CALL_SECONDS = Number(process.argv[3] || 10);
-const TICKS = 100; // USER_HZ on Linux
 
-function cpuSeconds(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
-}
 const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const browser = await launchBrowser();

@@ -5,23 +5,18 @@
 // No browser: the sources are rkms's own players, so 20 streams fit on a small machine.
 // Usage: node scripts/bench-recorder.mjs [STREAMS] [SECONDS]
 // Needs ffmpeg, tests/e2e/node_modules and a built rkms (RKMS_BIN, default target/release/rkms).
-import { mkdtempSync, readFileSync, statSync, rmSync } from 'node:fs';
+import { mkdtempSync, statSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { startRkms, sleep } from '../tests/e2e/helpers.mjs';
+import { cpuSeconds } from './proc-cpu.mjs';
 
 const require = createRequire(new URL('../tests/e2e/package.json', import.meta.url));
 const kurento = require('kurento-client');
 const STREAMS = Number(process.argv[2] || 20);
 const SECONDS = Number(process.argv[3] || 10);
-const TICKS = 100; // USER_HZ on Linux
-
-function cpuSeconds(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'rkms-bench-rec-'));
 const input = join(dir, 'in-720p.webm');

@@ -7,21 +7,16 @@
 // Usage: node scripts/bench-rtsp.mjs [CAMERAS] [SECONDS] [tcp|udp]
 // Needs the e2e peers (Chromium, python3-gi with GStreamer's RTSP server, tests/e2e/node_modules)
 // and a built rkms (RKMS_BIN, default target/release/rkms).
-import { readFileSync } from 'node:fs';
+
 import { startRkms, sleep } from '../tests/e2e/helpers.mjs';
 import { launchBrowser } from '../tests/e2e/browser.mjs';
 import { connectPage, flowingIn, kurento } from '../tests/e2e/media-peers.mjs';
 import { startCamera } from '../tests/e2e/rtsp-camera.mjs';
+import { cpuSeconds } from './proc-cpu.mjs';
 
 const CAMERAS = Number(process.argv[2] || 10);
 const SECONDS = Number(process.argv[3] || 10);
 const TRANSPORT = process.argv[4] || 'tcp';
-const TICKS = 100; // USER_HZ on Linux
-
-function cpuSeconds(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
-}
 
 async function measure(pid) {
   const c0 = cpuSeconds(pid);

@@ -12,17 +12,13 @@ import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { startRkms, RawClient, sleep } from '../tests/e2e/helpers.mjs';
 import { launchBrowser } from '../tests/e2e/browser.mjs';
+import { cpuSeconds } from './proc-cpu.mjs';
 
 const require = createRequire(new URL('../tests/e2e/package.json', import.meta.url));
 const kurento = require('kurento-client');
 const SESSIONS = Number(process.argv[2] || 50);
 const CALL_SECONDS = Number(process.argv[3] || 20);
-const TICKS = 100; // USER_HZ on Linux
 
-function cpuSeconds(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
-}
 const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 const threads = (pid) => readdirSync(`/proc/${pid}/task`).length;
 const pct = (xs, q) => xs.slice().sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
