@@ -73,6 +73,7 @@ async function lossyProxy(seed) {
     browser: null, // the browser's address, from its first datagram
     dropped: 0,
     passed: 0,
+    foreign: 0, // datagrams from a browser address other than the first
     close() { browserSide.close(); serverSide.close(); },
     browserCandidate: `candidate:1 1 udp 2122260223 127.0.0.1 ${browserSide.address().port} typ host`,
     serverCandidate: `candidate:1 1 udp 2122260223 127.0.0.1 ${serverSide.address().port} typ host`,
@@ -83,7 +84,13 @@ async function lossyProxy(seed) {
     return true;
   };
   browserSide.on('message', (msg, from) => {
-    proxy.browser = from;
+    // One browser address only: answers to a second host candidate's checks
+    // would reach the first one's socket, so its datagrams are not relayed.
+    proxy.browser ??= from;
+    if (from.port !== proxy.browser.port || from.address !== proxy.browser.address) {
+      proxy.foreign++;
+      return;
+    }
     if (proxy.server && pass()) serverSide.send(msg, proxy.server.port, proxy.server.address);
   });
   serverSide.on('message', (msg) => {
@@ -146,12 +153,22 @@ async function lossySide(pipeline, { nack, seed }) {
   // setLocalDescription), so neither side asks for retransmissions.
   const side = { ...mainPc(peer), createOffer: () => offerWithout(peer.page, nack ? null : NACK_LINE) };
   const result = { endpoint, peer, proxy, answer: '' };
-  await connectEndpoint(endpoint, side, {
-    ...throughProxy(proxy),
-    offer: withoutCandidates,
-    answer: (sdp) => { result.answer = sdp; return nack ? withoutCandidates(sdp) : withoutNack(sdp); },
-    timeoutMs: 20000,
-  });
+  try {
+    await connectEndpoint(endpoint, side, {
+      ...throughProxy(proxy),
+      offer: withoutCandidates,
+      answer: (sdp) => { result.answer = sdp; return nack ? withoutCandidates(sdp) : withoutNack(sdp); },
+      timeoutMs: 20000,
+    });
+  } catch (err) {
+    // What the proxy saw tells a connectivity failure of the test's own relay
+    // from one of rkms or the browser.
+    const { dropped, passed, foreign, server: to, browser: from } = proxy;
+    const state = await peer.stats().catch(() => null);
+    err.message += `; proxy ${JSON.stringify({ dropped, passed, foreign, to, from })}`
+      + `; browser ${JSON.stringify(state && { connection: state.connection, ice: state.ice })}`;
+    throw err;
+  }
   return result;
 }
 
