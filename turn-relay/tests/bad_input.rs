@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::client::{Client, echo_socket};
+use common::client::{Client, Transactions, echo_socket};
 use common::{config, start};
 use rkms_turn::TurnConfig;
 use rkms_turn::auth::long_term_key;

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::client::{Client, echo_socket};
+use common::client::{Client, Transactions, echo_socket};
 use common::{config, start};
 use rkms_turn::TurnConfig;
 use rkms_turn::stun::{Class, Message, Writer, attr, method};

@@ -10,7 +10,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::client::{Client, Response};
+use common::client::{Client, Response, Transactions};
 use common::stream::{StreamClient, TCP, connection_id, tcp_echo};
 use common::{config, start};
 use rkms_turn::auth::long_term_key;

@@ -76,6 +76,58 @@ pub fn encode_request(
     tid
 }
 
+/// STUN transactions over a hand-driven client's transport, with the
+/// long-term credentials' realm and nonce learnt from the first challenge.
+#[allow(async_fn_in_trait)] // test-only, never boxed or sent across threads
+pub trait Transactions {
+    async fn send_message(&mut self, bytes: &[u8]);
+    /// The next whole STUN message; `None` after `wait`.
+    async fn next_message(&mut self, wait: Duration) -> Option<Vec<u8>>;
+    /// Realm, nonce and the buffer requests are encoded in.
+    fn auth_state(&mut self) -> (&mut String, &mut String, &mut Vec<u8>);
+    /// A message that came while a response was awaited; dropped unless the
+    /// client keeps indications.
+    fn unanswered(&mut self, _raw: Vec<u8>) {}
+
+    /// Sends a request built by `fill`, signed with `auth` when given (after
+    /// learning realm and nonce), and returns the response.
+    async fn request(
+        &mut self,
+        m: u16,
+        auth: Option<(&str, &str)>,
+        fill: impl Fn(&mut Writer<'_>),
+    ) -> Response {
+        if auth.is_some() && self.auth_state().1.is_empty() {
+            let challenge = self.exchange(m, None, &fill).await.realm_and_nonce();
+            let (realm, nonce, _) = self.auth_state();
+            (*realm, *nonce) = challenge;
+        }
+        self.exchange(m, auth, &fill).await
+    }
+
+    async fn exchange(
+        &mut self,
+        m: u16,
+        auth: Option<(&str, &str)>,
+        fill: &impl Fn(&mut Writer<'_>),
+    ) -> Response {
+        let (realm, nonce, buf) = self.auth_state();
+        let tid = encode_request(buf, m, auth, (realm, nonce), fill);
+        let bytes = buf.clone();
+        self.send_message(&bytes).await;
+        loop {
+            let raw = self
+                .next_message(Duration::from_secs(5))
+                .await
+                .expect("no response");
+            match Response::answering(tid, raw.clone()) {
+                Some(r) => return r,
+                None => self.unanswered(raw),
+            }
+        }
+    }
+}
+
 impl Client {
     pub async fn new(server: SocketAddr) -> Client {
         let sock = UdpSocket::bind((LOOPBACK, 0)).await.unwrap();
@@ -102,45 +154,25 @@ impl Client {
         Some(buf)
     }
 
-    /// Sends a request built by `fill`, signed with `user`/`pass` when given
-    /// (after learning realm and nonce), and returns the response.
-    pub async fn request(
-        &mut self,
-        m: u16,
-        auth: Option<(&str, &str)>,
-        fill: impl Fn(&mut Writer<'_>),
-    ) -> Response {
-        if auth.is_some() && self.nonce.is_empty() {
-            (self.realm, self.nonce) = self.exchange(m, None, &fill).await.realm_and_nonce();
-        }
-        self.exchange(m, auth, &fill).await
-    }
-
-    pub async fn exchange(
-        &mut self,
-        m: u16,
-        auth: Option<(&str, &str)>,
-        fill: &impl Fn(&mut Writer<'_>),
-    ) -> Response {
-        let tid = encode_request(&mut self.buf, m, auth, (&self.realm, &self.nonce), fill);
-        let bytes = self.buf.clone();
-        self.send_raw(&bytes).await;
-        loop {
-            let raw = self
-                .recv(Duration::from_secs(2))
-                .await
-                .expect("no response");
-            if let Some(r) = Response::answering(tid, raw) {
-                return r;
-            }
-        }
-    }
-
     pub async fn allocate(&mut self, user: &str, pass: &str) -> Response {
         self.request(method::ALLOCATE, Some((user, pass)), |w| {
             w.attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
         })
         .await
+    }
+}
+
+impl Transactions for Client {
+    async fn send_message(&mut self, bytes: &[u8]) {
+        self.send_raw(bytes).await;
+    }
+
+    async fn next_message(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        self.recv(wait).await
+    }
+
+    fn auth_state(&mut self) -> (&mut String, &mut String, &mut Vec<u8>) {
+        (&mut self.realm, &mut self.nonce, &mut self.buf)
     }
 }
 

@@ -5,12 +5,12 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rkms_turn::stun::{Message, Writer, attr, method};
+use rkms_turn::stun::{Message, attr, method};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::LOOPBACK;
-use super::client::{Response, encode_request};
+use super::client::{Response, Transactions};
 
 pub const TCP: [u8; 4] = [6, 0, 0, 0];
 
@@ -59,41 +59,6 @@ impl StreamClient {
                 return None;
             }
             self.inbox.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// Sends a request built by `fill`, signed with `auth` when given (after
-    /// learning realm and nonce), and returns the response.
-    pub async fn request(
-        &mut self,
-        m: u16,
-        auth: Option<(&str, &str)>,
-        fill: impl Fn(&mut Writer<'_>),
-    ) -> Response {
-        if auth.is_some() && self.nonce.is_empty() {
-            (self.realm, self.nonce) = self.exchange(m, None, &fill).await.realm_and_nonce();
-        }
-        self.exchange(m, auth, &fill).await
-    }
-
-    async fn exchange(
-        &mut self,
-        m: u16,
-        auth: Option<(&str, &str)>,
-        fill: &impl Fn(&mut Writer<'_>),
-    ) -> Response {
-        let tid = encode_request(&mut self.buf, m, auth, (&self.realm, &self.nonce), fill);
-        let bytes = self.buf.clone();
-        self.send_raw(&bytes).await;
-        loop {
-            let raw = self
-                .recv(Duration::from_secs(5))
-                .await
-                .expect("no response");
-            match Response::answering(tid, raw.clone()) {
-                Some(r) => return r,
-                None => self.queued.push_back(raw),
-            }
         }
     }
 
@@ -159,6 +124,24 @@ impl StreamClient {
         .expect("no data")
         .unwrap();
         out
+    }
+}
+
+impl Transactions for StreamClient {
+    async fn send_message(&mut self, bytes: &[u8]) {
+        self.send_raw(bytes).await;
+    }
+
+    async fn next_message(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        self.recv(wait).await
+    }
+
+    fn auth_state(&mut self) -> (&mut String, &mut String, &mut Vec<u8>) {
+        (&mut self.realm, &mut self.nonce, &mut self.buf)
+    }
+
+    fn unanswered(&mut self, raw: Vec<u8>) {
+        self.queued.push_back(raw);
     }
 }
 
