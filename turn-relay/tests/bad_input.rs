@@ -45,7 +45,7 @@ async fn live_channel(server: SocketAddr) -> LiveChannel {
 }
 
 impl LiveChannel {
-    async fn assert_relays(&self) {
+    async fn assert_relays(&mut self) {
         let mut frame = vec![0x40, 0x00, 0x00, 0x05];
         frame.extend_from_slice(b"hello\0\0\0");
         self.client.send_raw(&frame).await;
@@ -69,8 +69,8 @@ fn relay_config() -> TurnConfig {
 async fn malformed_datagrams_are_dropped_and_nothing_else_is_disturbed() {
     let relay = start(relay_config()).await;
     let server = relay.udp_addrs()[0];
-    let live = live_channel(server).await;
-    let attacker = Client::new(server).await;
+    let mut live = live_channel(server).await;
+    let mut attacker = Client::new(server).await;
 
     let mut valid = Vec::new();
     Writer::new(&mut valid, method::BINDING, Class::Request, [9; 12]).attr(attr::SOFTWARE, b"abcd");
@@ -127,7 +127,7 @@ async fn malformed_datagrams_are_dropped_and_nothing_else_is_disturbed() {
 async fn wrong_or_tampered_integrity_gets_401() {
     let relay = start(relay_config()).await;
     let server = relay.udp_addrs()[0];
-    let live = live_channel(server).await;
+    let mut live = live_channel(server).await;
 
     let mut c = Client::new(server).await;
     let r = c.allocate("user", "not-the-password").await;
@@ -176,7 +176,7 @@ async fn wrong_or_tampered_integrity_gets_401() {
 async fn oversized_and_unknown_attributes_get_clean_errors() {
     let relay = start(relay_config()).await;
     let server = relay.udp_addrs()[0];
-    let live = live_channel(server).await;
+    let mut live = live_channel(server).await;
 
     let mut c = Client::new(server).await;
     let huge_user = "u".repeat(4000);
@@ -259,7 +259,7 @@ async fn allocation_flood_stops_at_the_quota() {
     })
     .await;
     let server = relay.udp_addrs()[0];
-    let live = live_channel(server).await;
+    let mut live = live_channel(server).await;
     let mut codes = Vec::new();
     let mut clients = Vec::new();
     for _ in 0..10 {
@@ -320,7 +320,7 @@ async fn stale_nonces_are_refused_with_438_and_a_fresh_one() {
 #[tokio::test]
 async fn allocations_expire_at_the_end_of_their_lifetime() {
     let relay = start(relay_config()).await;
-    let live = live_channel(relay.udp_addrs()[0]).await;
+    let mut live = live_channel(relay.udp_addrs()[0]).await;
     let mut c = Client::new(relay.udp_addrs()[0]).await;
     let r = c
         .request(method::ALLOCATE, Some(("user", "pass")), |w| {

@@ -88,7 +88,11 @@ async fn even_port_reserves_the_next_port_for_a_second_allocation() {
 
 /// Sends `payload` to `peer` in a Send indication; returns the DATA of the
 /// Data indication that comes back, if any.
-async fn send_and_echo(c: &Client, peer: std::net::SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
+async fn send_and_echo(
+    c: &mut Client,
+    peer: std::net::SocketAddr,
+    payload: &[u8],
+) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     Writer::new(&mut buf, method::SEND, Class::Indication, [1; 12])
         .xor_address(attr::XOR_PEER_ADDRESS, peer)
@@ -115,7 +119,10 @@ async fn permissions_and_channels_expire() {
     let (echo, _task) = echo_socket().await;
     let mut c = Client::new(relay.udp_addrs()[0]).await;
     assert_eq!(c.allocate("user", "pass").await.class, Class::Success);
-    assert_eq!(send_and_echo(&c, echo, b"no permission yet").await, None);
+    assert_eq!(
+        send_and_echo(&mut c, echo, b"no permission yet").await,
+        None
+    );
     let r = c
         .request(method::CREATE_PERMISSION, Some(("user", "pass")), |w| {
             w.xor_address(attr::XOR_PEER_ADDRESS, echo);
@@ -123,7 +130,7 @@ async fn permissions_and_channels_expire() {
         .await;
     assert_eq!(r.class, Class::Success);
     assert_eq!(
-        send_and_echo(&c, echo, b"hi").await.as_deref(),
+        send_and_echo(&mut c, echo, b"hi").await.as_deref(),
         Some(&b"hi"[..])
     );
 
@@ -149,7 +156,7 @@ async fn permissions_and_channels_expire() {
         "channel expired"
     );
     assert_eq!(
-        send_and_echo(&c, echo, b"late").await,
+        send_and_echo(&mut c, echo, b"late").await,
         None,
         "permission expired"
     );

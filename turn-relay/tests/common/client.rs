@@ -80,9 +80,9 @@ pub fn encode_request(
 /// long-term credentials' realm and nonce learnt from the first challenge.
 #[allow(async_fn_in_trait)] // test-only, never boxed or sent across threads
 pub trait Transactions {
-    async fn send_message(&mut self, bytes: &[u8]);
-    /// The next whole STUN message; `None` after `wait`.
-    async fn next_message(&mut self, wait: Duration) -> Option<Vec<u8>>;
+    async fn send_raw(&mut self, bytes: &[u8]);
+    /// The next whole STUN message; `None` after `wait` (or at the end of a stream).
+    async fn recv(&mut self, wait: Duration) -> Option<Vec<u8>>;
     /// Realm, nonce and the buffer requests are encoded in.
     fn auth_state(&mut self) -> (&mut String, &mut String, &mut Vec<u8>);
     /// A message that came while a response was awaited; dropped unless the
@@ -114,10 +114,10 @@ pub trait Transactions {
         let (realm, nonce, buf) = self.auth_state();
         let tid = encode_request(buf, m, auth, (realm, nonce), fill);
         let bytes = buf.clone();
-        self.send_message(&bytes).await;
+        self.send_raw(&bytes).await;
         loop {
             let raw = self
-                .next_message(Duration::from_secs(5))
+                .recv(Duration::from_secs(5))
                 .await
                 .expect("no response");
             match Response::answering(tid, raw.clone()) {
@@ -140,20 +140,6 @@ impl Client {
         }
     }
 
-    pub async fn send_raw(&self, bytes: &[u8]) {
-        self.sock.send_to(bytes, self.server).await.unwrap();
-    }
-
-    pub async fn recv(&self, wait: Duration) -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; 65536];
-        let (n, _) = tokio::time::timeout(wait, self.sock.recv_from(&mut buf))
-            .await
-            .ok()?
-            .unwrap();
-        buf.truncate(n);
-        Some(buf)
-    }
-
     pub async fn allocate(&mut self, user: &str, pass: &str) -> Response {
         self.request(method::ALLOCATE, Some((user, pass)), |w| {
             w.attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
@@ -163,12 +149,18 @@ impl Client {
 }
 
 impl Transactions for Client {
-    async fn send_message(&mut self, bytes: &[u8]) {
-        self.send_raw(bytes).await;
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        self.sock.send_to(bytes, self.server).await.unwrap();
     }
 
-    async fn next_message(&mut self, wait: Duration) -> Option<Vec<u8>> {
-        self.recv(wait).await
+    async fn recv(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = tokio::time::timeout(wait, self.sock.recv_from(&mut buf))
+            .await
+            .ok()?
+            .unwrap();
+        buf.truncate(n);
+        Some(buf)
     }
 
     fn auth_state(&mut self) -> (&mut String, &mut String, &mut Vec<u8>) {

@@ -37,31 +37,6 @@ impl StreamClient {
         }
     }
 
-    pub async fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
-    }
-
-    /// The next STUN message; `None` after `wait` or at the end of the stream.
-    pub async fn recv(&mut self, wait: Duration) -> Option<Vec<u8>> {
-        loop {
-            if self.inbox.len() >= 20 {
-                let len = 20 + usize::from(u16::from_be_bytes([self.inbox[2], self.inbox[3]]));
-                if self.inbox.len() >= len {
-                    return Some(self.inbox.drain(..len).collect());
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(wait, self.stream.read(&mut chunk))
-                .await
-                .ok()?
-                .ok()?;
-            if n == 0 {
-                return None;
-            }
-            self.inbox.extend_from_slice(&chunk[..n]);
-        }
-    }
-
     /// The next message that is not a response (an indication).
     pub async fn indication(&mut self, wait: Duration) -> Option<Vec<u8>> {
         match self.queued.pop_front() {
@@ -128,12 +103,28 @@ impl StreamClient {
 }
 
 impl Transactions for StreamClient {
-    async fn send_message(&mut self, bytes: &[u8]) {
-        self.send_raw(bytes).await;
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
     }
 
-    async fn next_message(&mut self, wait: Duration) -> Option<Vec<u8>> {
-        self.recv(wait).await
+    async fn recv(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        loop {
+            if self.inbox.len() >= 20 {
+                let len = 20 + usize::from(u16::from_be_bytes([self.inbox[2], self.inbox[3]]));
+                if self.inbox.len() >= len {
+                    return Some(self.inbox.drain(..len).collect());
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(wait, self.stream.read(&mut chunk))
+                .await
+                .ok()?
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.inbox.extend_from_slice(&chunk[..n]);
+        }
     }
 
     fn auth_state(&mut self) -> (&mut String, &mut String, &mut Vec<u8>) {
