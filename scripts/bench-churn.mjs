@@ -1,0 +1,47 @@
+// Memory over churn, Kurento's best-known complaint: the same one-to-many room (1 publisher,
+// N subscribers of real WebRTC peers from `rkms loadtest`) is set up, run for a few seconds and
+// released, ROUNDS times against one rkms. Prints rkms's RSS when idle at the start, while the
+// room is live in each round, and idle again after each release, with the ratio of the last
+// idle RSS to the first round's: a server that leaks grows by the same amount every round.
+// Usage: node scripts/bench-churn.mjs [ROUNDS] [SUBSCRIBERS] [SECONDS]
+// Needs a built rkms (RKMS_BIN, default target/release/rkms).
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { startRkms, RKMS_BIN, sleep } from '../tests/e2e/helpers.mjs';
+
+const ROUNDS = Number(process.argv[2] || 10);
+const SUBSCRIBERS = Number(process.argv[3] || 100);
+const SECONDS = Number(process.argv[4] || 3);
+
+const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+const run = promisify(execFile);
+
+const server = await startRkms({ env: { KMS_NETWORK_INTERFACES: 'lo', RUST_LOG: 'error' } });
+const pid = server.proc.pid;
+const json = join(mkdtempSync(join(tmpdir(), 'rkms-churn-')), 'round.json');
+const idle = [rssKiB(pid)];
+const live = [];
+try {
+  for (let round = 1; round <= ROUNDS; round++) {
+    // The loadtest samples rkms's RSS over its steady window, while the room is live.
+    await run(RKMS_BIN, ['loadtest', 'one2many', '--url', server.url,
+      '--subscribers', String(SUBSCRIBERS), '--duration', String(SECONDS), '--warmup', '1',
+      '--server-pid', String(pid), '--json', json],
+      { env: { ...process.env, RUST_LOG: 'error' }, maxBuffer: 1 << 24 });
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    if (report.packets_received === 0) throw new Error(`round ${round}: no media arrived`);
+    live.push(Math.round(report.server_rss_bytes / 1024));
+    await sleep(1000); // let released peers' last timers run
+    idle.push(rssKiB(pid));
+    console.log(`round ${round}: live ${live.at(-1)} KiB, idle after release ${idle.at(-1)} KiB`);
+  }
+} finally {
+  await server.stop();
+}
+const perRound = (idle.at(-1) - idle[1]) / Math.max(1, ROUNDS - 1);
+console.log(`idle RSS: ${idle[0]} KiB at start, ${idle[1]} after round 1, ${idle.at(-1)} after round ${ROUNDS}`);
+console.log(`last/first idle after release: ${(idle.at(-1) / idle[1]).toFixed(3)}; `
+  + `growth ${perRound.toFixed(0)} KiB a round (${(perRound * 1024 / (SUBSCRIBERS + 1)).toFixed(0)} bytes a peer)`);
