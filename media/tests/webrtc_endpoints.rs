@@ -658,3 +658,123 @@ async fn publishers_get_transport_feedback_and_the_bandwidth_bound() -> TestResu
     .map_err(|e| format!("{e}; rembs {:?}", client.rembs))?;
     Ok(())
 }
+
+/// A real Chromium offer (audio, video, data channel), the seed of the mutated ones.
+const CHROMIUM_OFFER: &str = include_str!("fixtures/chromium-offer.sdp");
+
+/// `offer` damaged the way broken clients and middleboxes damage SDP: a line dropped,
+/// doubled, moved or cut short, numbers made huge or negative, bytes that are not text, or the
+/// whole description truncated.
+fn mutate(offer: &str, rng: &mut impl rand::Rng) -> String {
+    let mut lines: Vec<String> = offer.lines().map(str::to_owned).collect();
+    for _ in 0..rng.random_range(1..=3) {
+        let i = rng.random_range(0..lines.len());
+        match rng.random_range(0..7) {
+            0 => {
+                lines.remove(i);
+            }
+            1 => lines.insert(i, lines[i].clone()),
+            2 => {
+                let j = rng.random_range(0..lines.len());
+                lines.swap(i, j);
+            }
+            3 => {
+                let cut = rng.random_range(0..=lines[i].len());
+                lines[i] = lines[i].chars().take(cut).collect();
+            }
+            4 => {
+                let number = ["0", "-1", "65536", "4294967296", "99999999999999999999", ""]
+                    [rng.random_range(0..6)];
+                lines[i] = lines[i]
+                    .split(' ')
+                    .map(|w| match w.parse::<i64>() {
+                        Ok(_) => number,
+                        Err(_) => w,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ");
+            }
+            5 => lines[i].push_str("\u{0}\u{fffd}\u{7f}"),
+            _ => {
+                let (attribute, value) = [
+                    ("a=rtpmap:", "96 VP8/0"),
+                    ("a=fmtp:", "96 apt=96"),
+                    ("a=ssrc-group:", "FID 1"),
+                    ("a=extmap:", "0 urn:x"),
+                    ("a=candidate:", "1 1 udp 1 999.1.1.1 0 typ host"),
+                    ("m=", "video 9 UDP/TLS/RTP/SAVPF"),
+                    ("a=setup:", "passive"),
+                    ("a=fingerprint:", "sha-256 00"),
+                ][rng.random_range(0..8)];
+                lines.insert(i, format!("{attribute}{value}"));
+            }
+        }
+    }
+    let mut sdp = lines.join("\r\n") + "\r\n";
+    if rng.random_bool(0.1) {
+        sdp.truncate(rng.random_range(0..sdp.len()));
+        while !sdp.is_char_boundary(sdp.len()) {
+            sdp.pop();
+        }
+    }
+    sdp
+}
+
+/// Hundreds of damaged offers, each to a new endpoint on the same loop as a live call: every
+/// one is answered or refused with an error, none takes the loop down, and the live call's
+/// media keeps flowing throughout.
+#[tokio::test]
+async fn damaged_offers_are_answered_or_refused_and_a_live_call_keeps_its_media() -> TestResult {
+    use rand::SeedableRng;
+    let host = host()?;
+    let (live, _events) = host
+        .create_endpoint(ElementId(1), EndpointOptions::default())
+        .await?;
+    host.connect(ElementId(1), ElementId(1), MediaKind::Video)?;
+    let mut client = Client::publisher(0x4242)?;
+    let offer = client.offer()?;
+    client.accept(live.process_offer(offer).await?)?;
+    pump_until(&mut [&mut client], 10, |c| c[0].connected).await?;
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (mut answered, mut refused) = (0, 0);
+    for i in 0..400u16 {
+        let offer = mutate(CHROMIUM_OFFER, &mut rng);
+        let (endpoint, _events) = host
+            .create_endpoint(ElementId(1000 + u32::from(i)), EndpointOptions::default())
+            .await?;
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            endpoint.process_offer(offer.clone()),
+        )
+        .await
+        {
+            Ok(Ok(_)) => answered += 1,
+            // Refused as bad SDP, not lost to an internal error that closed the endpoint.
+            Ok(Err(WebRtcError::InvalidSdp(_) | WebRtcError::Negotiation(_))) => refused += 1,
+            Ok(Err(e)) => return Err(format!("{e} for:\n{offer}").into()),
+            Err(_) => return Err(format!("no answer nor error for:\n{offer}").into()),
+        }
+        drop(endpoint);
+        // The live call keeps forwarding between damaged offers.
+        let before = client.received.len();
+        client.send_video(i, payload(i))?;
+        pump_until(&mut [&mut client], 5, |c| c[0].received.len() > before)
+            .await
+            .map_err(|e| format!("live call stopped after offer {i}: {e}\n{offer}"))?;
+    }
+    eprintln!("{answered} damaged offers answered, {refused} refused");
+    assert!(
+        answered > 0 && refused > 0,
+        "{answered} answered, {refused} refused"
+    );
+    // The original offer still negotiates a working call on a fresh endpoint.
+    let (endpoint, _events) = host
+        .create_endpoint(ElementId(2), EndpointOptions::default())
+        .await?;
+    let mut fresh = Client::publisher(0x4343)?;
+    let offer = fresh.offer()?;
+    fresh.accept(endpoint.process_offer(offer).await?)?;
+    pump_until(&mut [&mut fresh], 10, |c| c[0].connected).await?;
+    Ok(())
+}

@@ -37,9 +37,10 @@ pub enum WebRtcError {
     /// The two endpoints live on different loop threads (different groups).
     #[error("endpoints {0} and {1} are on different media threads; connect endpoints of one group")]
     DifferentThreads(u32, u32),
-    /// The host's loop thread has stopped.
+    /// A data channel could not be created or closed.
     #[error("data channel: {0}")]
     DataChannel(String),
+    /// The host's loop thread has stopped.
     #[error("the WebRTC host has stopped")]
     HostStopped,
 }
