@@ -53,6 +53,8 @@ struct Client {
     /// multiple of this is dropped before the peer sees it.
     lose_every: Option<u16>,
     lost: HashSet<u16>,
+    /// Where rkms's datagrams come from.
+    server: Option<SocketAddr>,
 }
 
 impl Client {
@@ -94,6 +96,7 @@ impl Client {
             rembs: Vec::new(),
             lose_every: None,
             lost: HashSet::new(),
+            server: None,
         })
     }
 
@@ -155,6 +158,7 @@ impl Client {
     fn pump(&mut self) -> TestResult {
         let mut buf = [0u8; 2048];
         while let Ok((len, from)) = self.socket.recv_from(&mut buf) {
+            self.server = Some(from);
             let is_rtp = len >= 12 && (128..192).contains(&buf[0]) && !(192..224).contains(&buf[1]);
             // SRTCP leaves the first header in clear: count PLIs (PSFB, FMT 1) on the wire.
             if len >= 12 && buf[1] == 206 && buf[0] & 0x1f == 1 {
@@ -776,5 +780,75 @@ async fn damaged_offers_are_answered_or_refused_and_a_live_call_keeps_its_media(
     let offer = fresh.offer()?;
     fresh.accept(endpoint.process_offer(offer).await?)?;
     pump_until(&mut [&mut fresh], 10, |c| c[0].connected).await?;
+    Ok(())
+}
+
+/// A datagram that looks, by its first byte, like STUN, DTLS, RTP or RTCP (the demultiplexing
+/// of RFC 7983) and is damaged or random after that.
+fn garbage_datagram(rng: &mut impl rand::Rng, ssrc: u32) -> Vec<u8> {
+    let len = rng.random_range(0..1500);
+    let mut d: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+    if d.len() < 12 {
+        return d;
+    }
+    match rng.random_range(0..5) {
+        // STUN: a binding request header with the magic cookie, its length field lying.
+        0 => {
+            d[..2].copy_from_slice(&[0x00, 0x01]);
+            d[4..8].copy_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        }
+        // A DTLS record: handshake or application data, version 1.2.
+        1 => d[..3].copy_from_slice(&[if rng.random() { 22 } else { 23 }, 0xfe, 0xfd]),
+        // RTP with the client's own SSRC: SRTP authentication must refuse it.
+        2 => {
+            d[..2].copy_from_slice(&[0x80, 96]);
+            d[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        }
+        // RTCP: SR..PSFB with a random count.
+        3 => {
+            d[0] = 0x80 | rng.random_range(0..32);
+            d[1] = rng.random_range(200..=206);
+        }
+        // Anything at all.
+        _ => {}
+    }
+    d
+}
+
+/// Damaged and random datagrams from the call's own address (reaching its peer's ICE, DTLS,
+/// SRTP and RTCP parsing) and from a stranger: none closes the call or stops its media.
+#[tokio::test]
+async fn damaged_datagrams_do_not_break_a_live_call() -> TestResult {
+    use rand::SeedableRng;
+    let host = host()?;
+    let (live, _events) = host
+        .create_endpoint(ElementId(1), EndpointOptions::default())
+        .await?;
+    host.connect(ElementId(1), ElementId(1), MediaKind::Video)?;
+    let mut client = Client::publisher(0x5151)?;
+    let offer = client.offer()?;
+    client.accept(live.process_offer(offer).await?)?;
+    pump_until(&mut [&mut client], 10, |c| {
+        c[0].connected && c[0].server.is_some()
+    })
+    .await?;
+    let server = client.server.ok_or("no datagram from rkms")?;
+    let stranger = UdpSocket::bind("127.0.0.1:0")?;
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for i in 0..200u16 {
+        for _ in 0..10 {
+            client
+                .socket
+                .send_to(&garbage_datagram(&mut rng, 0x5151), server)?;
+            stranger.send_to(&garbage_datagram(&mut rng, 0x5151), server)?;
+        }
+        let before = client.received.len();
+        client.send_video(i, payload(i))?;
+        pump_until(&mut [&mut client], 5, |c| c[0].received.len() > before)
+            .await
+            .map_err(|e| format!("media stopped after {} damaged datagrams: {e}", 20 * i))?;
+    }
+    assert!(client.connected, "the call was closed");
     Ok(())
 }
