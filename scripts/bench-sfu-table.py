@@ -30,8 +30,8 @@ def main():
         floor_us = floor["profiles"][0]["protect_send_us"]
     print()
     head = ("server", "subs", "us/pkt", "x floor", "loss %", "p99 ms", "KiB/sub", "recv pkt/s",
-            "failed", "client cores", "udp drops")
-    print("{:<6} {:>5} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>6} {:>12} {:>9}".format(*head))
+            "failed", "client cores", "drops srv", "drops cli")
+    print("{:<6} {:>5} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>6} {:>12} {:>9} {:>9}".format(*head))
     rows = {}
     for n in counts:
         for server in ("rkms", "janus"):
@@ -41,14 +41,15 @@ def main():
             rows[(server, n)] = r
             us = r.get("server_cpu_us_per_forwarded_packet")
             rss = r.get("server_rss_per_subscriber_bytes")
-            print("{:<6} {:>5} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10.0f} {:>6} {:>12.2f} {:>9}".format(
+            # Receive-buffer drops in the window at the server's and at the client's sockets.
+            print("{:<6} {:>5} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10.0f} {:>6} {:>12.2f} {:>9} {:>9}".format(
                 server, n, fmt(us, ".2f"),
                 fmt(us / floor_us if us and floor_us else None, ".1f"),
                 fmt(r["loss_ratio"] * 100, ".3f"), fmt(r["latency_ms"]["p99"], ".2f"),
                 fmt(rss / 1024 if rss is not None else None, ".0f"),
                 r["packets_received"] / max(r["duration_s"], 1e-3), r["sessions_failed"],
                 r["client_cpu_s"] / max(r["duration_s"], 1e-3),
-                fmt(r.get("udp_receive_buffer_drops"), "d")))
+                fmt(r.get("server_socket_drops"), "d"), fmt(r.get("client_socket_drops"), "d")))
     print()
     for n in counts:
         a, b = rows.get(("rkms", n)), rows.get(("janus", n))

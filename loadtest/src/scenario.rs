@@ -16,7 +16,7 @@ use crate::engine::{Engine, EngineConfig, MediaProfile, PeerSpec, ShardReport};
 use crate::stats::{Latency, Percentiles, loss_ratio};
 use crate::target_janus::JanusTarget;
 use crate::target_kurento::KurentoTarget;
-use crate::usage::{ServerMeter, own_cpu_seconds, udp_buffer_drops};
+use crate::usage::{ServerMeter, SocketDrops, own_cpu_seconds, udp_buffer_drops};
 
 /// Which server the scenario drives.
 #[derive(Debug, Clone, Copy, ValueEnum, Serialize, PartialEq, Eq)]
@@ -183,6 +183,14 @@ pub struct MediaReport {
     /// send buffer space (any process): loss that a starved process, not the network, caused.
     pub udp_receive_buffer_drops: Option<u64>,
     pub udp_send_buffer_drops: Option<u64>,
+    /// Receive-buffer drops in the window at the server's own UDP sockets (with
+    /// `--server-pid`), and how many sockets it held: a lossy run whose drops are here lost the
+    /// packets because the server did not read fast enough.
+    pub server_socket_drops: Option<u64>,
+    pub server_udp_sockets: Option<usize>,
+    /// The same at this client's sockets (the subscribers' and publishers').
+    pub client_socket_drops: Option<u64>,
+    pub client_udp_sockets: Option<usize>,
     pub timeline: Vec<TimelinePoint>,
 }
 
@@ -478,6 +486,9 @@ async fn wait_for_media(
 struct Window {
     seconds: f64,
     udp_drops: Option<(u64, u64)>,
+    /// Drops and sockets, see [`MediaReport::server_socket_drops`].
+    server_socket_drops: Option<(u64, usize)>,
+    client_socket_drops: Option<(u64, usize)>,
     server_cpu_s: Option<f64>,
     server_rss: Option<u64>,
     client_cpu_s: f64,
@@ -493,6 +504,9 @@ async fn measure(
     let (server_cpu0, _) = meter.sample().await;
     let client_cpu0 = own_cpu_seconds();
     let drops0 = udp_buffer_drops();
+    let server_pid = meter.pid();
+    let server_sockets0 = server_pid.and_then(SocketDrops::of);
+    let client_sockets0 = SocketDrops::of(std::process::id());
     let pb = bar(args.duration.ceil() as u64, "measuring");
     let mut timeline = Vec::new();
     let (mut last_t, mut last_server, mut last_client, mut last_packets) =
@@ -540,6 +554,9 @@ async fn measure(
     }
     pb.finish_and_clear();
     let (server_cpu1, rss) = meter.sample().await;
+    let since = |now: Option<SocketDrops>, before: Option<SocketDrops>| {
+        now.zip(before).map(|(now, before)| now.since(&before))
+    };
     Ok((
         timeline,
         Window {
@@ -547,6 +564,8 @@ async fn measure(
             udp_drops: udp_buffer_drops()
                 .zip(drops0)
                 .map(|((r1, s1), (r0, s0))| (r1.saturating_sub(r0), s1.saturating_sub(s0))),
+            server_socket_drops: since(server_pid.and_then(SocketDrops::of), server_sockets0),
+            client_socket_drops: since(SocketDrops::of(std::process::id()), client_sockets0),
             server_cpu_s: server_cpu1.zip(server_cpu0).map(|(a, b)| a - b),
             server_rss: peak_rss.max(rss),
             client_cpu_s: own_cpu_seconds() - client_cpu0,
@@ -639,12 +658,20 @@ fn build_report(args: &MediaArgs, plan: Plan, sample_every: u64, f: Figures) -> 
         client_cpu_s: f.window.client_cpu_s,
         udp_receive_buffer_drops: f.window.udp_drops.map(|d| d.0),
         udp_send_buffer_drops: f.window.udp_drops.map(|d| d.1),
+        server_socket_drops: f.window.server_socket_drops.map(|d| d.0),
+        server_udp_sockets: f.window.server_socket_drops.map(|d| d.1),
+        client_socket_drops: f.window.client_socket_drops.map(|d| d.0),
+        client_udp_sockets: f.window.client_socket_drops.map(|d| d.1),
         timeline: f.timeline,
     }
 }
 
 fn print_report(r: &MediaReport) {
     let opt = |v: Option<f64>, unit: &str| v.map_or("n/a".to_owned(), |v| format!("{v:.2}{unit}"));
+    let sockets = |drops: Option<u64>, sockets: Option<usize>| match drops.zip(sockets) {
+        Some((d, n)) => format!("{d} at its {n} UDP sockets"),
+        None => "n/a".to_owned(),
+    };
     let rows = [
         (
             "scenario",
@@ -718,6 +745,14 @@ fn print_report(r: &MediaReport) {
                     .map_or("n/a".into(), |d| d.to_string()),
                 r.udp_send_buffer_drops
                     .map_or("n/a".into(), |d| d.to_string())
+            ),
+        ),
+        (
+            "socket drops",
+            format!(
+                "server {}, client {} (receive-buffer, per socket, in the window)",
+                sockets(r.server_socket_drops, r.server_udp_sockets),
+                sockets(r.client_socket_drops, r.client_udp_sockets)
             ),
         ),
         (

@@ -1,5 +1,6 @@
 //! CPU and memory of the server under test and of this client.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::Error;
@@ -78,6 +79,70 @@ fn parse_snmp_udp(snmp: &str) -> Option<(u64, u64)> {
     Some((get("RcvbufErrors")?, get("SndbufErrors")?))
 }
 
+/// The kernel's receive-buffer drop counter of each UDP socket a process holds (the `drops`
+/// column of /proc/PID/net/udp and udp6, in that process's network namespace), by socket inode.
+/// Unlike [`udp_buffer_drops`] it says whose socket overflowed: the server's (it did not read
+/// fast enough) or the client's.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SocketDrops(HashMap<u64, u64>);
+
+impl SocketDrops {
+    /// The counters of `pid`'s UDP sockets now; `None` if its /proc entry cannot be read.
+    pub fn of(pid: u32) -> Option<Self> {
+        let inodes: HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .ok()?
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter_map(|target| socket_inode(&target.to_string_lossy()))
+            .collect();
+        let mut drops = HashMap::new();
+        for table in ["udp", "udp6"] {
+            // A kernel without IPv6 has no udp6 table.
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+                continue;
+            };
+            drops.extend(
+                parse_proc_net_udp(&text)
+                    .into_iter()
+                    .filter(|(inode, _)| inodes.contains(inode)),
+            );
+        }
+        Some(SocketDrops(drops))
+    }
+
+    /// Drops since `before` over the sockets held now (one opened since counts from zero), and
+    /// how many sockets that is.
+    pub fn since(&self, before: &SocketDrops) -> (u64, usize) {
+        let total = self
+            .0
+            .iter()
+            .map(|(inode, n)| n.saturating_sub(before.0.get(inode).copied().unwrap_or(0)))
+            .sum();
+        (total, self.0.len())
+    }
+}
+
+/// The inode of an fd link's target `socket:[12345]`.
+fn socket_inode(target: &str) -> Option<u64> {
+    target
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// (inode, drops) of each row of /proc/net/udp or udp6: `sl local rem st tx:rx tr:when retrnsmt
+/// uid timeout inode ref pointer drops`.
+fn parse_proc_net_udp(table: &str) -> Vec<(u64, u64)> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            Some((fields.get(9)?.parse().ok()?, fields.get(12)?.parse().ok()?))
+        })
+        .collect()
+}
+
 /// Where the server's figures come from.
 pub enum ServerMeter {
     /// /proc of a local process (`--server-pid`).
@@ -111,6 +176,14 @@ impl ServerMeter {
             sampler.close().await;
         });
         Ok(Self::Kurento { target, cpu_total })
+    }
+
+    /// The server's process id, where the figures come from /proc.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            ServerMeter::Proc(pid) => Some(*pid),
+            _ => None,
+        }
     }
 
     /// CPU seconds used so far (a running total: only differences mean something) and
@@ -149,6 +222,27 @@ mod tests {
         let snmp = "Ip: Forwarding\nIp: 1\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 10 0 3 20 3 7\nUdpLite: InDatagrams\nUdpLite: 0\n";
         assert_eq!(parse_snmp_udp(snmp), Some((3, 7)));
         assert_eq!(parse_snmp_udp("Udp: RcvbufErrors\n"), None);
+    }
+
+    #[test]
+    fn parses_per_socket_drops() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+   80: 0100007F:9C4F 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 41234 2 0000000000000000 17\n\
+  201: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 999 2 0000000000000000 0\n";
+        assert_eq!(parse_proc_net_udp(table), vec![(41234, 17), (999, 0)]);
+        assert_eq!(socket_inode("socket:[41234]"), Some(41234));
+        assert_eq!(socket_inode("/dev/null"), None);
+        let before = SocketDrops(HashMap::from([(1, 5), (2, 0)]));
+        let after = SocketDrops(HashMap::from([(1, 9), (3, 2)]));
+        assert_eq!(after.since(&before), (6, 2));
+    }
+
+    #[test]
+    fn counts_its_own_udp_sockets() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let drops = SocketDrops::of(std::process::id()).expect("own /proc entry");
+        assert!(drops.since(&SocketDrops::default()).1 >= 1);
+        drop(socket);
     }
 
     #[test]

@@ -22,9 +22,11 @@ async function webRtcEndpointAvailable() {
 
 const skip = (await webRtcEndpointAvailable()) ? false : 'WebRtcEndpoint not in main yet';
 
-for (const [scenario, args, subscribers] of [
-  ['one2many', ['--publishers', '1', '--subscribers', '3'], 3],
-  ['group', ['--participants', '3'], 6],
+// one2many reads the server from /proc (`--server-pid`, with its sockets' drop counters), group
+// through the ServerManager.
+for (const [scenario, args, subscribers, byPid] of [
+  ['one2many', ['--publishers', '1', '--subscribers', '3'], 3, true],
+  ['group', ['--participants', '3'], 6, false],
 ]) {
   test(`loadtest ${scenario} against rkms: media reaches every subscriber`, { skip }, async () => {
     // Loopback candidates only: the client peers live on 127.0.0.1.
@@ -32,8 +34,15 @@ for (const [scenario, args, subscribers] of [
     try {
       const { report, svg } = await runLoadtest(RKMS_BIN, ['loadtest', scenario, ...args,
         '--url', server.url, '--duration', '2', '--warmup', '0.5', '--setup-timeout', '20',
-        '--video-bitrate', '300000']);
+        '--video-bitrate', '300000', ...(byPid ? ['--server-pid', String(server.proc.pid)] : [])]);
       assertMediaReport(report, { scenario, subscribers });
+      // The server's UDP sockets are found (or, without its pid, not claimed).
+      if (byPid) {
+        assert.equal(typeof report.server_socket_drops, 'number');
+        assert.ok(report.server_udp_sockets >= 1, JSON.stringify(report));
+      } else {
+        assert.equal(report.server_socket_drops, null);
+      }
       assert.equal(report.target, 'kurento');
       assert.ok(svg.includes('<polyline'));
     } finally {

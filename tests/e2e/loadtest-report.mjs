@@ -43,4 +43,7 @@ export function assertMediaReport(report, { scenario, subscribers }) {
   assert.ok(report.latency_ms.p99 >= report.latency_ms.p50);
   assert.ok(report.loss_ratio >= 0 && report.loss_ratio <= 1);
   assert.ok(report.timeline.length >= 1);
+  // The client's own sockets' drop counters: one UDP socket per peer at least.
+  assert.equal(typeof report.client_socket_drops, 'number');
+  assert.ok(report.client_udp_sockets >= 1);
 }
