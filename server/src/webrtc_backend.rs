@@ -10,8 +10,8 @@ use parking_lot::Mutex;
 use rkms_media::webrtc::{
     BandwidthLimits, ConnectionState, DataChannelOptions, DtlsState as HostDtls, Endpoint,
     EndpointEvent as HostEvent, EndpointOptions, EndpointStats, FlowState,
-    IceComponentState as HostIce, IceServers, NetworkSettings, TurnServer, TurnUrlError,
-    WebRtcError, WebRtcHost,
+    IceComponentState as HostIce, IceServers, NetworkSettings, TurnServer, TurnTransport,
+    TurnUrlError, WebRtcError, WebRtcHost,
 };
 use rkms_media::{ElementId, MediaKind, Pipeline};
 use rkms_recorder::path_policy::RecordingRoots;
@@ -86,6 +86,7 @@ impl WebRtcBackend {
             port: listener.port(),
             username: credentials.username,
             password: credentials.password,
+            transport: TurnTransport::Udp,
         });
         match self.host.set_ice_servers(&servers) {
             Ok(()) => tracing::info!("endpoints gather relay candidates from the embedded relay"),
@@ -394,6 +395,14 @@ impl WebRtcEndpoint for EndpointAdapter {
             && let Err(e) = endpoint.set_bandwidth(limits)
         {
             tracing::warn!(error = %e, "bandwidth limits not applied");
+        }
+    }
+
+    fn set_ice_tcp(&self, on: bool) {
+        if let Ok(endpoint) = self.endpoint()
+            && let Err(e) = endpoint.set_ice_tcp(on)
+        {
+            tracing::warn!(error = %e, "iceTcp not applied");
         }
     }
 

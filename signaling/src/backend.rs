@@ -163,6 +163,10 @@ pub trait WebRtcEndpoint: Send + Sync {
     fn bandwidth(&self) -> BandwidthLimits;
     /// Changes them: feedback to the remote sender at once, SDP from the next negotiation.
     fn set_bandwidth(&self, limits: BandwidthLimits);
+    /// Kurento's `iceTcp` property of this endpoint: whether it offers TCP candidates. Before
+    /// the first negotiation it decides what the SDP carries too; later it only affects the
+    /// candidates a later `gatherCandidates` announces.
+    fn set_ice_tcp(&self, _on: bool) {}
     /// Opens a data channel to the remote peer; `DataChannelOpened` follows.
     fn create_data_channel(&self, options: DataChannelOptions)
     -> BoxFuture<'_, Result<(), String>>;

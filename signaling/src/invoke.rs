@@ -14,7 +14,9 @@ use crate::error::{ErrorCode, RpcError, RpcResult};
 use crate::model::{Operation, ParamDef, PropertyDef};
 use crate::registry::{Kind, MediaObject, UriElement};
 use crate::values::{check_params, complex, default_value, object_refs_as_ids, tag};
-use crate::webrtc_endpoint::{bandwidth_property, is_flowing, set_bandwidth_property};
+use crate::webrtc_endpoint::{
+    apply_ice_tcp_property, bandwidth_property, is_flowing, set_bandwidth_property,
+};
 
 impl Engine {
     pub(crate) async fn invoke(&self, params: &Map<String, Value>) -> RpcResult<Fields> {
@@ -409,6 +411,7 @@ impl Engine {
         if set_bandwidth_property(object, &p.name, &v) {
             return Ok(());
         }
+        apply_ice_tcp_property(object, &p.name, &v);
         let mut state = object.state.lock();
         match p.name.as_str() {
             "name" => state.name = v.as_str().map(str::to_owned),

@@ -333,6 +333,24 @@ pub(crate) fn bandwidth_property(object: &MediaObject, name: &str) -> Option<Val
     bandwidth_field(&mut limits, name).map(|v| json!(*v))
 }
 
+/// Applies a WebRTC endpoint's `iceTcp` property in the media core (1/0 or a boolean); the value
+/// is kept for the getter by the caller either way.
+pub(crate) fn apply_ice_tcp_property(object: &MediaObject, name: &str, v: &Value) {
+    if name != "iceTcp" {
+        return;
+    }
+    let Kind::Element {
+        webrtc: Some(endpoint),
+        ..
+    } = &object.kind
+    else {
+        return;
+    };
+    if let Some(on) = v.as_bool().or_else(|| v.as_i64().map(|n| n != 0)) {
+        endpoint.set_ice_tcp(on);
+    }
+}
+
 /// Sets a WebRTC endpoint's bandwidth property in the media core; `false` when `name` is not
 /// one (or the object no WebRTC endpoint). Negative values count as 0 (no limit).
 pub(crate) fn set_bandwidth_property(object: &MediaObject, name: &str, v: &Value) -> bool {

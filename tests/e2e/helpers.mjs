@@ -183,3 +183,47 @@ export function startTurnServer({ secret, allowLoopback = true, extraArgs = [], 
     });
   });
 }
+
+/** A free loopback TCP port (bound, then closed). */
+async function freeTcpPort() {
+  const { createServer } = await import('node:net');
+  const s = createServer();
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** Starts coturn's `turnserver` on a free loopback port with REST credentials signed by
+ * `secret`, relaying on 127.0.0.1 to loopback peers; with `tcpOnly` its clients can reach it
+ * over TCP only (no UDP listener). Resolves with `address` (`127.0.0.1:PORT`) and `stop()`,
+ * which resolves with its verbose log. */
+export async function startCoturn({ secret, tcpOnly = false }) {
+  const port = await freeTcpPort();
+  const dir = mkdtempSync(join(tmpdir(), 'coturn-'));
+  const args = ['-n', '--listening-ip=127.0.0.1', `--listening-port=${port}`,
+    '--relay-ip=127.0.0.1', '--no-tls', '--no-dtls', '--no-cli', '--use-auth-secret',
+    `--static-auth-secret=${secret}`, '--realm=e2e', '--allow-loopback-peers',
+    `--pidfile=${join(dir, 'pid')}`, `--userdb=${join(dir, 'db')}`, '--log-file=stdout',
+    '--simple-log', '-v', ...(tcpOnly ? ['--no-udp'] : [])];
+  const proc = spawn('turnserver', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  proc.stdout.on('data', (d) => { log += d; });
+  proc.stderr.on('data', (d) => { log += d; });
+  const deadline = Date.now() + 10000;
+  while (!/TCP listener opened on : 127\.0\.0\.1:\d+/.test(log)) {
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`turnserver did not start: ${log}`);
+    }
+    await sleep(50);
+  }
+  return {
+    address: `127.0.0.1:${port}`,
+    stop: () => new Promise((done) => {
+      if (proc.exitCode !== null) return done(log);
+      proc.on('exit', () => done(log));
+      proc.kill('SIGTERM');
+    }),
+  };
+}

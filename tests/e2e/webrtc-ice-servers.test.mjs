@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { startRkms, startTurnServer, turnRestCredentials } from './helpers.mjs';
+import { startRkms, startTurnServer, startCoturn, turnRestCredentials } from './helpers.mjs';
 import { launchBrowser } from './browser.mjs';
 import { helloWorld as call, typeOf } from './ice-call.mjs';
 
@@ -113,6 +113,48 @@ test('an endpoint\'s turnUrl property: its relay candidate is on that server', a
     await server.stop();
   }
   await relayedThrough(turn, result);
+});
+
+// `?transport=tcp`: coturn has no UDP listener at all, so rkms's allocation can only be made on
+// its TCP connection to coturn; its relay candidate is still a UDP one. The browser (relay-only
+// too, over TCP as well) must decode its own camera through rkms's allocation.
+async function relayedOverTcp(configure) {
+  const coturn = await startCoturn({ secret: SECRET, tcpOnly: true });
+  const { username, credential } = turnRestCredentials(SECRET, 'rkms', 3600);
+  const turnUrl = `${username}:${credential}@${coturn.address}?transport=tcp`;
+  const { env, properties } = configure(turnUrl);
+  let server;
+  let result;
+  try {
+    server = await startRkms({ env: { KMS_NETWORK_INTERFACES: '127.0.0.2', ...env } });
+    result = await relayOnly(server, `turn:${coturn.address}?transport=tcp`, properties);
+  } finally {
+    await server?.stop();
+    const log = await coturn.stop();
+    if (result) {
+      // coturn names each allocation's user and the client's transport: rkms's is TCP.
+      const rkms = log.split('\n').filter((l) => l.includes(`<${username}>`));
+      const detail = rkms.join('\n') || log.slice(-4000);
+      assert.ok(rkms.some((l) => /ALLOCATE processed, success/.test(l)), detail);
+      assert.ok(rkms.some((l) => /CHANNEL_BIND processed, success|CREATE_PERMISSION processed, success/.test(l)),
+        detail);
+      assert.ok(rkms.some((l) => /closed \(2nd stage\).*reason: TCP/.test(l)), detail);
+      // Every video packet the browser decoded left rkms's allocation toward its peer (each
+      // socket loop has an allocation; the call used one).
+      const toPeer = rkms.map((l) => Number(/peer usage: .* sp=(\d+)/.exec(l)?.[1] ?? 0));
+      assert.ok(Math.max(...toPeer) >= result.video.packetsReceived, detail);
+    }
+  }
+  return result;
+}
+
+test('an endpoint\'s turnUrl ?transport=tcp: allocated on a TCP connection, the browser decodes through it',
+  async () => {
+    await relayedOverTcp((turnUrl) => ({ env: {}, properties: { turnUrl } }));
+  });
+
+test('KMS_TURN_URL ?transport=tcp: the default relay candidate comes over TCP too', async () => {
+  await relayedOverTcp((turnUrl) => ({ env: { KMS_TURN_URL: turnUrl }, properties: {} }));
 });
 
 test('an endpoint\'s stunServerAddress/Port: it gets a srflx candidate, its neighbour does not', async () => {

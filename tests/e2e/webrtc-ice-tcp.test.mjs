@@ -79,7 +79,11 @@ test('a browser given only the passive TCP candidate decodes its camera over ICE
     assert.equal(browserSide.local.protocol, 'tcp', detail);
     assert.equal(browserSide.remote.protocol, 'tcp', detail);
     assert.equal(browserSide.remote.port, tcpPort, detail);
-    assert.equal(result.pairs.at(-1)?.localCandidate, `127.0.0.1:${tcpPort}`, detail);
+    // rkms's side of the pair: its passive candidate, and the browser's connection as the
+    // peer-reflexive active candidate it is (its signalled one says port 9).
+    assert.equal(result.pairs.at(-1)?.localCandidate, tcp[0], detail);
+    assert.match(result.pairs.at(-1).remoteCandidate,
+      / tcp \d+ 127\.0\.0\.1 \d+ typ prflx tcptype active$/, detail);
     assert.deepEqual(leftOnPort, [], 'no connection left open');
   } finally {
     await server.stop();
@@ -93,6 +97,61 @@ test('with iceTcp off there is no TCP candidate', async () => {
     assert.ok(announced.length > 0);
     assert.deepEqual(announced.filter((c) => transportOf(c) !== 'udp'), [],
       `announced: ${announced.join(' | ')}`);
+  } finally {
+    await server.stop();
+  }
+});
+
+// Kurento's per-endpoint iceTcp property on a server whose loops listen on TCP: set to 0 before
+// negotiation, that endpoint announces no TCP candidate (nor does its SDP carry one) and its
+// call runs over UDP, while a neighbour in the same run still offers its passive candidate.
+test('an endpoint with iceTcp 0 offers no TCP candidate; its neighbour does', async () => {
+  const server = await startRkms({ env: { KMS_NETWORK_INTERFACES: 'lo' } });
+  try {
+    let answer;
+    const off = await helloWorld(browser, server, {
+      properties: { iceTcp: false },
+      inspect: async ({ endpoint }) => { answer = await endpoint.getLocalSessionDescriptor(); },
+    });
+    assert.deepEqual(off.announced.filter((c) => transportOf(c) === 'tcp'), [],
+      `announced: ${off.announced.join(' | ')}`);
+    assert.ok(off.announced.some((c) => transportOf(c) === 'udp'));
+    assert.doesNotMatch(answer, /a=candidate:\S+ \d+ tcp /i);
+    const on = await helloWorld(browser, server);
+    assert.equal(on.announced.filter((c) => transportOf(c) === 'tcp').length, 1,
+      `announced: ${on.announced.join(' | ')}`);
+  } finally {
+    await server.stop();
+  }
+});
+
+// The browser's page goes away mid-call over ICE-TCP: its connection closes, and rkms reports
+// the endpoint disconnected when it sees the close (not ~30 s later when ICE consent would
+// expire on a silent pair).
+test('a page that closes over ICE-TCP: the endpoint reports DISCONNECTED when the connection drops', async () => {
+  const server = await startRkms({ env: { KMS_NETWORK_INTERFACES: 'lo' } });
+  try {
+    const events = [];
+    await helloWorld(browser, server, {
+      keep: (c) => transportOf(c) === 'tcp',
+      keepRemote: (c) => transportOf(c) === 'tcp',
+      inspect: async ({ peer, endpoint }) => {
+        for (const name of ['ConnectionStateChanged', 'MediaStateChanged', 'IceComponentStateChanged']) {
+          endpoint.on(name, (e) => events.push(e));
+        }
+        assert.equal((await selectedPair(peer)).local.protocol, 'tcp');
+        await peer.page.close();
+        const seen = () => ({
+          connection: events.some((e) => e.type === 'ConnectionStateChanged' && e.newState === 'DISCONNECTED'),
+          media: events.some((e) => e.type === 'MediaStateChanged' && e.newState === 'DISCONNECTED'),
+          ice: events.some((e) => e.type === 'IceComponentStateChanged' && e.state === 'DISCONNECTED'),
+        });
+        // Well inside ICE consent's ~30 s: only the connection's close can have told rkms.
+        const deadline = Date.now() + 15000;
+        while (Date.now() < deadline && !Object.values(seen()).every(Boolean)) await sleep(100);
+        assert.deepEqual(seen(), { connection: true, media: true, ice: true }, JSON.stringify(events));
+      },
+    });
   } finally {
     await server.stop();
   }

@@ -57,7 +57,8 @@ async function helloWorld({ codec } = {}) {
       sdpMLineIndex: ev.candidate.sdpMLineIndex }).catch(() => {});
   });
   const events = [];
-  for (const name of ['MediaStateChanged', 'ConnectionStateChanged', 'MediaFlowInStateChanged']) {
+  for (const name of ['MediaStateChanged', 'ConnectionStateChanged', 'MediaFlowInStateChanged',
+    'NewCandidatePairSelected', 'IceCandidateFound']) {
     endpoint.on(name, (e) => events.push(e));
   }
   // hello-world sends candidates early: before processOffer.
@@ -83,6 +84,24 @@ test('hello-world: the browser decodes its own camera through rkms', async () =>
   assert.match(stats.video.codec, /VP8|VP9|H264|AV1/i);
   assert.ok(events.some((e) => e.type === 'ConnectionStateChanged' || e.newState === 'CONNECTED'),
     `events ${JSON.stringify(events)}`);
+  // Kurento's IceCandidatePair: both candidates as SDP attribute text, the one bundled stream.
+  const pair = events.find((e) => e.type === 'NewCandidatePairSelected')?.candidatePair;
+  const detail = JSON.stringify(pair);
+  assert.equal(pair?.streamId, '1', detail);
+  assert.equal(pair.componentId, 1, detail);
+  assert.match(pair.localCandidate, /^candidate:\S+ 1 udp \d+ 127\.0\.0\.1 \d+ typ host/i, detail);
+  assert.match(pair.remoteCandidate, /^candidate:\S+ 1 udp \d+ 127\.0\.0\.1 \d+ typ (host|prflx)/i, detail);
+  // rkms's side of the pair: a candidate it announced, and one of the browser's own (Chrome
+  // may keep several loopback candidates and send from another pair than rkms's selected one).
+  const announced = events.filter((e) => e.type === 'IceCandidateFound').map((e) => e.candidate.candidate);
+  assert.ok(announced.includes(pair.localCandidate), `${detail} announced: ${announced.join(' | ')}`);
+  const browserPorts = await peer.page.evaluate(async () => {
+    const ports = [];
+    (await window.peer.pc.getStats()).forEach((s) => { if (s.type === 'local-candidate') ports.push(s.port); });
+    return ports;
+  });
+  assert.ok(browserPorts.includes(Number(pair.remoteCandidate.split(' ')[5])),
+    `${detail} browser's ports: ${browserPorts}`);
   assert.match(await endpoint.getLocalSessionDescriptor(), /^v=0/);
   assert.match(await endpoint.getRemoteSessionDescriptor(), /^v=0/);
   await pipeline.release();

@@ -66,9 +66,9 @@ pub enum EndpointEvent {
     IceComponentStateChanged(IceComponentState),
     /// A candidate pair was selected.
     NewCandidatePairSelected {
-        /// Local address of the pair.
+        /// The local candidate (`candidate:...` attribute text).
         local: String,
-        /// Remote address of the pair.
+        /// The remote candidate, peer-reflexive when it was never signalled.
         remote: String,
     },
     /// The DTLS transport changed state.

@@ -27,7 +27,7 @@ use super::extensions::CarriedExtensions;
 use super::ice_servers::IceServers;
 use super::peer::{Inbound, Peer};
 use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
-use super::sockets::Sockets;
+use super::sockets::{FIRST_TURN_TOKEN, Sockets};
 use super::stats::EndpointStats;
 use super::taps::{ElementPort, SinkSenderReport, TapInput, Taps};
 use super::tcp::{FIRST_TCP_TOKEN, TcpSockets, bind_listener};
@@ -57,6 +57,7 @@ pub(super) enum Command {
     /// With the endpoint's own STUN/TURN servers (unset ones: the loop's).
     GatherCandidates(ElementId, IceServers, Reply<()>),
     SetBandwidth(ElementId, BandwidthLimits),
+    SetIceTcp(ElementId, bool),
     Stats(ElementId, Reply<EndpointStats>),
     CreateDataChannel(ElementId, DataChannelOptions, Reply<()>),
     CloseDataChannel(ElementId, u16, Reply<()>),
@@ -83,6 +84,7 @@ impl Command {
             | Command::AddIceCandidate(id, ..)
             | Command::GatherCandidates(id, ..)
             | Command::SetBandwidth(id, _)
+            | Command::SetIceTcp(id, _)
             | Command::Stats(id, _)
             | Command::CreateDataChannel(id, ..)
             | Command::CloseDataChannel(id, ..)
@@ -171,7 +173,12 @@ impl Shard {
         } else {
             TcpSockets::new(listeners, Some(poll.registry().try_clone()?))
         };
-        let sockets = Sockets::new(sockets, tcp, &settings.ice_servers);
+        let sockets = Sockets::new(
+            sockets,
+            tcp,
+            &settings.ice_servers,
+            Some(poll.registry().try_clone()?),
+        );
         let (commands, command_rx) = channel();
         let event_loop = EventLoop::new(poll, sockets, command_rx);
         let thread = std::thread::Builder::new()
@@ -479,6 +486,13 @@ impl Endpoint {
     pub fn set_bandwidth(&self, limits: BandwidthLimits) -> Result<(), WebRtcError> {
         self.handle.send(Command::SetBandwidth(self.id, limits))
     }
+
+    /// Whether this endpoint offers the host's passive TCP candidates (Kurento's `iceTcp`,
+    /// on by default): before the first negotiation the SDP follows, later only what a later
+    /// gathering announces.
+    pub fn set_ice_tcp(&self, on: bool) -> Result<(), WebRtcError> {
+        self.handle.send(Command::SetIceTcp(self.id, on))
+    }
 }
 
 impl Drop for Endpoint {
@@ -718,6 +732,10 @@ impl EventLoop {
             .filter(|e| e.token().0 >= FIRST_TCP_TOKEN && e.token() != WAKER)
         {
             let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            if event.token().0 >= FIRST_TURN_TOKEN {
+                self.read_turn_tcp(event.token(), readable, event.is_writable(), now);
+                continue;
+            }
             self.sockets.tcp.ready(
                 event.token(),
                 readable,
@@ -727,6 +745,7 @@ impl EventLoop {
             );
         }
         self.sockets.tcp.read_again(&mut frames);
+        self.tcp_paths_lost(now);
         for (token, frame) in frames.drain(..) {
             let Some(link) = self.sockets.tcp.link(token) else {
                 continue;
@@ -754,6 +773,44 @@ impl EventLoop {
             self.hand_to(id, transport, frame, now);
         }
         self.tcp_frames = frames;
+    }
+
+    /// Closes the peers whose selected pair ran on an ICE-TCP connection that is gone.
+    fn tcp_paths_lost(&mut self, now: Instant) {
+        for link in self.sockets.tcp.take_closed() {
+            let Some(id) = link.owner else {
+                continue;
+            };
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            if !peer.uses_path(link.remote, link.local) {
+                continue;
+            }
+            tracing::debug!("endpoint {}: its ICE-TCP connection closed", id.0);
+            peer.transport_lost();
+            self.service(id, now);
+            if let Some(peer) = self.peers.get_mut(&id) {
+                // What the close wrote went nowhere; nothing more is forwarded to it.
+                peer.fast.remote = None;
+            }
+        }
+    }
+
+    /// Feeds what a TURN server sent on its TCP connection to the TURN client, and what it
+    /// relayed to the endpoints, as [`Self::read_socket`] does for datagrams.
+    fn read_turn_tcp(&mut self, token: Token, readable: bool, writable: bool, now: Instant) {
+        let mut relayed = std::mem::take(&mut self.relayed);
+        if self
+            .sockets
+            .turn_ready(token, readable, writable, now, &mut relayed)
+        {
+            for (relayed_addr, remote, message) in relayed.drain(..) {
+                self.deliver(relayed_addr, remote, message, now);
+            }
+            self.finish_gathering(now);
+        }
+        self.relayed = relayed;
     }
 
     /// Hands a datagram that reached local candidate `local_addr` to the endpoint `from` belongs
@@ -1091,6 +1148,13 @@ impl EventLoop {
                     peer.set_bandwidth(limits);
                 }
             }
+            Command::SetIceTcp(id, on) => {
+                if let Some(peer) = self.peers.get_mut(&id)
+                    && let Err(e) = peer.set_ice_tcp(on)
+                {
+                    tracing::warn!("endpoint {}: iceTcp not applied: {e}", id.0);
+                }
+            }
             Command::Connect(source, sink, MediaKind::Data) => {
                 self.data_routes.connect(source, sink);
             }
@@ -1224,6 +1288,7 @@ mod tests {
             vec![(socket, local)],
             crate::webrtc::tcp::TcpSockets::none(),
             &IceServers::default(),
+            None,
         );
         let mut event_loop = EventLoop::new(Poll::new().expect("poll"), sockets, command_rx);
         let srtp = SrtpOut::new(&MASTER, provider.crypto()).expect("SRTP");

@@ -30,7 +30,17 @@ impl IceServers {
     }
 }
 
-/// A TURN server reached over UDP with long-term credentials.
+/// How rkms reaches a TURN server (`?transport=` of the URL). The relayed address is UDP
+/// either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TurnTransport {
+    #[default]
+    Udp,
+    /// One TCP connection per loop socket, carrying STUN and ChannelData (RFC 5766 §11.5).
+    Tcp,
+}
+
+/// A TURN server with long-term credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TurnServer {
     /// Host name or address.
@@ -38,6 +48,7 @@ pub struct TurnServer {
     pub port: u16,
     pub username: String,
     pub password: String,
+    pub transport: TurnTransport,
 }
 
 /// Why a `turnURL` was refused.
@@ -47,25 +58,28 @@ pub enum TurnUrlError {
     Malformed,
     #[error("'{0}' is not a port")]
     BadPort(String),
-    #[error("transport '{0}' is not supported (only udp)")]
+    #[error("transport '{0}' is not supported (only udp and tcp)")]
     UnsupportedTransport(String),
 }
 
 impl FromStr for TurnServer {
     type Err = TurnUrlError;
 
-    /// Kurento's `turnURL`: `user:password@host:port[?transport=udp]`, optionally prefixed with
+    /// Kurento's `turnURL`: `user:password@host:port[?transport=udp|tcp]`, optionally prefixed with
     /// `turn:`. As Kurento reads it, the user runs to the last `:` before the last `@`, so a
     /// TURN REST user name (`expiry:user`) fits; the password cannot hold a `:`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         let s = s.strip_prefix("turn:").unwrap_or(s);
         let (s, query) = s.split_once('?').unwrap_or((s, ""));
+        let mut transport = TurnTransport::Udp;
         for param in query.split('&').filter(|p| !p.is_empty()) {
-            if let Some(transport) = param.strip_prefix("transport=")
-                && !transport.eq_ignore_ascii_case("udp")
-            {
-                return Err(TurnUrlError::UnsupportedTransport(transport.to_owned()));
+            if let Some(name) = param.strip_prefix("transport=") {
+                transport = match name.to_ascii_lowercase().as_str() {
+                    "udp" => TurnTransport::Udp,
+                    "tcp" => TurnTransport::Tcp,
+                    _ => return Err(TurnUrlError::UnsupportedTransport(name.to_owned())),
+                };
             }
         }
         let (credentials, address) = s.rsplit_once('@').ok_or(TurnUrlError::Malformed)?;
@@ -85,6 +99,7 @@ impl FromStr for TurnServer {
             port,
             username: username.to_owned(),
             password: password.to_owned(),
+            transport,
         })
     }
 }
@@ -131,6 +146,9 @@ mod tests {
             ),
             ("192.0.2.1", 3478, "user", "pass")
         );
+        assert_eq!(t.transport, TurnTransport::Udp);
+        let t = turn("user:pass@192.0.2.1:3478?transport=TCP").unwrap();
+        assert_eq!(t.transport, TurnTransport::Tcp);
         // TURN REST user names carry a colon; the password may carry '@'.
         let t = turn("turn:1700000000:alice:s3cr@t@turn.example.com:443").unwrap();
         assert_eq!(t.username, "1700000000:alice");
@@ -152,8 +170,8 @@ mod tests {
             Err(TurnUrlError::BadPort("99999".into()))
         );
         assert_eq!(
-            turn("u:p@192.0.2.1:3478?transport=tcp"),
-            Err(TurnUrlError::UnsupportedTransport("tcp".into()))
+            turn("u:p@192.0.2.1:5349?transport=tls"),
+            Err(TurnUrlError::UnsupportedTransport("tls".into()))
         );
     }
 

@@ -137,13 +137,14 @@ pub mod srtp_tap;
 mod stats;
 mod taps;
 mod tcp;
+mod turn_tcp;
 pub mod udp;
 
 pub use data::DataChannelOptions;
 pub use error::WebRtcError;
 pub use events::{ConnectionState, DtlsState, EndpointEvent, FlowState, IceComponentState};
 pub use host::{Endpoint, WebRtcHost};
-pub use ice_servers::{IceServers, TurnServer, TurnUrlError};
+pub use ice_servers::{IceServers, TurnServer, TurnTransport, TurnUrlError};
 pub(crate) use peer::{fill_random, ntp_now, random_u32};
 pub use settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 pub use stats::{CandidatePairStats, EndpointStats, RtpStreamStats};

@@ -14,7 +14,9 @@ use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, R
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
-use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::peer_connection::transport::{
+    RTCIceCandidate, RTCIceCandidateInit, RTCIceProtocol, RTCIceTcpCandidateType,
+};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -130,6 +132,7 @@ impl Seed {
         tap: &Arc<SrtpKeyTap>,
         ufrag: &str,
         local_candidates: &[RTCIceCandidateInit],
+        ice_tcp: bool,
         inbound: bool,
     ) -> Result<RTCPeerConnection, WebRtcError> {
         let (engine, registry) = media_setup(inbound).map_err(peer_error)?;
@@ -150,7 +153,8 @@ impl Seed {
             .with_interceptor_registry(registry)
             .build(Instant::now())
             .map_err(peer_error)?;
-        for candidate in local_candidates.iter().chain(&self.gathered) {
+        let offered = local_candidates.iter().filter(|c| ice_tcp || !is_tcp(c));
+        for candidate in offered.chain(&self.gathered) {
             pc.add_local_candidate(candidate.clone())
                 .map_err(peer_error)?;
         }
@@ -183,6 +187,8 @@ pub(crate) struct Peer {
     pub(crate) ufrag: String,
     options: EndpointOptions,
     local_candidates: Vec<RTCIceCandidateInit>,
+    /// Whether the TCP ones among `local_candidates` are offered (Kurento's `iceTcp`).
+    ice_tcp: bool,
     early_remote_candidates: Vec<RTCIceCandidateInit>,
     /// What the fan-out touches per forwarded packet, kept together.
     pub(crate) fast: FastPath,
@@ -191,6 +197,8 @@ pub(crate) struct Peer {
     flow_in: [Flow; 2],
     /// Set when the transport comes up: the video it will be sent needs a keyframe.
     wants_keyframe: bool,
+    /// The addresses (remote, local) of the pair last reported as `NewCandidatePairSelected`.
+    reported_pair: Option<(SocketAddr, SocketAddr)>,
     /// A hash of the crate's local SDP and the limits its announced form carries (fixed when
     /// it was negotiated). Not the SDPs themselves: ~3 KB per endpoint, kept for its lifetime.
     announced: Option<(u64, BandwidthLimits)>,
@@ -238,7 +246,7 @@ impl Peer {
             mtu: settings.mtu.max(1200),
             gathered: Vec::new(),
         });
-        let pc = seed.build(&tap, &ufrag, &local_candidates, true)?;
+        let pc = seed.build(&tap, &ufrag, &local_candidates, true, true)?;
         Ok(Peer {
             pc,
             seed: Some(seed),
@@ -247,6 +255,7 @@ impl Peer {
             ufrag,
             options,
             local_candidates,
+            ice_tcp: true,
             early_remote_candidates: Vec::new(),
             fast: FastPath {
                 remote: None,
@@ -259,6 +268,7 @@ impl Peer {
             deadline: Instant::now(),
             flow_in: [Flow::default(); 2],
             wants_keyframe: false,
+            reported_pair: None,
             announced: None,
             remote_estimate: ReceiverEstimate::default(),
             remb: RembPacer::default(),
@@ -370,7 +380,13 @@ impl Peer {
         if let Some(seed) = self.seed.take()
             && !offer_sends(&offer.sdp)
         {
-            self.pc = seed.build(&self.tap, &self.ufrag, &self.local_candidates, false)?;
+            self.pc = seed.build(
+                &self.tap,
+                &self.ufrag,
+                &self.local_candidates,
+                self.ice_tcp,
+                false,
+            )?;
         }
         let offered: Vec<_> = [MediaKind::Audio, MediaKind::Video]
             .into_iter()
@@ -495,8 +511,24 @@ impl Peer {
         ));
         let mid = self.first_mid();
         for candidate in &self.local_candidates {
-            self.announce(candidate, &mid);
+            if self.ice_tcp || !is_tcp(candidate) {
+                self.announce(candidate, &mid);
+            }
         }
+    }
+
+    /// Kurento's `iceTcp`: before the first negotiation the peer connection is built again
+    /// with or without the TCP candidates (so the SDP agrees); later only the next gathering's
+    /// announcements follow.
+    pub(crate) fn set_ice_tcp(&mut self, on: bool) -> Result<(), WebRtcError> {
+        if self.ice_tcp == on {
+            return Ok(());
+        }
+        self.ice_tcp = on;
+        if let Some(seed) = &self.seed {
+            self.pc = seed.build(&self.tap, &self.ufrag, &self.local_candidates, on, true)?;
+        }
+        Ok(())
     }
 
     /// Completes gathering with the socket's server-reflexive and relay candidates.
@@ -735,12 +767,7 @@ impl Peer {
                             }
                         }
                     }
-                    if let Some((remote, local)) = self.fast.remote {
-                        self.emit(EndpointEvent::NewCandidatePairSelected {
-                            local: local.to_string(),
-                            remote: remote.to_string(),
-                        });
-                    }
+                    self.report_selected_pair();
                     self.wants_keyframe = true;
                     self.emit(EndpointEvent::DtlsConnectionStateChange(
                         DtlsState::Connected,
@@ -1126,8 +1153,54 @@ impl Peer {
         out
     }
 
-    /// Reports flows that stopped.
+    /// The ICE agent's selected pair: its (remote, local) addresses and both candidates as
+    /// `candidate:` attribute text (a remote that was never signalled is peer-reflexive).
+    fn selected_pair(&mut self) -> Option<((SocketAddr, SocketAddr), String, String)> {
+        // Every sender, receiver and the SCTP association share the one bundled transport.
+        let pair = if let Some(id) = self.fast.send.iter().flatten().map(|s| s.sender).next() {
+            let sender = self.pc.rtp_sender(id)?;
+            sender
+                .transport()?
+                .ice_transport()
+                .get_selected_candidate_pair()
+        } else if let Some(id) = self.recv.first().map(|r| r.receiver) {
+            let receiver = self.pc.rtp_receiver(id)?;
+            receiver
+                .transport()?
+                .ice_transport()
+                .get_selected_candidate_pair()
+        } else {
+            let sctp = self.pc.sctp()?;
+            sctp.transport()
+                .ice_transport()
+                .get_selected_candidate_pair()
+        }?;
+        let addr = |c: &RTCIceCandidate| Some(SocketAddr::new(c.address.parse().ok()?, c.port));
+        let addrs = (addr(pair.remote())?, addr(pair.local())?);
+        Some((
+            addrs,
+            candidate_text(pair.local()),
+            candidate_text(pair.remote()),
+        ))
+    }
+
+    /// Raises `NewCandidatePairSelected` for the agent's selected pair unless it was reported.
+    fn report_selected_pair(&mut self) {
+        let Some((addrs, local, remote)) = self.selected_pair() else {
+            return;
+        };
+        if self.reported_pair != Some(addrs) {
+            self.reported_pair = Some(addrs);
+            self.emit(EndpointEvent::NewCandidatePairSelected { local, remote });
+        }
+    }
+
+    /// Reports flows that stopped, and a pair the remote switched to since the last report
+    /// (the agent is asked only when the path the stack last wrote to differs from it).
     pub(crate) fn check_flows(&mut self, now: Instant) {
+        if self.fast.out.is_some() && self.fast.remote != self.reported_pair {
+            self.report_selected_pair();
+        }
         for kind in [MediaKind::Audio, MediaKind::Video] {
             let i = kind_index(kind);
             for (flow, incoming) in [
@@ -1159,6 +1232,59 @@ impl Peer {
     pub(crate) fn close(&mut self) {
         let _ = self.pc.close();
     }
+
+    /// The connection of the selected pair is gone (the remote closed an ICE-TCP connection,
+    /// which is never reopened from this side): with no path left the peer connection is
+    /// closed now, rather than when consent checks time out (~30 s). Its state events follow
+    /// at the next [`Self::service`]; forwarding to it stops.
+    pub(crate) fn transport_lost(&mut self) {
+        self.emit(EndpointEvent::IceComponentStateChanged(
+            IceComponentState::Disconnected,
+        ));
+        self.reported_pair = None;
+        let _ = self.pc.close();
+    }
+
+    /// Whether the selected pair runs from `local` to `remote`.
+    pub(crate) fn uses_path(&self, remote: SocketAddr, local: SocketAddr) -> bool {
+        self.fast.remote == Some((remote, local))
+    }
+}
+
+/// A candidate as SDP attribute text (`candidate:...`, RFC 8839), the way it was announced.
+/// Written here because the crate's text of a peer-reflexive candidate has an empty related
+/// address and, for TCP, no `tcptype` (such a remote is the active end of the connection).
+fn candidate_text(c: &RTCIceCandidate) -> String {
+    use std::fmt::Write;
+    let mut text = format!(
+        "candidate:{} {} {} {} {} {} typ {}",
+        c.foundation, c.component, c.protocol, c.priority, c.address, c.port, c.typ
+    );
+    if !c.related_address.is_empty() {
+        let _ = write!(
+            text,
+            " raddr {} rport {}",
+            c.related_address, c.related_port
+        );
+    }
+    if c.protocol == RTCIceProtocol::Tcp {
+        let tcp_type = match c.tcp_type {
+            RTCIceTcpCandidateType::Passive => "passive",
+            RTCIceTcpCandidateType::SimultaneousOpen => "so",
+            _ => "active",
+        };
+        let _ = write!(text, " tcptype {tcp_type}");
+    }
+    text
+}
+
+/// Whether a candidate is a TCP one (RFC 6544).
+fn is_tcp(candidate: &RTCIceCandidateInit) -> bool {
+    candidate
+        .candidate
+        .split_whitespace()
+        .nth(2)
+        .is_some_and(|t| t.eq_ignore_ascii_case("tcp"))
 }
 
 /// The mid of the m-section of `sdp` that announces `ssrc`.

@@ -6,6 +6,12 @@
 //! candidate sends through the allocation: ICE checks, DTLS and the crate's RTCP through the
 //! client (Send indications, then ChannelData once a channel is bound), forwarded media with the
 //! channel number learned from those, framed in place by the fast path ([`frame_channel_data`]).
+//!
+//! A TURN server named with `?transport=tcp` is reached over a TCP connection of its own per
+//! socket ([`TurnStream`]): the client's TURN messages and ChannelData travel on it, STUN
+//! binding requests still leave from the UDP socket (the srflx address is the UDP one). When
+//! that connection fails or closes, the allocation is gone with it: the client starts afresh
+//! and the connection is opened again when the relay is next due.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mio::net::UdpSocket;
+use mio::{Registry, Token};
 use rtc::peer_connection::transport::{
     CandidateConfig, CandidateRelayConfig, CandidateServerReflexiveConfig, RTCIceCandidate,
     RTCIceCandidateInit,
@@ -21,7 +28,8 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::turn::client::{Client, ClientConfig, Event};
 
-use super::ice_servers::{IceServers, resolve};
+use super::ice_servers::{IceServers, TurnTransport, resolve};
+use super::turn_tcp::TurnStream;
 
 /// How long gathering waits for a server's answer before it completes without that candidate.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -101,34 +109,56 @@ pub(super) struct ServerCandidates {
     permissions: HashMap<SocketAddr, Instant>,
     /// Channel numbers the client bound, by remote address.
     channels: HashMap<SocketAddr, u16>,
+    /// With a TURN server over TCP: how to (re)open the connection, and the connection.
+    tcp: Option<TcpLeg>,
+}
+
+/// The TCP leg to a TURN server named with `?transport=tcp`.
+struct TcpLeg {
+    registry: Registry,
+    token: Token,
+    stream: Option<TurnStream>,
 }
 
 impl ServerCandidates {
     /// The state for the socket whose host candidate is `base`; `None` when no server is
-    /// configured or none resolves.
-    pub(super) fn new(base: SocketAddr, servers: &IceServers, now: Instant) -> Option<Self> {
+    /// configured or none resolves. A TURN server over TCP is connected with `registry`, its
+    /// readiness reported under `token`.
+    pub(super) fn new(
+        base: SocketAddr,
+        servers: &IceServers,
+        now: Instant,
+        tcp: Option<(&Registry, Token)>,
+    ) -> Option<Self> {
         let stun = servers.stun.as_deref().and_then(|s| resolve(s, base));
         let turn = servers
             .turn
             .as_ref()
-            .and_then(|t| resolve(&t.host_port(), base).map(|addr| (addr, t)));
+            .and_then(|t| resolve(&t.host_port(), base));
         if stun.is_none() && turn.is_none() {
             return None;
         }
-        let config = ClientConfig {
-            stun_serv_addr: stun.map(|a| a.to_string()).unwrap_or_default(),
-            turn_serv_addr: turn.map(|(a, _)| a.to_string()).unwrap_or_default(),
-            local_addr: base,
-            transport_protocol: TransportProtocol::UDP,
-            username: turn.map(|(_, t)| t.username.clone()).unwrap_or_default(),
-            password: turn.map(|(_, t)| t.password.clone()).unwrap_or_default(),
-            software: "rkms".to_owned(),
-            ..ClientConfig::default()
+        let over_tcp = turn.is_some()
+            && servers
+                .turn
+                .as_ref()
+                .is_some_and(|t| t.transport == TurnTransport::Tcp);
+        let tcp = match (over_tcp, tcp) {
+            (false, _) => None,
+            (true, Some((registry, token))) => match registry.try_clone() {
+                Ok(registry) => Some(TcpLeg {
+                    registry,
+                    token,
+                    stream: None,
+                }),
+                Err(e) => {
+                    tracing::warn!("no TCP connection to the TURN server for {base}: {e}");
+                    return None;
+                }
+            },
+            (true, None) => return None,
         };
-        let client = rtc::crypto::default_provider()
-            .map_err(|e| e.to_string())
-            .and_then(|provider| Client::new(config, provider).map_err(|e| e.to_string()));
-        let client = match client {
+        let client = match new_client(base, servers, stun, turn, tcp.is_some()) {
             Ok(client) => client,
             Err(e) => {
                 tracing::warn!("no STUN/TURN client for {base}: {e}");
@@ -140,12 +170,13 @@ impl ServerCandidates {
             base,
             client,
             stun,
-            turn: turn.map(|(a, _)| a),
+            turn,
             srflx: Lookup::new(now),
             relay: Lookup::new(now),
             candidates: Vec::new(),
             permissions: HashMap::new(),
             channels: HashMap::new(),
+            tcp,
         })
     }
 
@@ -178,6 +209,19 @@ impl ServerCandidates {
                 Err(e) => {
                     tracing::warn!("STUN binding request not sent: {e}");
                     self.srflx.failed(now);
+                }
+            }
+        }
+        if let Some(turn) = self.turn
+            && self.relay.due(now)
+            && let Some(leg) = &mut self.tcp
+            && leg.stream.is_none()
+        {
+            match TurnStream::connect(turn, &leg.registry, leg.token) {
+                Ok(stream) => leg.stream = Some(stream),
+                Err(e) => {
+                    tracing::warn!("TURN server {turn} over TCP: cannot connect: {e}");
+                    self.relay.failed(now);
                 }
             }
         }
@@ -216,15 +260,98 @@ impl ServerCandidates {
         socket: &UdpSocket,
         relayed: &mut Vec<(SocketAddr, SocketAddr, BytesMut)>,
     ) {
+        self.feed(
+            now,
+            from,
+            TransportProtocol::UDP,
+            BytesMut::from(datagram),
+            socket,
+            relayed,
+        );
+    }
+
+    /// The connection to the TURN server, when it is reached over TCP.
+    pub(super) fn tcp_token(&self) -> Option<Token> {
+        self.tcp.as_ref().map(|leg| leg.token)
+    }
+
+    /// Handles readiness of the TCP connection to the TURN server: the messages it carried
+    /// are fed to the client like datagrams. A failed or closed connection takes the
+    /// allocation with it.
+    pub(super) fn tcp_ready(
+        &mut self,
+        now: Instant,
+        readable: bool,
+        writable: bool,
+        socket: &UdpSocket,
+        relayed: &mut Vec<(SocketAddr, SocketAddr, BytesMut)>,
+    ) {
+        let (Some(turn), Some(stream)) = (
+            self.turn,
+            self.tcp.as_mut().and_then(|leg| leg.stream.as_mut()),
+        ) else {
+            return;
+        };
+        let mut messages = Vec::new();
+        let result = stream.ready(readable, writable, &mut messages);
+        for message in messages {
+            self.feed(now, turn, TransportProtocol::TCP, message, socket, relayed);
+        }
+        if let Err(e) = result {
+            self.tcp_lost(now, &e);
+        }
+    }
+
+    /// Writes what was queued on the TCP connection this pass.
+    pub(super) fn flush_tcp(&mut self, now: Instant) {
+        if let Some(stream) = self.tcp.as_mut().and_then(|leg| leg.stream.as_mut())
+            && let Err(e) = stream.flush()
+        {
+            self.tcp_lost(now, &e);
+        }
+    }
+
+    /// The TCP connection to the TURN server is gone, and the allocation with it: the client
+    /// starts afresh (the srflx address is asked again), the relay is retried later.
+    fn tcp_lost(&mut self, now: Instant, e: &std::io::Error) {
+        let Some(leg) = &mut self.tcp else {
+            return;
+        };
+        leg.stream = None;
+        tracing::warn!(
+            "TCP connection to TURN server {:?} for {} lost: {e}",
+            self.turn,
+            self.base
+        );
+        match new_client(self.base, &self.servers, self.stun, self.turn, true) {
+            Ok(client) => self.client = client,
+            Err(e) => tracing::warn!("no STUN/TURN client for {}: {e}", self.base),
+        }
+        self.permissions.clear();
+        self.channels.clear();
+        self.srflx = Lookup::new(now);
+        self.relay.failed(now);
+        self.refresh_candidates();
+    }
+
+    fn feed(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        protocol: TransportProtocol,
+        data: BytesMut,
+        socket: &UdpSocket,
+        relayed: &mut Vec<(SocketAddr, SocketAddr, BytesMut)>,
+    ) {
         let message = TaggedBytesMut {
             now,
             transport: TransportContext {
                 local_addr: self.base,
                 peer_addr: from,
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol: protocol,
             },
-            message: BytesMut::from(datagram),
+            message: data,
         };
         if let Err(e) = self.client.handle_read(message) {
             tracing::debug!("datagram from ICE server {from} dropped: {e}");
@@ -271,8 +398,27 @@ impl ServerCandidates {
             if let Some(number) = channel_number(&out.message) {
                 self.channels.insert(to, number);
             }
-            send(socket, &out.message, out.transport.peer_addr);
+            self.transmit(socket, &out.message, out.transport.peer_addr);
         }
+    }
+
+    /// Queues a forwarded packet for `to` as ChannelData on the TCP connection, written in
+    /// place by `fill`; dropped when no channel is bound or the connection is down.
+    pub(super) fn push_tcp_channel_data(
+        &mut self,
+        to: SocketAddr,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) {
+        if let Some(&number) = self.channels.get(&to)
+            && let Some(stream) = self.tcp.as_mut().and_then(|leg| leg.stream.as_mut())
+        {
+            stream.push_channel_data(number, fill);
+        }
+    }
+
+    /// Whether the TURN server is reached over TCP.
+    pub(super) fn over_tcp(&self) -> bool {
+        self.tcp.is_some()
     }
 
     /// The TURN server and the channel bound for `to`, when the fast path may frame media
@@ -321,25 +467,76 @@ impl ServerCandidates {
             }
         }
         if before != (self.srflx.found, self.relay.found) {
-            self.candidates = [
-                self.srflx.found.map(|a| srflx_candidate(a, self.base)),
-                self.relay.found.map(|a| relay_candidate(a, self.base)),
-            ]
-            .into_iter()
-            .flatten()
-            .filter_map(|c| {
-                c.map_err(|e| tracing::warn!("server candidate not built: {e}"))
-                    .ok()
-            })
-            .collect();
+            self.refresh_candidates();
         }
+    }
+
+    fn refresh_candidates(&mut self) {
+        self.candidates = [
+            self.srflx.found.map(|a| srflx_candidate(a, self.base)),
+            self.relay.found.map(|a| relay_candidate(a, self.base)),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            c.map_err(|e| tracing::warn!("server candidate not built: {e}"))
+                .ok()
+        })
+        .collect();
     }
 
     fn flush(&mut self, socket: &UdpSocket) {
         while let Some(out) = self.client.poll_write() {
-            send(socket, &out.message, out.transport.peer_addr);
+            self.transmit(socket, &out.message, out.transport.peer_addr);
         }
     }
+
+    /// Sends what the client wrote: to a TURN server over TCP on its connection (queued until
+    /// it is up), anything else (STUN binding requests included) from the UDP socket.
+    fn transmit(&mut self, socket: &UdpSocket, message: &[u8], to: SocketAddr) {
+        if Some(to) == self.turn
+            && !is_binding_request(message)
+            && let Some(leg) = &mut self.tcp
+        {
+            if let Some(stream) = &mut leg.stream {
+                stream.send(message);
+            }
+            return;
+        }
+        send(socket, message, to);
+    }
+}
+
+/// A STUN Binding request (the srflx lookup), which always leaves from the UDP socket.
+fn is_binding_request(message: &[u8]) -> bool {
+    message.get(..2) == Some(&[0x00, 0x01])
+}
+
+/// The sans-IO STUN/TURN client of one socket.
+fn new_client(
+    base: SocketAddr,
+    servers: &IceServers,
+    stun: Option<SocketAddr>,
+    turn: Option<SocketAddr>,
+    over_tcp: bool,
+) -> Result<Client, String> {
+    let credentials = servers.turn.as_ref().filter(|_| turn.is_some());
+    let config = ClientConfig {
+        stun_serv_addr: stun.map(|a| a.to_string()).unwrap_or_default(),
+        turn_serv_addr: turn.map(|a| a.to_string()).unwrap_or_default(),
+        local_addr: base,
+        transport_protocol: if over_tcp {
+            TransportProtocol::TCP
+        } else {
+            TransportProtocol::UDP
+        },
+        username: credentials.map(|t| t.username.clone()).unwrap_or_default(),
+        password: credentials.map(|t| t.password.clone()).unwrap_or_default(),
+        software: "rkms".to_owned(),
+        ..ClientConfig::default()
+    };
+    let provider = rtc::crypto::default_provider().map_err(|e| e.to_string())?;
+    Client::new(config, provider).map_err(|e| e.to_string())
 }
 
 fn send(socket: &UdpSocket, datagram: &[u8], to: SocketAddr) {

@@ -11,11 +11,16 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use mio::net::UdpSocket;
+use mio::{Registry, Token};
 
 use super::ice_servers::IceServers;
 use super::server_candidates::{CHANNEL_HEADER, ServerCandidates, frame_channel_data};
 use super::tcp::TcpSockets;
 use super::udp::{SLOT_LEN, SendBatch};
+
+/// Tokens from here on (below the waker's) are connections to TURN servers over TCP; the TCP
+/// listeners and ICE-TCP connections sit below.
+pub(super) const FIRST_TURN_TOKEN: usize = 1 << 30;
 
 /// One bound socket and the host candidate address that names it.
 pub(super) struct LoopSocket {
@@ -46,14 +51,19 @@ pub(super) struct Sockets {
     default_servers: IceServers,
     /// The server sets endpoints gathered with, and how many endpoints use each.
     in_use: HashMap<IceServers, usize>,
+    /// Registers connections to TURN servers over TCP (`None`: none are made).
+    registry: Option<Registry>,
+    next_turn_token: usize,
 }
 
 impl Sockets {
-    /// The sockets with their STUN/TURN state (DNS lookups of the servers happen here).
+    /// The sockets with their STUN/TURN state (DNS lookups of the servers happen here);
+    /// `registry` registers the connections to TURN servers reached over TCP.
     pub(super) fn new(
         sockets: Vec<(UdpSocket, SocketAddr)>,
         tcp: TcpSockets,
         servers: &IceServers,
+        registry: Option<Registry>,
     ) -> Self {
         let mut sockets = Sockets {
             udp: sockets
@@ -68,6 +78,8 @@ impl Sockets {
             tcp,
             default_servers: IceServers::default(),
             in_use: HashMap::new(),
+            registry,
+            next_turn_token: FIRST_TURN_TOKEN,
         };
         sockets.set_servers(servers, Instant::now());
         sockets
@@ -124,9 +136,17 @@ impl Sockets {
             return;
         }
         for s in &mut self.udp {
-            if !s.servers.iter().any(|c| c.servers() == servers)
-                && let Some(state) = ServerCandidates::new(s.addr, servers, now)
-            {
+            if s.servers.iter().any(|c| c.servers() == servers) {
+                continue;
+            }
+            let tcp = self
+                .registry
+                .as_ref()
+                .map(|registry| (registry, Token(self.next_turn_token)));
+            if let Some(state) = ServerCandidates::new(s.addr, servers, now, tcp) {
+                if state.over_tcp() {
+                    self.next_turn_token += 1;
+                }
                 s.servers.push(state);
             }
         }
@@ -179,7 +199,8 @@ impl Sockets {
 
     /// Sends one forwarded packet, written in place by `fill` (which returns its length), from
     /// `local` to `to`: into the socket's batch, framed as ChannelData when relayed over a
-    /// bound channel. Until the channel is bound a relayed packet takes the TURN client's path.
+    /// bound channel (on the server's TCP connection when it is reached over TCP). Until the
+    /// channel is bound a relayed packet takes the TURN client's path.
     pub(super) fn push(
         &mut self,
         local: SocketAddr,
@@ -198,7 +219,10 @@ impl Sockets {
             Some(Route::Relayed { index, set }) => {
                 let s = &mut self.udp[index];
                 let servers = &mut s.servers[set];
-                if let Some((turn, number)) = servers.channel(to) {
+                let channel = servers.channel(to);
+                if channel.is_some() && servers.over_tcp() {
+                    servers.push_tcp_channel_data(to, fill);
+                } else if let Some((turn, number)) = channel {
                     s.batch.push(&s.socket, turn, |slot| {
                         let n = fill(&mut slot[CHANNEL_HEADER..])?;
                         Some(frame_channel_data(slot, number, n))
@@ -216,12 +240,36 @@ impl Sockets {
 
     /// Sends every batched datagram and the TCP output of the pass.
     pub(super) fn flush(&mut self) {
+        let now = Instant::now();
         for s in &mut self.udp {
             if !s.batch.is_empty() {
                 s.batch.flush(&s.socket);
             }
+            for servers in s.servers.iter_mut().filter(|c| c.over_tcp()) {
+                servers.flush_tcp(now);
+            }
         }
         self.tcp.flush();
+    }
+
+    /// Handles readiness of the TCP connection to a TURN server (`token` from
+    /// [`FIRST_TURN_TOKEN`]); what the server relayed is appended to `relayed` as for a
+    /// datagram. `false`: no such connection (any more).
+    pub(super) fn turn_ready(
+        &mut self,
+        token: Token,
+        readable: bool,
+        writable: bool,
+        now: Instant,
+        relayed: &mut Vec<(SocketAddr, SocketAddr, BytesMut)>,
+    ) -> bool {
+        for s in &mut self.udp {
+            if let Some(servers) = s.servers.iter_mut().find(|c| c.tcp_token() == Some(token)) {
+                servers.tcp_ready(now, readable, writable, &s.socket, relayed);
+                return true;
+            }
+        }
+        false
     }
 
     /// Feeds a datagram that socket `index` received from `from` to the state of every server

@@ -56,9 +56,8 @@ struct Connection {
     opened: Instant,
     /// Bytes received and not yet framed.
     input: Vec<u8>,
-    /// Framed output; `written` bytes of it are gone already.
-    output: Vec<u8>,
-    written: usize,
+    /// Framed output.
+    output: Outbox,
     /// Registered for writability (the kernel buffer was full).
     waits_writable: bool,
     /// Whether a whole frame has arrived yet.
@@ -82,7 +81,7 @@ impl Connection {
     }
 
     fn backlog(&self) -> usize {
-        self.output.len() - self.written
+        self.output.backlog()
     }
 
     /// Takes every complete frame out of `input`. Frames are at most 64 KiB by their 16-bit
@@ -130,8 +129,39 @@ impl Connection {
 
     /// Writes what the kernel takes.
     fn write(&mut self) -> io::Result<()> {
-        while self.written < self.output.len() {
-            match self.stream.write(&self.output[self.written..]) {
+        self.output.write_to(&mut self.stream)
+    }
+
+    /// Appends one frame of up to `room` bytes written by `fill`, unless the backlog is full
+    /// (the frame is dropped whole: a partial one would break the framing).
+    fn push(&mut self, room: usize, fill: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        self.output.push(LEN_PREFIX, room, fill, |frame, n| {
+            let len = u16::try_from(n).ok()?;
+            frame[..LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
+            Some(LEN_PREFIX + n)
+        })
+    }
+}
+
+/// Bytes queued for a non-blocking stream, written as the kernel takes them; messages are
+/// only ever appended or dropped whole, so a stream's framing never breaks.
+#[derive(Default)]
+pub(super) struct Outbox {
+    bytes: Vec<u8>,
+    /// How many of `bytes` are written already.
+    written: usize,
+}
+
+impl Outbox {
+    /// Bytes not written yet.
+    pub(super) fn backlog(&self) -> usize {
+        self.bytes.len() - self.written
+    }
+
+    /// Writes what the kernel takes.
+    pub(super) fn write_to(&mut self, stream: &mut impl Write) -> io::Result<()> {
+        while self.written < self.bytes.len() {
+            match stream.write(&self.bytes[self.written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -139,32 +169,40 @@ impl Connection {
                 Err(e) => return Err(e),
             }
         }
-        if self.written == self.output.len() {
-            self.output.clear();
+        if self.written == self.bytes.len() {
+            self.bytes.clear();
             self.written = 0;
-        } else if self.written > self.output.len() / 2 {
-            self.output.drain(..self.written);
+        } else if self.written > self.bytes.len() / 2 {
+            self.bytes.drain(..self.written);
             self.written = 0;
         }
         Ok(())
     }
 
-    /// Appends one frame of up to `room` bytes written by `fill`, unless the backlog is full
-    /// (the frame is dropped whole: a partial one would break the framing).
-    fn push(&mut self, room: usize, fill: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+    /// Appends one message: `header` bytes, then up to `room` bytes written by `fill` (which
+    /// returns how many); `frame` gets the message (header and those bytes, zeroed room
+    /// after them), writes the header and returns the message's whole length. Nothing is
+    /// appended when the backlog is over [`MAX_BACKLOG`] or `fill` or `frame` refuse.
+    pub(super) fn push(
+        &mut self,
+        header: usize,
+        room: usize,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+        frame: impl FnOnce(&mut [u8], usize) -> Option<usize>,
+    ) -> bool {
         if self.backlog() > MAX_BACKLOG {
             return false;
         }
-        let start = self.output.len();
-        self.output.resize(start + LEN_PREFIX + room, 0);
-        match fill(&mut self.output[start + LEN_PREFIX..]).and_then(|n| u16::try_from(n).ok()) {
-            Some(n) => {
-                self.output[start..start + LEN_PREFIX].copy_from_slice(&n.to_be_bytes());
-                self.output.truncate(start + LEN_PREFIX + usize::from(n));
+        let start = self.bytes.len();
+        self.bytes.resize(start + header + room, 0);
+        let message = &mut self.bytes[start..];
+        match fill(&mut message[header..]).and_then(|n| frame(message, n)) {
+            Some(len) => {
+                self.bytes.truncate(start + len);
                 true
             }
             None => {
-                self.output.truncate(start);
+                self.bytes.truncate(start);
                 false
             }
         }
@@ -183,6 +221,8 @@ pub(super) struct TcpSockets {
     to_write: Vec<Token>,
     /// Connections whose read budget ran out, read again next pass.
     to_read: Vec<Token>,
+    /// Owned connections closed since the loop last asked ([`Self::take_closed`]).
+    closed: Vec<Link>,
 }
 
 impl TcpSockets {
@@ -206,6 +246,7 @@ impl TcpSockets {
             next_token,
             to_write: Vec::new(),
             to_read: Vec::new(),
+            closed: Vec::new(),
         }
     }
 
@@ -284,8 +325,7 @@ impl TcpSockets {
                     },
                     opened: now,
                     input: Vec::new(),
-                    output: Vec::new(),
-                    written: 0,
+                    output: Outbox::default(),
                     waits_writable: false,
                     framed: false,
                 },
@@ -329,10 +369,19 @@ impl TcpSockets {
         if let Some(mut connection) = self.connections.remove(&token) {
             self.by_link
                 .remove(&(connection.link.local, connection.link.remote));
+            if connection.link.owner.is_some() {
+                self.closed.push(connection.link);
+            }
             if let Some(registry) = &self.registry {
                 let _ = registry.deregister(&mut connection.stream);
             }
         }
+    }
+
+    /// The connections of endpoints closed since the last call (by the remote, a failure, a
+    /// backlog): an endpoint whose selected pair one carried has lost its path.
+    pub(super) fn take_closed(&mut self) -> Vec<Link> {
+        std::mem::take(&mut self.closed)
     }
 
     /// Closes the connections of a released endpoint.
