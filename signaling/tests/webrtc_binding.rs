@@ -23,6 +23,8 @@ struct FakeEndpoint {
     remote: Mutex<Option<String>>,
     released: AtomicBool,
     bandwidth: Mutex<BandwidthLimits>,
+    /// The last `iceTcp` the endpoint was given.
+    ice_tcp: Mutex<Option<bool>>,
     /// What the backend saw, in order, shared with it.
     log: Arc<Mutex<Vec<&'static str>>>,
 }
@@ -103,6 +105,9 @@ impl WebRtcEndpoint for FakeEndpoint {
     }
     fn set_bandwidth(&self, limits: BandwidthLimits) {
         *self.bandwidth.lock() = limits;
+    }
+    fn set_ice_tcp(&self, on: bool) {
+        *self.ice_tcp.lock() = Some(on);
     }
     fn create_data_channel(
         &self,
@@ -343,6 +348,12 @@ async fn webrtc_endpoint_over_a_backend() {
             .await,
         300
     );
+
+    // iceTcp reaches the media core (Kurento's 1/0 as a boolean) and the getter reports it.
+    c.ok("invoke", invoke("setIceTcp", json!({"iceTcp": false})))
+        .await;
+    assert_eq!(*backend.made.lock()[0].1.ice_tcp.lock(), Some(false));
+    assert_eq!(c.ok("invoke", invoke("getIceTcp", json!({}))).await, false);
 
     // Loopback: media follows the graph through the backend, both ways.
     c.ok(

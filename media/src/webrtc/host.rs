@@ -710,11 +710,8 @@ impl EventLoop {
                 .sockets
                 .read_from_server(index, from, datagram, now, &mut relayed)
             {
-                for (relayed_addr, remote, message) in relayed.drain(..) {
-                    self.deliver(relayed_addr, remote, message, now);
-                }
+                self.deliver_relayed(&mut relayed, now);
                 self.relayed = relayed;
-                self.finish_gathering(now);
             } else {
                 self.relayed = relayed;
                 self.deliver(local_addr, from, BytesMut::from(datagram), now);
@@ -805,12 +802,22 @@ impl EventLoop {
             .sockets
             .turn_ready(token, readable, writable, now, &mut relayed)
         {
-            for (relayed_addr, remote, message) in relayed.drain(..) {
-                self.deliver(relayed_addr, remote, message, now);
-            }
-            self.finish_gathering(now);
+            self.deliver_relayed(&mut relayed, now);
         }
         self.relayed = relayed;
+    }
+
+    /// Hands what TURN servers relayed to the endpoints, as received on their relay
+    /// candidates, and completes the gatherings the servers' answers settled.
+    fn deliver_relayed(
+        &mut self,
+        relayed: &mut Vec<(SocketAddr, SocketAddr, BytesMut)>,
+        now: Instant,
+    ) {
+        for (relayed_addr, remote, message) in relayed.drain(..) {
+            self.deliver(relayed_addr, remote, message, now);
+        }
+        self.finish_gathering(now);
     }
 
     /// Hands a datagram that reached local candidate `local_addr` to the endpoint `from` belongs

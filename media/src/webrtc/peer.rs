@@ -1412,6 +1412,51 @@ fn random_token(len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rtc::peer_connection::transport::RTCIceCandidateType;
+
+    #[test]
+    fn candidates_are_described_as_announced() {
+        let passive = RTCIceCandidate {
+            foundation: "153441841".into(),
+            priority: 2124414975,
+            address: "127.0.0.1".into(),
+            protocol: RTCIceProtocol::Tcp,
+            port: 38157,
+            typ: RTCIceCandidateType::Host,
+            component: 1,
+            tcp_type: RTCIceTcpCandidateType::Passive,
+            ..Default::default()
+        };
+        assert_eq!(
+            candidate_text(&passive),
+            "candidate:153441841 1 tcp 2124414975 127.0.0.1 38157 typ host tcptype passive"
+        );
+        // The remote end of an ICE-TCP connection: peer-reflexive, active, no related address.
+        let prflx = RTCIceCandidate {
+            typ: RTCIceCandidateType::Prflx,
+            tcp_type: RTCIceTcpCandidateType::Unspecified,
+            port: 53578,
+            ..passive.clone()
+        };
+        assert!(
+            candidate_text(&prflx).ends_with(" 127.0.0.1 53578 typ prflx tcptype active"),
+            "{}",
+            candidate_text(&prflx)
+        );
+        let relay = RTCIceCandidate {
+            protocol: RTCIceProtocol::Udp,
+            typ: RTCIceCandidateType::Relay,
+            related_address: "127.0.0.2".into(),
+            related_port: 40000,
+            ..passive
+        };
+        assert!(
+            candidate_text(&relay)
+                .ends_with(" udp 2124414975 127.0.0.1 38157 typ relay raddr 127.0.0.2 rport 40000"),
+            "{}",
+            candidate_text(&relay)
+        );
+    }
 
     #[test]
     fn a_send_only_section_does_not_receive() {
