@@ -4,8 +4,7 @@
 // `?transport=udp` or `?transport=tcp`, alternating) and the browser is relay-only on the same
 // coturn over UDP, so only rkms's leg changes. Per call: the time from creating the pipeline to
 // 30 decoded frames, and rkms's CPU while the call runs for CALL_SECONDS. Each call has an rkms
-// of its own: a UDP allocation outlives its endpoints on the TURN server (rkms does not
-// deallocate), so a second one from the same socket would be refused.
+// of its own, so every setup includes a first allocation from a fresh socket.
 // Usage: node scripts/bench-turn-tcp.mjs [ROUNDS] [CALL_SECONDS]
 // 2026-12-02, 2 shared vCPUs, Chromium's fake 640x480 camera, `3 8`: medians UDP 3663 ms and
 // 1.4% of a core, TCP 3293 ms and 1.4%: TCP/UDP 0.90 for setup, 1.00 for CPU.

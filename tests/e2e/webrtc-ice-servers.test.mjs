@@ -157,6 +157,25 @@ test('KMS_TURN_URL ?transport=tcp: the default relay candidate comes over TCP to
   await relayedOverTcp((turnUrl) => ({ env: { KMS_TURN_URL: turnUrl }, properties: {} }));
 });
 
+// Endpoints naming the same TURN server one after another on one server: each one's
+// allocation is given back when it is released, so the next one from the same socket is not
+// refused (a TURN server keeps one allocation per client address). Three calls in a row: with
+// pipelines spread over the socket loops, two of them share a loop and its socket.
+test('an endpoint\'s turnUrl, one call after another: each gets its relay candidate', async () => {
+  const turn = await startTurnServer({ secret: SECRET });
+  const { username, credential } = turnRestCredentials(SECRET, 'rkms', 3600);
+  const server = await startRkms({ env: { KMS_NETWORK_INTERFACES: '127.0.0.2' } });
+  try {
+    for (let call = 0; call < 3; call++) {
+      await relayOnly(server, `turn:${turn.udp}?transport=udp`,
+        { turnUrl: `${username}:${credential}@${turn.udp}` });
+    }
+  } finally {
+    await server.stop();
+    await turn.stop();
+  }
+});
+
 test('an endpoint\'s stunServerAddress/Port: it gets a srflx candidate, its neighbour does not', async () => {
   const turn = await startTurnServer({ secret: SECRET });
   const [host, port] = turn.udp.split(':');

@@ -912,7 +912,7 @@ impl EventLoop {
         }
         self.sockets.tcp.release(id);
         if let Some(servers) = self.gathered_with.remove(&id) {
-            self.sockets.release_servers(&servers);
+            self.sockets.release_servers(&servers, Instant::now());
         }
         self.taps.remove(id);
         self.router.remove_element(id);
@@ -1132,7 +1132,7 @@ impl EventLoop {
                     let servers = self.sockets.servers_for(&own);
                     self.sockets.use_servers(&servers, now);
                     if let Some(old) = self.gathered_with.insert(id, servers) {
-                        self.sockets.release_servers(&old);
+                        self.sockets.release_servers(&old, now);
                     }
                     self.gathering.push(id);
                     self.sockets.ask_servers(now);

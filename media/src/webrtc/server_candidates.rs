@@ -270,6 +270,24 @@ impl ServerCandidates {
         );
     }
 
+    /// Gives the allocation back before this state is dropped (its last endpoint is gone): a
+    /// UDP allocation would stay on the server until it expires, and meanwhile the server
+    /// refuses another one from the same socket (437), so the next endpoint naming that server
+    /// would get no relay candidate. Over TCP, closing the connection ends the allocation.
+    pub(super) fn deallocate(&mut self, now: Instant, socket: &UdpSocket) {
+        if self.tcp.is_some() {
+            return;
+        }
+        if let Some(relayed) = self.relay.found
+            && let Ok(mut relay) = self.client.relay(relayed)
+        {
+            if let Err(e) = relay.close(now) {
+                tracing::debug!("TURN allocation {relayed} not released: {e}");
+            }
+            self.flush(socket);
+        }
+    }
+
     /// The connection to the TURN server, when it is reached over TCP.
     pub(super) fn tcp_token(&self) -> Option<Token> {
         self.tcp.as_ref().map(|leg| leg.token)

@@ -90,7 +90,7 @@ impl Sockets {
     pub(super) fn set_servers(&mut self, servers: &IceServers, now: Instant) {
         let old = std::mem::replace(&mut self.default_servers, servers.clone());
         if !self.in_use.contains_key(&old) {
-            self.remove_set(&old);
+            self.remove_set(&old, now);
         }
         self.add_set(servers, now);
     }
@@ -118,7 +118,7 @@ impl Sockets {
 
     /// Counts one endpoint less on `servers`; the last one (unless they are the default)
     /// drops their state and allocations.
-    pub(super) fn release_servers(&mut self, servers: &IceServers) {
+    pub(super) fn release_servers(&mut self, servers: &IceServers, now: Instant) {
         let Some(users) = self.in_use.get_mut(servers) else {
             return;
         };
@@ -126,7 +126,7 @@ impl Sockets {
         if *users == 0 {
             self.in_use.remove(servers);
             if *servers != self.default_servers {
-                self.remove_set(servers);
+                self.remove_set(servers, now);
             }
         }
     }
@@ -152,9 +152,16 @@ impl Sockets {
         }
     }
 
-    fn remove_set(&mut self, servers: &IceServers) {
+    fn remove_set(&mut self, servers: &IceServers, now: Instant) {
         for s in &mut self.udp {
-            s.servers.retain(|c| c.servers() != servers);
+            let socket = &s.socket;
+            s.servers.retain_mut(|c| {
+                if c.servers() != servers {
+                    return true;
+                }
+                c.deallocate(now, socket);
+                false
+            });
         }
     }
 
