@@ -76,8 +76,9 @@ function statsOf(report, type) {
   return Object.values(report).filter((s) => s.type === type);
 }
 
-/** Chromium's camera goes through rkms to ffmpeg, which records 3 s to a
- * WebM file; returns ffprobe's view of the file. */
+/** Chromium's camera goes through rkms to ffmpeg, which records 40 frames to a
+ * WebM file (a count, not a duration: a loaded machine slows Chromium's
+ * camera); returns ffprobe's view of the file. */
 async function pageToFfmpeg({ crypto } = {}) {
   const client = await kurento(server.url, { failAfter: 3 });
   const pipeline = await client.create('MediaPipeline');
@@ -95,7 +96,7 @@ async function pageToFfmpeg({ crypto } = {}) {
   writeFileSync(sdpFile, offer);
   const out = join(dir, `received-${port}.webm`);
   const ff = runFfmpeg(['-protocol_whitelist', 'file,udp,rtp,srtp', '-i', sdpFile,
-    '-c', 'copy', '-t', '3', '-y', out]);
+    '-c', 'copy', '-frames:v', '40', '-y', out]);
   await boundByOther(port);
   const answer = await rtp.processOffer(offer);
   const video = mediaLine(answer, 'video');
