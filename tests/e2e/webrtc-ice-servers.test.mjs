@@ -90,6 +90,9 @@ test('KMS_TURN_URL: a browser given only the relay candidate decodes through the
   let result;
   try {
     result = await relayOnly(server, `turn:${turn.udp}?transport=udp`);
+  } catch (err) {
+    await turn.stop(); // relayedThrough stops it when the call went through
+    throw err;
   } finally {
     await server.stop();
   }
@@ -109,6 +112,9 @@ test('an endpoint\'s turnUrl property: its relay candidate is on that server', a
   try {
     result = await relayOnly(server, `turn:${turn.udp}?transport=udp`,
       { turnUrl: `${username}:${credential}@${turn.udp}` });
+  } catch (err) {
+    await turn.stop(); // relayedThrough stops it when the call went through
+    throw err;
   } finally {
     await server.stop();
   }
