@@ -37,10 +37,11 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use rkms_media::graph::{ElementId, MediaKind};
 use rkms_media::routing::{Router, RtpPacket};
 use rkms_media::webrtc::codecs::CodecId;
+use rkms_media::webrtc::congestion::SendLog;
 use rkms_media::webrtc::extensions::{
-    ABS_SEND_TIME, CarriedExtensions, MID, SinkIds, abs_send_time,
+    ABS_SEND_TIME, CarriedExtensions, MID, SinkIds, TRANSPORT_CC, abs_send_time,
 };
-use rkms_media::webrtc::srtp_out::{MAX_SRTP_OVERHEAD, OutStream, SrtpOut};
+use rkms_media::webrtc::srtp_out::{MAX_SRTP_OVERHEAD, OutStream, SendStamps, SrtpOut};
 use rkms_media::webrtc::srtp_tap::{SrtpMasterKey, SrtpProfile};
 use rkms_media::webrtc::udp::SendBatch;
 use rtc::rtp::header::Extension;
@@ -118,14 +119,16 @@ fn srtp(seed: u32) -> SrtpOut {
     SrtpOut::new(&master, provider.crypto()).expect("SRTP context")
 }
 
-/// A sink as the host sees it: its SRTP context, its forwarded video stream, its address.
+/// A sink as the host sees it: its SRTP context, its forwarded video stream, its address, and
+/// its transport-wide sequence when it negotiated transport-cc.
 struct Sink {
     srtp: SrtpOut,
     stream: OutStream,
     to: SocketAddr,
+    transport: Option<SendLog>,
 }
 
-fn sink(seed: u32, to: SocketAddr) -> Sink {
+fn sink(seed: u32, to: SocketAddr, transport_cc: bool) -> Sink {
     let ext = |uri: &str, id| RTCRtpHeaderExtensionParameters {
         uri: uri.into(),
         id,
@@ -135,13 +138,18 @@ fn sink(seed: u32, to: SocketAddr) -> Sink {
     let mut stream = OutStream::new(0x1000_0000 + seed).with_rtx(0x2000_0000 + seed, 0);
     stream.negotiated(
         vec![(CodecId::Vp8, VP8_PT)],
-        SinkIds::from_negotiated(&[ext(MID, 4), ext(ABS_SEND_TIME, 2)], Some("1".into())),
+        SinkIds::from_negotiated(
+            &[ext(MID, 4), ext(ABS_SEND_TIME, 2), ext(TRANSPORT_CC, 3)],
+            Some("1".into()),
+            transport_cc,
+        ),
     );
     stream.negotiated_rtx(&[(CodecId::Vp8, VP8_PT + 1)]);
     Sink {
         srtp: srtp(seed),
         stream,
         to,
+        transport: transport_cc.then(SendLog::default),
     }
 }
 
@@ -174,7 +182,7 @@ fn source_packet() -> RtpPacket {
 fn floor(c: &mut Criterion, to: SocketAddr) {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let mut out = srtp(1);
-    let mut stream = sink(1, to).stream;
+    let mut stream = sink(1, to, false).stream;
     let mut datagram = vec![0u8; PAYLOAD_LEN + 64 + MAX_SRTP_OVERHEAD];
     // A real forwarded datagram: its header length is what the floor protects around.
     let rewritten = rkms_media::routing::Rewritten {
@@ -188,7 +196,10 @@ fn floor(c: &mut Criterion, to: SocketAddr) {
             &source_packet(),
             &CarriedExtensions::default(),
             rewritten,
-            0,
+            SendStamps {
+                abs_send_time: 0,
+                transport: None,
+            },
             Instant::now(),
             &mut datagram,
         )
@@ -215,14 +226,17 @@ fn floor(c: &mut Criterion, to: SocketAddr) {
     group.finish();
 }
 
-fn fanout(c: &mut Criterion, to: SocketAddr) {
+/// The fan-out to `SINKS`; with `transport_cc`, every sink negotiated transport-cc (the
+/// transport-wide number written and its departure logged per packet).
+fn fanout(c: &mut Criterion, to: SocketAddr, transport_cc: bool) {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let mut group = c.benchmark_group("forward");
+    let prefix = if transport_cc { "twcc-sinks" } else { "sinks" };
     for n in SINKS {
         let source = ElementId(0);
         let mut router = Router::new();
         let start = Instant::now();
-        let mut sinks: Vec<Sink> = (0..=n as u32).map(|i| sink(i, to)).collect();
+        let mut sinks: Vec<Sink> = (0..=n as u32).map(|i| sink(i, to, transport_cc)).collect();
         for i in 1..=n as u32 {
             router.connect(source, ElementId(i), MediaKind::Video, start);
         }
@@ -231,7 +245,7 @@ fn fanout(c: &mut Criterion, to: SocketAddr) {
         let carried = CarriedExtensions::default();
         let mut seq = 0u16;
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_function(BenchmarkId::new("sinks", n), |b| {
+        group.bench_function(BenchmarkId::new(prefix, n), |b| {
             b.iter_custom(|iters| {
                 let cpu0 = thread_cpu();
                 for _ in 0..iters {
@@ -258,7 +272,10 @@ fn fanout(c: &mut Criterion, to: SocketAddr) {
                                     &packet,
                                     &carried,
                                     rewritten,
-                                    abs,
+                                    SendStamps {
+                                        abs_send_time: abs,
+                                        transport: sink.transport.as_mut(),
+                                    },
                                     now,
                                     slot,
                                 )
@@ -268,7 +285,7 @@ fn fanout(c: &mut Criterion, to: SocketAddr) {
                     batch.flush(&socket);
                 }
                 let cpu = thread_cpu() - cpu0;
-                record(&format!("sinks/{n}"), cpu, iters * n as u64);
+                record(&format!("{prefix}/{n}"), cpu, iters * n as u64);
                 cpu
             });
         });
@@ -284,7 +301,8 @@ fn main() {
         .sample_size(20)
         .configure_from_args();
     floor(&mut c, to);
-    fanout(&mut c, to);
+    fanout(&mut c, to, false);
+    fanout(&mut c, to, true);
     c.final_summary();
 
     let Some(floor) = mean_us("floor") else {
@@ -292,12 +310,14 @@ fn main() {
     };
     println!("\nCPU per forwarded packet (this thread), against the floor of this run:");
     println!("floor (protect + send_to): {floor:.3} us");
-    for n in SINKS {
-        if let Some(us) = mean_us(&format!("sinks/{n}")) {
-            println!(
-                "{n:>5} sinks: {us:.3} us per forwarded packet = {:.2} x floor",
-                us / floor
-            );
+    for prefix in ["sinks", "twcc-sinks"] {
+        for n in SINKS {
+            if let Some(us) = mean_us(&format!("{prefix}/{n}")) {
+                println!(
+                    "{n:>5} {prefix}: {us:.3} us per forwarded packet = {:.2} x floor",
+                    us / floor
+                );
+            }
         }
     }
 }

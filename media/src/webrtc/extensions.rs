@@ -9,6 +9,10 @@ use super::super::routing::RtpPacket;
 pub const MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 /// Written fresh per sink from the send time (feeds the receiver's bandwidth estimate).
 pub const ABS_SEND_TIME: &str = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time";
+/// Written fresh per sink from the peer's transport-wide sequence, when the sink negotiated
+/// transport-cc (see [`super::congestion`]).
+pub const TRANSPORT_CC: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 /// Copied from the source.
 pub const AUDIO_LEVEL: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 /// Copied from the source (camera rotation of mobile senders).
@@ -70,13 +74,20 @@ pub struct SinkIds {
     /// The mid extension's id, and the mid (at most 16 bytes) with its length.
     mid: Option<(u8, [u8; 16], u8)>,
     abs_send_time: Option<u8>,
+    transport_cc: Option<u8>,
     audio_level: Option<u8>,
     video_orientation: Option<u8>,
 }
 
 impl SinkIds {
-    /// From the sender's negotiated extensions and the m-section's mid.
-    pub fn from_negotiated(exts: &[RTCRtpHeaderExtensionParameters], mid: Option<String>) -> Self {
+    /// From the sender's negotiated extensions and the m-section's mid; the transport-wide
+    /// sequence number only with `transport_cc` (the transport-cc feedback was negotiated too:
+    /// without it the receiver would not report on the numbers).
+    pub fn from_negotiated(
+        exts: &[RTCRtpHeaderExtensionParameters],
+        mid: Option<String>,
+        transport_cc: bool,
+    ) -> Self {
         // One-byte header form: ids 1-14 only.
         let id = |uri: &str| {
             exts.iter()
@@ -92,14 +103,27 @@ impl SinkIds {
         SinkIds {
             mid: id(MID).zip(mid).map(|(id, (bytes, len))| (id, bytes, len)),
             abs_send_time: id(ABS_SEND_TIME),
+            transport_cc: id(TRANSPORT_CC).filter(|_| transport_cc),
             audio_level: id(AUDIO_LEVEL),
             video_orientation: id(VIDEO_ORIENTATION),
         }
     }
 
+    /// Whether this stream carries the transport-wide sequence number.
+    pub fn transport_wide(&self) -> bool {
+        self.transport_cc.is_some()
+    }
+
     /// Writes the one-byte-form extension block (RFC 8285) at `buf[12..]`; returns its length
-    /// (0 when there is nothing to write). `abs_send_time` is the 6.18 fixed-point send time.
-    pub fn write(&self, carried: &CarriedExtensions, abs_send_time: u32, buf: &mut [u8]) -> usize {
+    /// (0 when there is nothing to write). `abs_send_time` is the 6.18 fixed-point send time,
+    /// `transport_seq` the transport-wide sequence number (written if the stream carries it).
+    pub fn write(
+        &self,
+        carried: &CarriedExtensions,
+        abs_send_time: u32,
+        transport_seq: Option<u16>,
+        buf: &mut [u8],
+    ) -> usize {
         let mut at = 16;
         let mut put = |id: u8, data: &[u8]| {
             buf[at] = (id << 4) | (data.len() as u8 - 1);
@@ -111,6 +135,9 @@ impl SinkIds {
         }
         if let Some(id) = self.abs_send_time {
             put(id, &abs_send_time.to_be_bytes()[1..]);
+        }
+        if let (Some(id), Some(seq)) = (self.transport_cc, transport_seq) {
+            put(id, &seq.to_be_bytes());
         }
         if let (Some(id), Some(v)) = (self.audio_level, carried.audio_level) {
             put(id, &[v]);
@@ -148,8 +175,14 @@ mod tests {
             encrypted: false,
         };
         let sink = SinkIds::from_negotiated(
-            &[ext(MID, 4), ext(ABS_SEND_TIME, 2), ext(AUDIO_LEVEL, 1)],
+            &[
+                ext(MID, 4),
+                ext(ABS_SEND_TIME, 2),
+                ext(AUDIO_LEVEL, 1),
+                ext(TRANSPORT_CC, 3),
+            ],
             Some("1".into()),
+            true,
         );
         let mut buf = [0u8; 64];
         buf[0] = 0x90;
@@ -158,7 +191,7 @@ mod tests {
             audio_level: Some(0x85),
             video_orientation: None,
         };
-        let n = sink.write(&carried, 0x123456, &mut buf);
+        let n = sink.write(&carried, 0x123456, Some(0xABCD), &mut buf);
         assert_eq!(n % 4, 0);
         use rtc::shared::marshal::Unmarshal;
         let header = rtc::rtp::Header::unmarshal(&mut &buf[..12 + n]).expect("parses");
@@ -172,5 +205,10 @@ mod tests {
         assert_eq!(get(4), Some(b"1".to_vec()));
         assert_eq!(get(2), Some(vec![0x12, 0x34, 0x56]));
         assert_eq!(get(1), Some(vec![0x85]));
+        assert_eq!(get(3), Some(vec![0xAB, 0xCD]));
+        // Without the transport-cc feedback, no transport-wide number.
+        let without = SinkIds::from_negotiated(&[ext(TRANSPORT_CC, 3)], None, false);
+        assert!(!without.transport_wide());
+        assert_eq!(without.write(&carried, 0, Some(1), &mut buf), 0);
     }
 }

@@ -3,10 +3,10 @@
 //!
 //! In `rtc` 0.21 inbound RTCP stops at the end of the interceptor chain unless an interceptor
 //! marks the packet [`Attribute::DeliverToApplication`]. [`FeedbackTap`] sits last in the chain
-//! and marks compound packets holding a keyframe request (PLI, FIR), a NACK or a receiver
-//! estimate (REMB), so the socket loop can relay them to the source, answer them from the routing
-//! core's history, or bound the publisher. Reports and TWCC feedback stay with the interceptors
-//! that consume them.
+//! and marks compound packets holding a keyframe request (PLI, FIR), a NACK, a receiver estimate
+//! (REMB) or transport-cc feedback about what rkms sends, so the socket loop can relay them to
+//! the source, answer them from the routing core's history, or bound the publisher. Reports stay
+//! with the interceptors that consume them.
 //!
 //! The crate hands a compound packet to the application under the track of the first SSRC the
 //! compound's first packet names, and drops it when no track has that SSRC. A browser's
@@ -14,16 +14,26 @@
 //! included, and rkms's RTX SSRCs belong to no track: once a browser had received one
 //! retransmission, its NACKs (which follow the report) were dropped with it. [`FeedbackTap`]
 //! therefore moves the first feedback packet of a compound to its front: it names the media SSRC
-//! of a stream rkms sends or receives.
+//! of a stream rkms sends or receives. Transport-cc feedback is about the transport, and a
+//! browser names in it the SSRC of the last packet it received, an RTX one as well: the tap
+//! names one of rkms's send streams instead.
 //!
 //! # Bandwidth
 //!
 //! A browser sending to rkms runs Google congestion control on the transport-wide-cc feedback
 //! `rtc`'s TWCC receiver interceptor writes (every 100 ms, for every packet carrying the
 //! transport-wide sequence number): that measures the publisher's uplink to rkms and nothing
-//! more. What its subscribers can take is told by their receiver estimates: rkms writes
-//! abs-send-time (and no transport-wide sequence) on forwarded packets, so a browser receiving
-//! from rkms estimates on its side and answers with REMB. rkms folds those into one bound per
+//! more. What its subscribers can take is told by an estimate of each subscriber's downlink.
+//! rkms offers and answers both goog-remb and transport-cc, and the subscriber's side decides:
+//!
+//! - transport-cc negotiated (every Chromium, with or without goog-remb): rkms numbers what it
+//!   sends the subscriber and estimates the downlink itself from the subscriber's feedback
+//!   (`super::congestion`). Chromium sends no REMB about packets that carry the transport-wide
+//!   number, so this is the only estimate there is; a REMB that still comes is ignored;
+//! - goog-remb only: rkms writes abs-send-time alone, the subscriber estimates on its side and
+//!   answers with REMB.
+//!
+//! Either estimate goes through [`ReceiverEstimate`]. rkms folds them into one bound per
 //! publisher and sends it as REMB, which the browser's congestion control takes as a ceiling:
 //!
 //! - a subscriber's estimate bounds its publisher only while that subscriber is congested. A
@@ -50,6 +60,7 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 
@@ -58,11 +69,14 @@ use super::settings::BandwidthLimits;
 /// The chain position of [`FeedbackTap`]: after every built-in interceptor.
 pub const FEEDBACK_TAP_SLOT: usize = 1_000_000;
 
-/// Marks inbound PLI, FIR, NACK, REMB and sender reports for delivery to the application.
+/// Marks inbound PLI, FIR, NACK, REMB, transport-cc feedback and sender reports for delivery to
+/// the application.
 #[derive(Default)]
 pub struct FeedbackTap {
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
+    /// The media SSRCs of the streams rkms sends (the crate delivers RTCP naming one).
+    sent: Vec<u32>,
 }
 
 fn is_feedback(packet: &dyn rtc::rtcp::Packet) -> bool {
@@ -72,6 +86,7 @@ fn is_feedback(packet: &dyn rtc::rtcp::Packet) -> bool {
         || any.is::<TransportLayerNack>()
         || any.is::<ReceiverEstimatedMaximumBitrate>()
         || any.is::<SenderReport>()
+        || any.is::<TransportLayerCc>()
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
@@ -85,6 +100,18 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
         if let Packet::Rtcp(packets) = &mut msg.message.packet
             && let Some(first) = packets.iter().position(|p| is_feedback(p.as_ref()))
         {
+            if let Some(&sent) = self.sent.first() {
+                for packet in packets.iter_mut() {
+                    if let Some(cc) = packet.as_any().downcast_ref::<TransportLayerCc>()
+                        && !self.sent.contains(&cc.media_ssrc)
+                    {
+                        *packet = Box::new(TransportLayerCc {
+                            media_ssrc: sent,
+                            ..cc.clone()
+                        });
+                    }
+                }
+            }
             packets[..=first].rotate_right(1);
             if !msg.message.has(&Attribute::DeliverToApplication) {
                 msg.message.add(Attribute::DeliverToApplication);
@@ -109,8 +136,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
 }
 
 impl Interceptor for FeedbackTap {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_local_stream(&mut self, info: &StreamInfo) {
+        self.sent.push(info.ssrc);
+    }
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.sent.retain(|&ssrc| ssrc != info.ssrc);
+    }
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
@@ -347,6 +378,39 @@ mod tests {
         };
         assert_eq!(packets[0].destination_ssrc(), [0x1111]);
         assert_eq!(packets.len(), 2);
+    }
+
+    #[test]
+    fn transport_feedback_names_a_stream_rkms_sends() {
+        use rtc::interceptor::AttributedPacket;
+        use rtc::shared::{TransportContext, TransportMessage};
+        let mut tap = FeedbackTap::default();
+        tap.bind_local_stream(&StreamInfo {
+            ssrc: 0x1111,
+            ssrc_rtx: Some(0x2222),
+            ..Default::default()
+        });
+        // About the RTX stream, whose SSRC belongs to no track.
+        let cc = TransportLayerCc {
+            sender_ssrc: 1,
+            media_ssrc: 0x2222,
+            base_sequence_number: 7,
+            ..Default::default()
+        };
+        tap.handle_read(TransportMessage {
+            now: Instant::now(),
+            transport: TransportContext::default(),
+            message: AttributedPacket::new(Packet::Rtcp(vec![Box::new(cc)])),
+        })
+        .expect("read");
+        let out = tap.poll_read().expect("passed on");
+        assert!(out.message.has(&Attribute::DeliverToApplication));
+        let Packet::Rtcp(packets) = &out.message.packet else {
+            panic!("RTCP expected");
+        };
+        assert_eq!(packets[0].destination_ssrc(), [0x1111]);
+        let cc = packets[0].as_any().downcast_ref::<TransportLayerCc>();
+        assert_eq!(cc.map(|cc| cc.base_sequence_number), Some(7));
     }
 
     #[test]

@@ -121,6 +121,7 @@
 //! unit test compares [`srtp_out::SrtpOut`] byte for byte with the crate's SRTP context.
 
 pub mod codecs;
+pub mod congestion;
 mod data;
 mod error;
 mod events;

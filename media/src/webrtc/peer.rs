@@ -22,6 +22,7 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
     TransportLayerNack, nack_pairs_from_sequence_numbers,
 };
@@ -33,6 +34,7 @@ use rtc::sansio::Protocol;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::codecs::{CodecId, first_offered_codec, media_kind, media_setup, rtp_kind};
+use super::congestion::{SendLog, SendSideEstimate};
 use super::data::{DataChannelOptions, DataMessage, OpenChannel, pick_channel};
 use super::error::WebRtcError;
 use super::events::{ConnectionState, DtlsState, EndpointEvent, FlowState, IceComponentState};
@@ -41,7 +43,7 @@ use super::feedback::{
     RateMeter, ReceiverEstimate, RembPacer, announce_bandwidth, publisher_bound,
 };
 use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
-use super::srtp_out::{OutStream, SrtpOut};
+use super::srtp_out::{OutStream, SendStamps, SrtpOut};
 use super::srtp_tap::{SUPPORTED_PROFILES, SrtpKeyTap};
 use super::stats::{CandidatePairStats, EndpointStats, RtpStreamStats};
 use crate::graph::MediaKind;
@@ -113,6 +115,9 @@ pub(crate) struct FastPath {
     flow_out: [Flow; 2],
     /// Origin of the abs-send-time clock.
     created: Instant,
+    /// The transport-wide sequence of what rkms sends this peer, when it negotiated
+    /// transport-cc (see [`super::congestion`]).
+    transport: Option<SendLog>,
 }
 
 /// What a peer connection is built from, kept until its first negotiation: a peer whose remote
@@ -164,17 +169,20 @@ impl Seed {
 
 impl FastPath {
     /// What writing a packet of `kind` for this peer takes: its SRTP context, its send stream
-    /// and the abs-send-time of `now`; `None` before it is connected or without that stream.
+    /// and the stamps of a send at `now`; `None` before it is connected or without that stream.
     #[inline]
     fn stream(
         &mut self,
         kind: MediaKind,
         now: Instant,
-    ) -> Option<(&mut SrtpOut, &mut OutStream, u32)> {
+    ) -> Option<(&mut SrtpOut, &mut OutStream, SendStamps<'_>)> {
         let out = self.out.as_mut()?;
         let stream = self.send[kind_index(kind)].as_mut()?;
-        let abs = abs_send_time(now.saturating_duration_since(self.created));
-        Some((out, &mut stream.fwd, abs))
+        let stamps = SendStamps {
+            abs_send_time: abs_send_time(now.saturating_duration_since(self.created)),
+            transport: self.transport.as_mut(),
+        };
+        Some((out, &mut stream.fwd, stamps))
     }
 }
 
@@ -202,8 +210,11 @@ pub(crate) struct Peer {
     /// A hash of the crate's local SDP and the limits its announced form carries (fixed when
     /// it was negotiated). Not the SDPs themselves: ~3 KB per endpoint, kept for its lifetime.
     announced: Option<(u64, BandwidthLimits)>,
-    /// The remote's receiver estimates (REMB) of what rkms sends it.
+    /// What the remote's downlink takes: its receiver estimates (REMB), or rkms's own estimate
+    /// from its transport-cc feedback when it negotiated that.
     remote_estimate: ReceiverEstimate,
+    /// rkms's estimate of the remote's downlink, when it negotiated transport-cc.
+    send_side: Option<Box<SendSideEstimate>>,
     /// When the bound rkms asks the remote sender for goes out.
     remb: RembPacer,
     /// The rate of forwarded video sent to this peer (what its receiver estimate covers).
@@ -263,6 +274,7 @@ impl Peer {
                 send: [None, None],
                 flow_out: [Flow::default(); 2],
                 created: Instant::now(),
+                transport: None,
             },
             recv: Vec::new(),
             deadline: Instant::now(),
@@ -271,6 +283,7 @@ impl Peer {
             reported_pair: None,
             announced: None,
             remote_estimate: ReceiverEstimate::default(),
+            send_side: None,
             remb: RembPacer::default(),
             data_channels_opened: 0,
             data_channels_closed: 0,
@@ -567,9 +580,12 @@ impl Peer {
     }
 
     /// Records the payload types (rtx ones included) and header extensions the session
-    /// negotiated for rkms's send streams.
+    /// negotiated for rkms's send streams, and whether rkms runs transport-wide congestion
+    /// control toward the remote (it negotiated transport-cc: feedback and extension).
     fn learn_payload_types(&mut self) {
         let local_sdp = self.local_description().unwrap_or_default();
+        let remote_sdp = self.remote_description().unwrap_or_default();
+        let mut transport_wide = false;
         for slot in self.fast.send.iter_mut().flatten() {
             if let Some(mut sender) = self.pc.rtp_sender(slot.sender) {
                 let sent = sender.get_parameters();
@@ -595,13 +611,26 @@ impl Peer {
                         Some((codec, c.payload_type))
                     })
                     .collect();
-                let extensions = SinkIds::from_negotiated(
-                    &parameters.header_extensions,
-                    mid_of_ssrc(&local_sdp, slot.fwd.ssrc()),
-                );
+                let mid = mid_of_ssrc(&local_sdp, slot.fwd.ssrc());
+                // rkms offers and answers transport-cc: the remote's side decides.
+                let transport_cc = mid
+                    .as_deref()
+                    .and_then(|mid| section_of_mid(&remote_sdp, mid))
+                    .is_some_and(takes_transport_cc);
+                let extensions =
+                    SinkIds::from_negotiated(&parameters.header_extensions, mid, transport_cc);
+                transport_wide |= extensions.transport_wide();
                 slot.fwd.negotiated(payload_types, extensions);
                 slot.fwd.negotiated_rtx(&rtx_payload_types);
             }
+        }
+        // A renegotiation keeps the numbering and the estimate going.
+        if transport_wide {
+            self.fast.transport.get_or_insert_with(SendLog::default);
+            self.send_side.get_or_insert_with(Box::default);
+        } else {
+            self.fast.transport = None;
+            self.send_side = None;
         }
     }
 
@@ -651,7 +680,7 @@ impl Peer {
                     }
                     inbound.push(Inbound::Rtp(kind, codec, packet, carried));
                 }
-                RTCMessage::RtcpPacket(_, packets) => self.on_rtcp(&packets, inbound),
+                RTCMessage::RtcpPacket(_, packets) => self.on_rtcp(&packets, now, inbound),
                 RTCMessage::DataChannelMessage(handle, message) => {
                     if let Some(channel) = self.channels.iter().find(|c| c.handle == handle) {
                         inbound.push(Inbound::Data(DataMessage {
@@ -686,7 +715,12 @@ impl Peer {
         })
     }
 
-    fn on_rtcp(&mut self, packets: &[Box<dyn rtc::rtcp::Packet>], inbound: &mut Vec<Inbound>) {
+    fn on_rtcp(
+        &mut self,
+        packets: &[Box<dyn rtc::rtcp::Packet>],
+        now: Instant,
+        inbound: &mut Vec<Inbound>,
+    ) {
         for packet in packets {
             let any = packet.as_any();
             if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
@@ -702,7 +736,19 @@ impl Peer {
                 }
             } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
                 tracing::trace!("{remb}");
-                self.remote_estimate.update(remb.bitrate as u64);
+                // With transport-cc the estimate is rkms's own; a REMB besides it (about packets
+                // without a transport-wide number) would make two series of one estimate.
+                if self.send_side.is_none() {
+                    self.remote_estimate.update(remb.bitrate as u64);
+                }
+            } else if let Some(feedback) = any.downcast_ref::<TransportLayerCc>() {
+                if let (Some(estimate), Some(log)) =
+                    (self.send_side.as_mut(), self.fast.transport.as_mut())
+                    && let Some(bps) = estimate.on_feedback(log, feedback, now)
+                {
+                    tracing::trace!(bps, "transport-cc estimate");
+                    self.remote_estimate.update(bps);
+                }
             } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>()
                 && let Some(kind) = self.send_kind_of_ssrc(nack.media_ssrc)
             {
@@ -1014,8 +1060,8 @@ impl Peer {
         buf: &mut [u8],
         now: Instant,
     ) -> Option<usize> {
-        let (out, stream, abs) = self.fast.stream(kind, now)?;
-        let n = stream.write(out, codec, packet, carried, rewritten, abs, now, buf)?;
+        let (out, stream, stamps) = self.fast.stream(kind, now)?;
+        let n = stream.write(out, codec, packet, carried, rewritten, stamps, now, buf)?;
         let flow = &mut self.fast.flow_out[kind_index(kind)];
         flow.last = Some(now);
         if !flow.flowing {
@@ -1039,8 +1085,8 @@ impl Peer {
         buf: &mut [u8],
         now: Instant,
     ) -> Option<usize> {
-        let (out, stream, abs) = self.fast.stream(kind, now)?;
-        stream.write_resend(out, kept, rewritten, abs, buf)
+        let (out, stream, stamps) = self.fast.stream(kind, now)?;
+        stream.write_resend(out, kept, rewritten, stamps, now, buf)
     }
 
     /// Sends a sender report for each stream rkms forwards on this peer (the crate's report
@@ -1294,6 +1340,22 @@ fn mid_of_ssrc(sdp: &str, ssrc: u32) -> Option<String> {
         .find(|section| section.contains(&needle))?
         .lines()
         .find_map(|l| l.strip_prefix("a=mid:").map(|m| m.trim().to_owned()))
+}
+
+/// The m-section of `sdp` with the mid `mid` (from its media type on).
+fn section_of_mid<'a>(sdp: &'a str, mid: &str) -> Option<&'a str> {
+    sdp.split("\nm=").skip(1).find(|section| {
+        section
+            .lines()
+            .any(|l| l.strip_prefix("a=mid:").is_some_and(|m| m.trim() == mid))
+    })
+}
+
+/// Whether an m-section takes transport-cc feedback for one of its codecs.
+fn takes_transport_cc(section: &str) -> bool {
+    section
+        .lines()
+        .any(|l| l.starts_with("a=rtcp-fb:") && l.trim_end().ends_with(" transport-cc"))
 }
 
 /// The first m-section of `kind` in `sdp` (from its media type on).

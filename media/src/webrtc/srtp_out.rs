@@ -30,6 +30,7 @@ use rtc::crypto::{
 use rtc::rtcp::sender_report::SenderReport;
 
 use super::codecs::CodecId;
+use super::congestion::SendLog;
 use super::extensions::{CarriedExtensions, SinkIds};
 use super::srtp_tap::{SrtpMasterKey, SrtpProfile};
 use crate::routing::{Kept, Rewritten, RtpPacket};
@@ -178,6 +179,15 @@ struct RtxStream {
     packets: u64,
 }
 
+/// What a datagram is stamped with as it leaves, besides its stream's own fields.
+pub struct SendStamps<'a> {
+    /// abs-send-time of the send (6.18 fixed-point seconds).
+    pub abs_send_time: u32,
+    /// The peer's transport-wide sequence, when it negotiated transport-cc: a stream that
+    /// carries the number takes the next one and records the datagram's departure and size.
+    pub transport: Option<&'a mut SendLog>,
+}
+
 /// The header of one datagram [`write_rtp`] writes.
 struct RtpFields {
     payload_type: u8,
@@ -288,7 +298,7 @@ impl OutStream {
     }
 
     /// Writes a routed packet into `buf` as this stream's datagram (rewritten header, this
-    /// stream's extensions with `abs_send_time`, payload) and protects it in place with `srtp`.
+    /// stream's extensions with the `stamps`, payload) and protects it in place with `srtp`.
     /// Returns the datagram length, or `None` if the codec was not negotiated or `buf` is too
     /// small.
     #[allow(clippy::too_many_arguments)]
@@ -299,7 +309,7 @@ impl OutStream {
         packet: &RtpPacket,
         carried: &CarriedExtensions,
         rewritten: Rewritten,
-        abs_send_time: u32,
+        stamps: SendStamps<'_>,
         now: Instant,
         buf: &mut [u8],
     ) -> Option<usize> {
@@ -327,7 +337,8 @@ impl OutStream {
             srtp,
             &self.extensions,
             carried,
-            abs_send_time,
+            stamps,
+            now,
             &fields,
             None,
             &packet.payload,
@@ -350,7 +361,8 @@ impl OutStream {
         srtp: &mut SrtpOut,
         kept: &Kept,
         rewritten: Rewritten,
-        abs_send_time: u32,
+        stamps: SendStamps<'_>,
+        now: Instant,
         buf: &mut [u8],
     ) -> Option<usize> {
         let pt = self.payload_types[kept.codec.index()]?;
@@ -387,7 +399,8 @@ impl OutStream {
             srtp,
             &self.extensions,
             &CarriedExtensions::default(),
-            abs_send_time,
+            stamps,
+            now,
             &fields,
             osn,
             &kept.payload,
@@ -422,17 +435,19 @@ impl OutStream {
     }
 }
 
-/// Writes one RTP datagram into `buf`: the header `fields`, the sink's header extensions,
-/// `osn` (an RTX packet's original sequence number) and `payload`, protected in place with the
-/// rollover counter `roc` gives for the sequence number. Returns the protected length, or `None`
-/// if `buf` is too small.
+/// Writes one RTP datagram into `buf`: the header `fields`, the sink's header extensions with
+/// the `stamps` (a transport-wide number taken and recorded as sent at `now` if the stream
+/// carries one), `osn` (an RTX packet's original sequence number) and `payload`, protected in
+/// place with the rollover counter `roc` gives for the sequence number. Returns the protected
+/// length, or `None` if `buf` is too small.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn write_rtp(
     srtp: &mut SrtpOut,
     extensions: &SinkIds,
     carried: &CarriedExtensions,
-    abs_send_time: u32,
+    stamps: SendStamps<'_>,
+    now: Instant,
     fields: &RtpFields,
     osn: Option<u16>,
     payload: &[u8],
@@ -443,7 +458,9 @@ fn write_rtp(
     if payload.len() + osn_len + DATAGRAM_OVERHEAD > buf.len() {
         return None;
     }
-    let ext_len = extensions.write(carried, abs_send_time, buf);
+    let transport = stamps.transport.filter(|_| extensions.transport_wide());
+    let transport_seq = transport.as_deref().map(SendLog::next_seq);
+    let ext_len = extensions.write(carried, stamps.abs_send_time, transport_seq, buf);
     let header_len = 12 + ext_len;
     let mut at = header_len;
     buf[0] = if ext_len > 0 { 0x90 } else { 0x80 };
@@ -457,15 +474,20 @@ fn write_rtp(
     }
     let len = at + payload.len();
     buf[at..len].copy_from_slice(payload);
-    srtp.protect(
-        buf,
-        header_len,
-        len,
-        fields.ssrc,
-        fields.seq,
-        roc(fields.seq),
-    )
-    .ok()
+    let n = srtp
+        .protect(
+            buf,
+            header_len,
+            len,
+            fields.ssrc,
+            fields.seq,
+            roc(fields.seq),
+        )
+        .ok()?;
+    if let Some(log) = transport {
+        log.sent(n, now);
+    }
+    Some(n)
 }
 
 /// The SRTP key derivation PRF (AES-CM, key derivation rate 0), RFC 3711 §4.3.3.
@@ -526,6 +548,11 @@ mod tests {
     use super::*;
     use rtc::srtp::context::Context;
     use rtc::srtp::protection_profile::ProtectionProfile;
+
+    const NO_STAMPS: SendStamps<'static> = SendStamps {
+        abs_send_time: 0,
+        transport: None,
+    };
 
     fn packet(ssrc: u32, seq: u16) -> Vec<u8> {
         let mut p = vec![0x80, 96];
@@ -599,7 +626,7 @@ mod tests {
                 &packet,
                 &CarriedExtensions::default(),
                 rewritten,
-                0,
+                NO_STAMPS,
                 Instant::now(),
                 &mut buf,
             )
@@ -667,7 +694,14 @@ mod tests {
                 timestamp: 9000,
             };
             let n = stream
-                .write_resend(&mut srtp, &kept(codec), rewritten, 0, &mut buf)
+                .write_resend(
+                    &mut srtp,
+                    &kept(codec),
+                    rewritten,
+                    NO_STAMPS,
+                    Instant::now(),
+                    &mut buf,
+                )
                 .expect("written");
             read_back(&mut remote, &buf[..n])
         };
@@ -705,8 +739,122 @@ mod tests {
             timestamp: 0,
         };
         stream
-            .write_resend(srtp, &kept, rewritten, 0, &mut [0u8; 1500])
+            .write_resend(
+                srtp,
+                &kept,
+                rewritten,
+                NO_STAMPS,
+                Instant::now(),
+                &mut [0u8; 1500],
+            )
             .is_none()
+    }
+
+    #[test]
+    fn forwarded_packets_and_resends_share_the_transport_wide_sequence() {
+        use super::super::extensions::TRANSPORT_CC;
+        use rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionParameters;
+        let provider = rtc::crypto::default_provider().expect("provider");
+        let master = SrtpMasterKey {
+            profile: SrtpProfile::AeadAes128Gcm,
+            key: [7u8; 16],
+            salt: [9u8; 14],
+        };
+        let salt = &master.salt[..master.profile.salt_len()];
+        let mut srtp = SrtpOut::new(&master, provider.crypto()).expect("srtp out");
+        let mut remote = Context::new(
+            &master.key,
+            salt,
+            ProtectionProfile::AeadAes128Gcm,
+            None,
+            None,
+            provider.crypto(),
+        )
+        .expect("context");
+        let exts = [RTCRtpHeaderExtensionParameters {
+            uri: TRANSPORT_CC.into(),
+            id: 3,
+            encrypted: false,
+        }];
+        let mut video = OutStream::new(0x1111).with_rtx(0x2222, 0);
+        video.negotiated(
+            vec![(CodecId::Vp8, 96)],
+            SinkIds::from_negotiated(&exts, None, true),
+        );
+        video.negotiated_rtx(&[(CodecId::Vp8, 97)]);
+        // A stream of the same peer whose section did not negotiate transport-cc.
+        let mut audio = OutStream::new(0x3333);
+        audio.negotiated(
+            vec![(CodecId::Opus, 111)],
+            SinkIds::from_negotiated(&exts, None, false),
+        );
+        let mut log = SendLog::default();
+        let first = log.next_seq();
+        let packet = RtpPacket {
+            payload: bytes::Bytes::from_static(b"frame"),
+            ..Default::default()
+        };
+        let rewritten = Rewritten {
+            seq: 5,
+            timestamp: 0,
+        };
+        let mut buf = [0u8; 1500];
+        let mut numbers = Vec::new();
+        let mut read_number = |n: usize, buf: &[u8]| {
+            use rtc::shared::marshal::Unmarshal;
+            let plain = remote.decrypt_rtp(&buf[..n]).expect("decrypt");
+            let p = RtpPacket::unmarshal(&mut &plain[..]).expect("parse");
+            numbers.push(
+                p.header
+                    .get_extension(3)
+                    .map(|e| u16::from_be_bytes([e[0], e[1]])),
+            );
+        };
+        for stream in [&mut video, &mut audio] {
+            let codec = stream.first_codec().expect("codec").0;
+            let stamps = SendStamps {
+                abs_send_time: 0,
+                transport: Some(&mut log),
+            };
+            let now = Instant::now();
+            let n = stream
+                .write(
+                    &mut srtp,
+                    codec,
+                    &packet,
+                    &CarriedExtensions::default(),
+                    rewritten,
+                    stamps,
+                    now,
+                    &mut buf,
+                )
+                .expect("written");
+            read_number(n, &buf);
+        }
+        let kept = Kept {
+            seq: 1,
+            timestamp: 0,
+            marker: false,
+            codec: CodecId::Vp8,
+            payload: bytes::Bytes::from_static(b"frame"),
+        };
+        let stamps = SendStamps {
+            abs_send_time: 0,
+            transport: Some(&mut log),
+        };
+        let n = video
+            .write_resend(
+                &mut srtp,
+                &kept,
+                rewritten,
+                stamps,
+                Instant::now(),
+                &mut buf,
+            )
+            .expect("resent");
+        read_number(n, &buf);
+        assert_eq!(numbers, [Some(first), None, Some(first.wrapping_add(1))]);
+        assert_eq!(log.next_seq(), first.wrapping_add(2));
     }
 
     #[test]
