@@ -9,12 +9,12 @@
 // anything: the viewer's NACKs are answered from rkms's history alone.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import dgram from 'node:dgram';
 import { createRequire } from 'node:module';
 import { startRkms, sleep } from './helpers.mjs';
 import { launchBrowser } from './browser.mjs';
 import { connectEndpoint, mainPc, rtpStats } from './kurento-peers.mjs';
 import { ffmpegSendsTo, killFfmpegs } from './ffmpeg-rtp.mjs';
+import { udpProxy, throughProxy, withoutLines, withoutCandidates } from './udp-proxy.mjs';
 
 const require = createRequire(import.meta.url);
 const kurento = require('kurento-client');
@@ -39,94 +39,14 @@ after(async () => {
   await server?.stop();
 });
 
-/** A deterministic pseudo-random sequence in [0, 1) (mulberry32). */
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function bind() {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => resolve(s));
-  });
-}
-
-/**
- * A UDP relay for one peer connection: the browser talks to `browserSide`,
- * rkms to `serverSide`. Datagrams are dropped with probability `loss` once
- * it is set.
- */
+/** A proxy for one peer connection, closed after the tests. */
 async function lossyProxy(seed) {
-  const browserSide = await bind();
-  const serverSide = await bind();
-  const next = random(seed);
-  const proxy = {
-    loss: 0,
-    server: null, // rkms's address, from its candidate
-    browser: null, // the browser's address, from its first datagram
-    dropped: 0,
-    passed: 0,
-    foreign: 0, // datagrams from a browser address other than the first
-    close() { browserSide.close(); serverSide.close(); },
-    browserCandidate: `candidate:1 1 udp 2122260223 127.0.0.1 ${browserSide.address().port} typ host`,
-    serverCandidate: `candidate:1 1 udp 2122260223 127.0.0.1 ${serverSide.address().port} typ host`,
-  };
-  const pass = () => {
-    if (next() < proxy.loss) { proxy.dropped++; return false; }
-    proxy.passed++;
-    return true;
-  };
-  browserSide.on('message', (msg, from) => {
-    // One browser address only: answers to a second host candidate's checks
-    // would reach the first one's socket, so its datagrams are not relayed.
-    proxy.browser ??= from;
-    if (from.port !== proxy.browser.port || from.address !== proxy.browser.address) {
-      proxy.foreign++;
-      return;
-    }
-    if (proxy.server && pass()) serverSide.send(msg, proxy.server.port, proxy.server.address);
-  });
-  serverSide.on('message', (msg) => {
-    if (proxy.browser && pass()) browserSide.send(msg, proxy.browser.port, proxy.browser.address);
-  });
+  const proxy = await udpProxy(seed);
   proxies.push(proxy);
   return proxy;
 }
 
-/** Candidate rewriting so that the peer connection only knows the proxy. */
-function throughProxy(proxy) {
-  let told = false;
-  return {
-    // The browser learns the proxy's browser side as rkms's only candidate.
-    toBrowser(c) {
-      const [address, port] = c.candidate.split(' ').slice(4, 6);
-      // A UDP host candidate: a relay candidate of the embedded TURN relay (also UDP) would not
-      // take the proxy's packets.
-      if (!/ udp .* typ host/i.test(c.candidate)) return null;
-      if (proxy.server) return null;
-      proxy.server = { address, port: Number(port) };
-      return { ...c, candidate: proxy.browserCandidate };
-    },
-    // rkms learns the proxy's server side as the browser's only candidate.
-    toServer(c) {
-      if (told) return null;
-      told = true;
-      return { ...c, candidate: proxy.serverCandidate };
-    },
-  };
-}
-
 const NACK_LINE = '^a=rtcp-fb:\\S+ nack$';
-const withoutLines = (sdp, re) => sdp.split('\r\n').filter((l) => !new RegExp(re).test(l)).join('\r\n');
-// Candidates travel only as (rewritten) trickle candidates.
-const withoutCandidates = (sdp) => withoutLines(sdp, '^a=candidate:');
 const withoutNack = (sdp) => withoutLines(withoutCandidates(sdp), NACK_LINE);
 
 /** The page's offer, set as its local description without the lines matching `strip`. */

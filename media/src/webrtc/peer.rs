@@ -217,8 +217,9 @@ pub(crate) struct Peer {
     send_side: Option<Box<SendSideEstimate>>,
     /// When the bound rkms asks the remote sender for goes out.
     remb: RembPacer,
-    /// The rate of forwarded video sent to this peer (what its receiver estimate covers).
-    forwarded_video_rate: RateMeter,
+    /// The rate of everything rkms forwards this peer, resends included (what an estimate of
+    /// its downlink covers).
+    sent_rate: RateMeter,
     data_channels_opened: u32,
     data_channels_closed: u32,
     /// Open data channels.
@@ -287,7 +288,7 @@ impl Peer {
             remb: RembPacer::default(),
             data_channels_opened: 0,
             data_channels_closed: 0,
-            forwarded_video_rate: RateMeter::default(),
+            sent_rate: RateMeter::default(),
             channels: Vec::new(),
         })
     }
@@ -632,6 +633,7 @@ impl Peer {
             self.fast.transport = None;
             self.send_side = None;
         }
+        self.remote_estimate.set_sender_side(transport_wide);
     }
 
     /// Drains the peer connection's outputs: datagrams go to `send`, events are translated,
@@ -1006,12 +1008,16 @@ impl Peer {
 
     /// What this peer, as a subscriber, lets its video publisher be asked for (bps).
     pub(crate) fn video_demand(&mut self, now: Instant) -> Option<u64> {
-        let sent = self.fast.send[kind_index(MediaKind::Video)]
-            .as_ref()
-            .map_or(0, |s| s.fwd.datagram_bytes());
-        let forwarded = self.forwarded_video_rate.update(sent, now);
+        let sent = self
+            .fast
+            .send
+            .iter()
+            .flatten()
+            .map(|s| s.fwd.datagram_bytes())
+            .sum();
+        let sent_bps = self.sent_rate.update(sent, now);
         self.remote_estimate
-            .demand(&self.options.bandwidth, forwarded)
+            .demand(&self.options.bandwidth, sent_bps)
     }
 
     /// Sends the remote's video sender the bound its subscribers' `demand` sets, when due.
@@ -1089,17 +1095,21 @@ impl Peer {
         stream.write_resend(out, kept, rewritten, stamps, now, buf)
     }
 
-    /// Sends a sender report for each stream rkms forwards on this peer (the crate's report
-    /// interceptor never sees those packets). The RTP/NTP pair maps the last forwarded
-    /// timestamp to the wall clock, advanced to `now`.
+    /// Sends a sender report for each stream rkms forwards on this peer, and its RTX stream
+    /// once that resent something (the crate's report interceptor never sees those packets).
+    /// The RTP/NTP pair maps the last forwarded timestamp to the wall clock, advanced to `now`.
     pub(crate) fn send_reports(&mut self, now: Instant) {
         let ntp = ntp_now();
         for stream in self.fast.send.iter().flatten() {
             let Some(report) = stream.fwd.sender_report(now, ntp) else {
                 continue;
             };
+            let mut reports: Vec<Box<dyn rtc::rtcp::Packet>> = vec![Box::new(report)];
+            if let Some(rtx) = stream.fwd.rtx_sender_report(now, ntp) {
+                reports.push(Box::new(rtx));
+            }
             if let Some(mut sender) = self.pc.rtp_sender(stream.sender)
-                && let Err(e) = sender.write_rtcp(now, vec![Box::new(report)])
+                && let Err(e) = sender.write_rtcp(now, reports)
             {
                 tracing::debug!("sender report not sent: {e}");
             }

@@ -176,7 +176,9 @@ struct RtxStream {
     payload_types: [Option<u8>; CodecId::COUNT],
     next_seq: u16,
     roc: RolloverCounter,
+    /// Packets and payload bytes (the OSN included) sent.
     packets: u64,
+    octets: u64,
 }
 
 /// What a datagram is stamped with as it leaves, besides its stream's own fields.
@@ -226,6 +228,7 @@ impl OutStream {
             next_seq: first_seq,
             roc: RolloverCounter::default(),
             packets: 0,
+            octets: 0,
         }));
         self
     }
@@ -411,6 +414,7 @@ impl OutStream {
             Some(rtx) if osn.is_some() => {
                 rtx.next_seq = rtx.next_seq.wrapping_add(1);
                 rtx.packets += 1;
+                rtx.octets += kept.payload.len() as u64 + 2;
             }
             _ => self.resent_plain += 1,
         }
@@ -431,6 +435,18 @@ impl OutStream {
             packet_count: self.packets as u32,
             octet_count: self.octets as u32,
             ..Default::default()
+        })
+    }
+
+    /// A sender report for the RTX stream, once it has resent something: on the clock of the
+    /// stream it repairs (RFC 4588 §8.1: same timestamps), with its own counters.
+    pub fn rtx_sender_report(&self, now: Instant, ntp: u64) -> Option<SenderReport> {
+        let rtx = self.rtx.as_deref().filter(|rtx| rtx.packets > 0)?;
+        Some(SenderReport {
+            ssrc: rtx.ssrc,
+            packet_count: rtx.packets as u32,
+            octet_count: rtx.octets as u32,
+            ..self.sender_report(now, ntp)?
         })
     }
 }
@@ -722,6 +738,14 @@ mod tests {
         let plain = (96, true, 43, 9000, 0x1111, b"frame".to_vec());
         assert_eq!(resend(&mut stream, CodecId::Vp8, 43), plain);
         assert_eq!((stream.resent_rtx(), stream.resent_plain()), (2, 2));
+        // The RTX stream reports itself, on the repaired stream's clock, with its own counts.
+        let report = stream
+            .rtx_sender_report(Instant::now(), 1)
+            .expect("RTX report");
+        assert_eq!(
+            (report.ssrc, report.packet_count, report.octet_count),
+            (0x2222, 2, 2 * (2 + 5))
+        );
         // A codec the sink never negotiated is not resent at all.
         assert!(resend_unnegotiated(&mut stream, &mut srtp));
     }
