@@ -328,6 +328,12 @@ mod tests {
         min_video_send_kbps: 100,
         max_video_send_kbps: 500,
     };
+    /// No send limits.
+    const OPEN: BandwidthLimits = BandwidthLimits {
+        min_video_send_kbps: 0,
+        max_video_send_kbps: 0,
+        ..KURENTO
+    };
 
     #[test]
     fn subscribers_bound_their_publisher_only_while_congested() {
@@ -349,41 +355,31 @@ mod tests {
         estimate.update(420_000);
         assert_eq!(estimate.demand(&KURENTO, 1_000_000), Some(420_000));
 
-        let open = BandwidthLimits {
-            min_video_send_kbps: 0,
-            max_video_send_kbps: 0,
-            ..KURENTO
-        };
         let mut estimate = ReceiverEstimate::default();
-        assert_eq!(estimate.demand(&open, 0), None);
+        assert_eq!(estimate.demand(&OPEN, 0), None);
         estimate.update(9_000_000);
         estimate.update(1_500_000);
-        assert_eq!(estimate.demand(&open, 2_000_000), Some(1_500_000));
+        assert_eq!(estimate.demand(&OPEN, 2_000_000), Some(1_500_000));
     }
 
     #[test]
     fn rkms_own_estimate_stays_a_bound_once_congested() {
-        let open = BandwidthLimits {
-            min_video_send_kbps: 0,
-            max_video_send_kbps: 0,
-            ..KURENTO
-        };
         let mut estimate = ReceiverEstimate::default();
         estimate.set_sender_side(true);
         estimate.update(2_000_000);
-        assert_eq!(estimate.demand(&open, 1_500_000), None);
+        assert_eq!(estimate.demand(&OPEN, 1_500_000), None);
         // A narrow link: the estimate drops below the rate sent.
         estimate.update(300_000);
-        assert_eq!(estimate.demand(&open, 1_500_000), Some(300_000));
+        assert_eq!(estimate.demand(&OPEN, 1_500_000), Some(300_000));
         // The publisher follows the bound and the estimate grows with it: still bounded, and
         // still when the publisher no longer fills it.
         estimate.update(330_000);
-        assert_eq!(estimate.demand(&open, 300_000), Some(330_000));
+        assert_eq!(estimate.demand(&OPEN, 300_000), Some(330_000));
         estimate.update(900_000);
-        assert_eq!(estimate.demand(&open, 300_000), Some(900_000));
+        assert_eq!(estimate.demand(&OPEN, 300_000), Some(900_000));
         // A subscriber's REMB follows what it receives: its bound is lifted once above that.
         estimate.set_sender_side(false);
-        assert_eq!(estimate.demand(&open, 300_000), None);
+        assert_eq!(estimate.demand(&OPEN, 300_000), None);
     }
 
     #[test]

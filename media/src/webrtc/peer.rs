@@ -1006,15 +1006,19 @@ impl Peer {
         self.options.bandwidth = limits;
     }
 
-    /// What this peer, as a subscriber, lets its video publisher be asked for (bps).
-    pub(crate) fn video_demand(&mut self, now: Instant) -> Option<u64> {
-        let sent = self
-            .fast
+    /// Datagram bytes the fast path sent this peer (forwarded and resent, every stream).
+    fn forwarded_bytes(&self) -> u64 {
+        self.fast
             .send
             .iter()
             .flatten()
             .map(|s| s.fwd.datagram_bytes())
-            .sum();
+            .sum()
+    }
+
+    /// What this peer, as a subscriber, lets its video publisher be asked for (bps).
+    pub(crate) fn video_demand(&mut self, now: Instant) -> Option<u64> {
+        let sent = self.forwarded_bytes();
         let sent_bps = self.sent_rate.update(sent, now);
         self.remote_estimate
             .demand(&self.options.bandwidth, sent_bps)
@@ -1186,13 +1190,7 @@ impl Peer {
             out.bytes_sent += transport.bytes_sent;
             out.bytes_received = transport.bytes_received;
         }
-        let forwarded: u64 = self
-            .fast
-            .send
-            .iter()
-            .flatten()
-            .map(|s| s.fwd.datagram_bytes())
-            .sum();
+        let forwarded = self.forwarded_bytes();
         out.candidate_pair = report
             .candidate_pairs()
             .find(|p| p.nominated)
@@ -1554,6 +1552,16 @@ mod tests {
             "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\n\
              m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n"
         ));
+    }
+
+    #[test]
+    fn transport_cc_is_read_from_the_section_of_the_stream() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+                   a=rtcp-fb:111 transport-cc\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rtcp-fb:96 goog-remb\r\n";
+        assert!(section_of_mid(sdp, "0").is_some_and(takes_transport_cc));
+        assert!(!section_of_mid(sdp, "1").is_some_and(takes_transport_cc));
+        assert!(section_of_mid(sdp, "2").is_none());
     }
 
     #[test]

@@ -671,8 +671,8 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_resend_goes_on_the_rtx_stream_when_negotiated_else_as_a_plain_copy() {
+    /// rkms's outbound SRTP and the remote's context that reads it (AES-128-GCM).
+    fn srtp_pair() -> (SrtpOut, Context) {
         let provider = rtc::crypto::default_provider().expect("provider");
         let master = SrtpMasterKey {
             profile: SrtpProfile::AeadAes128Gcm,
@@ -680,8 +680,8 @@ mod tests {
             salt: [9u8; 14],
         };
         let salt = &master.salt[..master.profile.salt_len()];
-        let mut srtp = SrtpOut::new(&master, provider.crypto()).expect("srtp out");
-        let mut remote = Context::new(
+        let srtp = SrtpOut::new(&master, provider.crypto()).expect("srtp out");
+        let remote = Context::new(
             &master.key,
             salt,
             ProtectionProfile::AeadAes128Gcm,
@@ -690,6 +690,12 @@ mod tests {
             provider.crypto(),
         )
         .expect("context");
+        (srtp, remote)
+    }
+
+    #[test]
+    fn a_resend_goes_on_the_rtx_stream_when_negotiated_else_as_a_plain_copy() {
+        let (mut srtp, mut remote) = srtp_pair();
         let mut stream = OutStream::new(0x1111).with_rtx(0x2222, 65_535);
         stream.negotiated(
             vec![(CodecId::Vp8, 96), (CodecId::Opus, 111)],
@@ -778,23 +784,7 @@ mod tests {
     fn forwarded_packets_and_resends_share_the_transport_wide_sequence() {
         use super::super::extensions::TRANSPORT_CC;
         use rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionParameters;
-        let provider = rtc::crypto::default_provider().expect("provider");
-        let master = SrtpMasterKey {
-            profile: SrtpProfile::AeadAes128Gcm,
-            key: [7u8; 16],
-            salt: [9u8; 14],
-        };
-        let salt = &master.salt[..master.profile.salt_len()];
-        let mut srtp = SrtpOut::new(&master, provider.crypto()).expect("srtp out");
-        let mut remote = Context::new(
-            &master.key,
-            salt,
-            ProtectionProfile::AeadAes128Gcm,
-            None,
-            None,
-            provider.crypto(),
-        )
-        .expect("context");
+        let (mut srtp, mut remote) = srtp_pair();
         let exts = [RTCRtpHeaderExtensionParameters {
             uri: TRANSPORT_CC.into(),
             id: 3,
