@@ -744,7 +744,29 @@ mod tests {
         let plain = (96, true, 43, 9000, 0x1111, b"frame".to_vec());
         assert_eq!(resend(&mut stream, CodecId::Vp8, 43), plain);
         assert_eq!((stream.resent_rtx(), stream.resent_plain()), (2, 2));
-        // The RTX stream reports itself, on the repaired stream's clock, with its own counts.
+        // The RTX stream reports itself, on the clock of the stream it repairs (which has
+        // forwarded something), with its own counts.
+        let forwarded = RtpPacket {
+            payload: bytes::Bytes::from_static(b"frame"),
+            ..Default::default()
+        };
+        let rewritten = Rewritten {
+            seq: 44,
+            timestamp: 9000,
+        };
+        let mut buf = [0u8; 1500];
+        stream
+            .write(
+                &mut srtp,
+                CodecId::Vp8,
+                &forwarded,
+                &CarriedExtensions::default(),
+                rewritten,
+                NO_STAMPS,
+                Instant::now(),
+                &mut buf,
+            )
+            .expect("forwarded");
         let report = stream
             .rtx_sender_report(Instant::now(), 1)
             .expect("RTX report");
