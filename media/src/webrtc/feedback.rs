@@ -43,14 +43,12 @@
 //!   and a browser whose estimate was pulled down while its encoder does not fill it does not
 //!   climb back. Congestion shows as an estimate that drops; it is over once the estimate is
 //!   back above the rate rkms sends that subscriber (all its streams: the estimate covers them
-//!   all). rkms's own estimate (transport-cc) is not tied to the rate it is sent: it grows by
-//!   ~8% a second (60 kbps a second near the rate of its last drop) while no congestion shows.
-//!   So once the subscriber's link has shown congestion, that estimate stays its bound: a
-//!   publisher that does not fill it is not held back, one that does climbs with it until the
-//!   link's limit shows again. Lifted as soon as the estimate passed the rate sent, the bound
-//!   let the publisher jump back into a narrow link every few seconds, and each jump's losses
-//!   took the estimate down to its floor. While congested, the estimate is clamped to the
-//!   subscriber's
+//!   all). rkms's own estimate (transport-cc) is taken the same way. Through a narrow link
+//!   that makes a sawtooth: lifted, the bound lets the publisher jump back into the link, whose
+//!   losses take the estimate down again. Keeping rkms's estimate as the bound once congested
+//!   (it grows by itself while no congestion shows) removed the sawtooth but held publishers
+//!   low after a spurious drop (5% random loss: a third of the packets forwarded). While
+//!   congested, the estimate is clamped to the subscriber's
 //!   `[minVideoSendBandwidth, maxVideoSendBandwidth]`; otherwise the subscriber contributes its
 //!   `maxVideoSendBandwidth` alone, if it has one (by default it has none: see
 //!   [`BandwidthLimits`]'s default);
@@ -171,17 +169,9 @@ fn kbps(limit: u32) -> Option<u64> {
 pub(crate) struct ReceiverEstimate {
     latest: Option<u64>,
     congested: bool,
-    /// The estimate is rkms's own (transport-cc), not the subscriber's REMB.
-    sender_side: bool,
 }
 
 impl ReceiverEstimate {
-    /// Says where the estimates come from from now on: rkms's transport-cc estimate
-    /// (`sender_side`) or the subscriber's REMB.
-    pub(crate) fn set_sender_side(&mut self, sender_side: bool) {
-        self.sender_side = sender_side;
-    }
-
     /// Takes a new estimate (bps); one that drops by more than 3% signals congestion.
     pub(crate) fn update(&mut self, bps: u64) {
         if self
@@ -199,12 +189,12 @@ impl ReceiverEstimate {
     }
 
     /// What this subscriber lets its publisher be asked for, in bps, now that rkms sends it
-    /// `sent_bps`: its estimate while congested (for rkms's own estimate, once congested),
-    /// clamped to its send limits; otherwise its maximum only.
+    /// `sent_bps`: its estimate while congested, clamped to its send limits; otherwise its
+    /// maximum only.
     pub(crate) fn demand(&mut self, limits: &BandwidthLimits, sent_bps: u64) -> Option<u64> {
         let max = kbps(limits.max_video_send_kbps);
         match self.latest {
-            Some(estimate) if self.congested && (self.sender_side || estimate < sent_bps) => {
+            Some(estimate) if self.congested && estimate < sent_bps => {
                 let floored = estimate.max(u64::from(limits.min_video_send_kbps) * 1000);
                 Some(max.map_or(floored, |max| floored.min(max)))
             }
@@ -360,26 +350,6 @@ mod tests {
         estimate.update(9_000_000);
         estimate.update(1_500_000);
         assert_eq!(estimate.demand(&OPEN, 2_000_000), Some(1_500_000));
-    }
-
-    #[test]
-    fn rkms_own_estimate_stays_a_bound_once_congested() {
-        let mut estimate = ReceiverEstimate::default();
-        estimate.set_sender_side(true);
-        estimate.update(2_000_000);
-        assert_eq!(estimate.demand(&OPEN, 1_500_000), None);
-        // A narrow link: the estimate drops below the rate sent.
-        estimate.update(300_000);
-        assert_eq!(estimate.demand(&OPEN, 1_500_000), Some(300_000));
-        // The publisher follows the bound and the estimate grows with it: still bounded, and
-        // still when the publisher no longer fills it.
-        estimate.update(330_000);
-        assert_eq!(estimate.demand(&OPEN, 300_000), Some(330_000));
-        estimate.update(900_000);
-        assert_eq!(estimate.demand(&OPEN, 300_000), Some(900_000));
-        // A subscriber's REMB follows what it receives: its bound is lifted once above that.
-        estimate.set_sender_side(false);
-        assert_eq!(estimate.demand(&OPEN, 300_000), None);
     }
 
     #[test]

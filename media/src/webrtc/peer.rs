@@ -633,7 +633,6 @@ impl Peer {
             self.fast.transport = None;
             self.send_side = None;
         }
-        self.remote_estimate.set_sender_side(transport_wide);
     }
 
     /// Drains the peer connection's outputs: datagrams go to `send`, events are translated,
