@@ -10,20 +10,18 @@
 // 1.4% of a core, TCP 3293 ms and 1.4%: TCP/UDP 0.90 for setup, 1.00 for CPU.
 // Needs `scripts/test.sh` installs and a built rkms (RKMS_BIN, default target/release/rkms).
 
-import { startRkms, startCoturn, turnRestCredentials, sleep } from '../tests/e2e/helpers.mjs';
+import { startRkms, startCoturn, turnRestCredentials } from '../tests/e2e/helpers.mjs';
 import { launchBrowser } from '../tests/e2e/browser.mjs';
 import { helloWorld, typeOf } from '../tests/e2e/ice-call.mjs';
-import { cpuSeconds } from './proc-cpu.mjs';
+import { transportResults, measureCall, printSummary } from './call-figures.mjs';
 
 const ROUNDS = Number(process.argv[2] || 5);
 const CALL_SECONDS = Number(process.argv[3] || 10);
 const SECRET = 'bench-turn-tcp';
 
-const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
 const browser = await launchBrowser();
 const coturn = await startCoturn({ secret: SECRET });
-const results = { udp: { setupMs: [], cpuPct: [], frames: [] }, tcp: { setupMs: [], cpuPct: [], frames: [] } };
+const results = transportResults();
 try {
   for (let round = 0; round < ROUNDS; round++) {
     for (const transport of round % 2 ? ['tcp', 'udp'] : ['udp', 'tcp']) {
@@ -38,14 +36,7 @@ try {
           iceServers: [{ urls: [`turn:${coturn.address}?transport=udp`], ...turnRestCredentials(SECRET, 'browser') }],
           iceTransportPolicy: 'relay',
         },
-        inspect: async ({ peer }) => {
-          results[transport].setupMs.push(performance.now() - start);
-          const before = (await peer.stats()).video.framesDecoded;
-          const cpu = cpuSeconds(server.proc.pid);
-          await sleep(CALL_SECONDS * 1000);
-          results[transport].cpuPct.push((100 * (cpuSeconds(server.proc.pid) - cpu)) / CALL_SECONDS);
-          results[transport].frames.push((await peer.stats()).video.framesDecoded - before);
-        },
+        inspect: measureCall(results[transport], server, start, CALL_SECONDS),
       }).finally(() => server.stop());
     }
   }
@@ -53,13 +44,4 @@ try {
   await coturn.stop();
   await browser.close();
 }
-const summary = {};
-for (const [t, r] of Object.entries(results)) {
-  summary[t] = { setupMs: Math.round(median(r.setupMs)), cpuPct: +median(r.cpuPct).toFixed(1),
-    framesDecoded: median(r.frames), calls: r.setupMs.length };
-}
-summary.ratio_tcp_over_udp = {
-  setup: +(summary.tcp.setupMs / summary.udp.setupMs).toFixed(2),
-  cpu: +(summary.tcp.cpuPct / summary.udp.cpuPct).toFixed(2),
-};
-console.log(JSON.stringify(summary, null, 2));
+printSummary(results);
