@@ -196,8 +196,10 @@ fn stop_recorders_fed_by(engine: &Engine, player: &MediaObject) {
             .and_then(Value::as_bool)
             .unwrap_or(false);
         if stop {
-            recorder.stop();
+            // The state first: the recorder's Stopped event comes from the media thread and
+            // may reach the client before this thread goes on.
             engine.set_uri_state(&object, UriState::Stop);
+            recorder.stop();
         }
     }
 }
