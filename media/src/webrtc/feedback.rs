@@ -352,12 +352,32 @@ mod tests {
         assert_eq!(estimate.demand(&OPEN, 2_000_000), Some(1_500_000));
     }
 
+    /// Reads an RTCP compound through `tap`; the packets it passes on, checked to be for the
+    /// application.
+    fn delivered(
+        tap: &mut FeedbackTap,
+        compound: Vec<Box<dyn rtc::rtcp::Packet>>,
+    ) -> Vec<Box<dyn rtc::rtcp::Packet>> {
+        use rtc::interceptor::AttributedPacket;
+        use rtc::shared::{TransportContext, TransportMessage};
+        tap.handle_read(TransportMessage {
+            now: Instant::now(),
+            transport: TransportContext::default(),
+            message: AttributedPacket::new(Packet::Rtcp(compound)),
+        })
+        .expect("read");
+        let out = tap.poll_read().expect("passed on");
+        assert!(out.message.has(&Attribute::DeliverToApplication));
+        let Packet::Rtcp(packets) = out.message.packet else {
+            panic!("RTCP expected");
+        };
+        packets
+    }
+
     #[test]
     fn feedback_leads_its_compound_and_is_delivered() {
-        use rtc::interceptor::AttributedPacket;
         use rtc::rtcp::receiver_report::ReceiverReport;
         use rtc::rtcp::reception_report::ReceptionReport;
-        use rtc::shared::{TransportContext, TransportMessage};
         // A browser's report about an RTX stream (no track of rkms's), then its NACK.
         let report = ReceiverReport {
             ssrc: 1,
@@ -373,25 +393,13 @@ mod tests {
             nacks: vec![],
         };
         let mut tap = FeedbackTap::default();
-        tap.handle_read(TransportMessage {
-            now: Instant::now(),
-            transport: TransportContext::default(),
-            message: AttributedPacket::new(Packet::Rtcp(vec![Box::new(report), Box::new(nack)])),
-        })
-        .expect("read");
-        let out = tap.poll_read().expect("passed on");
-        assert!(out.message.has(&Attribute::DeliverToApplication));
-        let Packet::Rtcp(packets) = &out.message.packet else {
-            panic!("RTCP expected");
-        };
+        let packets = delivered(&mut tap, vec![Box::new(report), Box::new(nack)]);
         assert_eq!(packets[0].destination_ssrc(), [0x1111]);
         assert_eq!(packets.len(), 2);
     }
 
     #[test]
     fn transport_feedback_names_a_stream_rkms_sends() {
-        use rtc::interceptor::AttributedPacket;
-        use rtc::shared::{TransportContext, TransportMessage};
         let mut tap = FeedbackTap::default();
         tap.bind_local_stream(&StreamInfo {
             ssrc: 0x1111,
@@ -405,17 +413,7 @@ mod tests {
             base_sequence_number: 7,
             ..Default::default()
         };
-        tap.handle_read(TransportMessage {
-            now: Instant::now(),
-            transport: TransportContext::default(),
-            message: AttributedPacket::new(Packet::Rtcp(vec![Box::new(cc)])),
-        })
-        .expect("read");
-        let out = tap.poll_read().expect("passed on");
-        assert!(out.message.has(&Attribute::DeliverToApplication));
-        let Packet::Rtcp(packets) = &out.message.packet else {
-            panic!("RTCP expected");
-        };
+        let packets = delivered(&mut tap, vec![Box::new(cc)]);
         assert_eq!(packets[0].destination_ssrc(), [0x1111]);
         let cc = packets[0].as_any().downcast_ref::<TransportLayerCc>();
         assert_eq!(cc.map(|cc| cc.base_sequence_number), Some(7));
