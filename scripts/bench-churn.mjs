@@ -11,12 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startRkms, RKMS_BIN, sleep } from '../tests/e2e/helpers.mjs';
+import { rssKiB } from './proc-usage.mjs';
 
 const ROUNDS = Number(process.argv[2] || 10);
 const SUBSCRIBERS = Number(process.argv[3] || 100);
 const SECONDS = Number(process.argv[4] || 3);
 
-const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 const run = promisify(execFile);
 
 // Closed sessions are kept for reconnection for the garbage collector's period (240 s by

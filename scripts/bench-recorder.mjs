@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { startRkms, sleep } from '../tests/e2e/helpers.mjs';
-import { cpuSeconds } from './proc-cpu.mjs';
+import { cpuSeconds } from './proc-usage.mjs';
 
 const require = createRequire(new URL('../tests/e2e/package.json', import.meta.url));
 const kurento = require('kurento-client');

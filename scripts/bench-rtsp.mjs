@@ -12,7 +12,7 @@ import { startRkms, sleep } from '../tests/e2e/helpers.mjs';
 import { launchBrowser } from '../tests/e2e/browser.mjs';
 import { connectPage, flowingIn, kurento } from '../tests/e2e/media-peers.mjs';
 import { startCamera } from '../tests/e2e/rtsp-camera.mjs';
-import { cpuSeconds } from './proc-cpu.mjs';
+import { cpuSeconds } from './proc-usage.mjs';
 
 const CAMERAS = Number(process.argv[2] || 10);
 const SECONDS = Number(process.argv[3] || 10);

@@ -5,21 +5,20 @@
 // Usage: node scripts/bench-webrtc.mjs [SESSIONS] [CALL_SECONDS]
 // Needs `scripts/test.sh` installs (Chromium, tests/e2e/node_modules) and a built rkms
 // (RKMS_BIN, default target/release/rkms).
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { startRkms, RawClient, sleep } from '../tests/e2e/helpers.mjs';
 import { launchBrowser } from '../tests/e2e/browser.mjs';
-import { cpuSeconds } from './proc-cpu.mjs';
+import { cpuSeconds, rssKiB } from './proc-usage.mjs';
 
 const require = createRequire(new URL('../tests/e2e/package.json', import.meta.url));
 const kurento = require('kurento-client');
 const SESSIONS = Number(process.argv[2] || 50);
 const CALL_SECONDS = Number(process.argv[3] || 20);
 
-const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 const threads = (pid) => readdirSync(`/proc/${pid}/task`).length;
 const pct = (xs, q) => xs.slice().sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 

@@ -1,7 +1,7 @@
 // Figures of hello-world calls compared by transport in one run, shared by the benchmark scripts
 // that alternate UDP and TCP (bench-ice-tcp.mjs, bench-turn-tcp.mjs).
 import { sleep } from '../tests/e2e/helpers.mjs';
-import { cpuSeconds } from './proc-cpu.mjs';
+import { cpuSeconds } from './proc-usage.mjs';
 
 const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
