@@ -20,25 +20,21 @@ impl Engine {
         operation: &str,
     ) -> Option<RpcResult<Fields>> {
         let state = match operation {
-            "record" => {
-                recorder.record();
-                UriState::Start
-            }
-            "pause" => {
-                recorder.pause();
-                UriState::Pause
-            }
-            "stop" => {
-                recorder.stop();
-                UriState::Stop
-            }
-            "stopAndWait" => {
-                recorder.stop_and_wait().await;
-                UriState::Stop
-            }
+            "record" => UriState::Start,
+            "pause" => UriState::Pause,
+            "stop" | "stopAndWait" => UriState::Stop,
             _ => return None,
         };
+        // The state first: the recorder's Recording, Paused or Stopped comes from its own
+        // thread and may reach a client (this one or another) before this call goes on; a
+        // client reading the state while handling it must see the state it stands for.
         self.set_uri_state(object, state);
+        match operation {
+            "record" => recorder.record(),
+            "pause" => recorder.pause(),
+            "stop" => recorder.stop(),
+            _ => recorder.stop_and_wait().await, // stopAndWait
+        }
         Some(Ok(Fields::new()))
     }
 }

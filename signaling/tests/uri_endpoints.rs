@@ -1,5 +1,7 @@
 //! RecorderEndpoint's and PlayerEndpoint's Kurento surface over a fake media backend: the uri
 //! refusal, methods and the states they report, events, and `stopOnEndOfStream`.
+//! The fake recorder raises `Recording`, `Paused` and `Stopped` from inside the call that
+//! causes them, as a media thread may, before the call returns to the engine.
 
 use std::sync::Arc;
 
@@ -17,30 +19,45 @@ use tokio::sync::mpsc;
 
 type Log = Arc<Mutex<Vec<String>>>;
 
+/// Run by a fake recorder right after it raised an event, before its call returns.
+type Hook = Arc<Mutex<Option<Box<dyn Fn() + Send>>>>;
+
 struct FakeElement {
     log: Log,
     events: UriEventSink,
+    hook: Hook,
 }
 
 impl FakeElement {
     fn note(&self, what: &str) {
         self.log.lock().push(what.to_owned());
     }
+    fn raise(&self, event: UriEndpointEvent) {
+        (self.events)(event);
+        if let Some(hook) = &*self.hook.lock() {
+            hook();
+        }
+    }
 }
 
 impl RecorderEndpoint for FakeElement {
     fn record(&self) {
         self.note("record");
-        (self.events)(UriEndpointEvent::Recording);
+        self.raise(UriEndpointEvent::Recording);
     }
     fn pause(&self) {
         self.note("pause");
+        self.raise(UriEndpointEvent::Paused);
     }
     fn stop(&self) {
         self.note("stop");
+        self.raise(UriEndpointEvent::Stopped);
     }
     fn stop_and_wait(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move { self.note("stopAndWait") })
+        Box::pin(async move {
+            self.note("stopAndWait");
+            self.raise(UriEndpointEvent::Stopped);
+        })
     }
     fn release(&self) {
         self.note("release");
@@ -83,6 +100,7 @@ impl PlayerEndpoint for FakeElement {
 struct FakeBackend {
     recorders: Mutex<Vec<Log>>,
     players: Mutex<Vec<(Log, UriEventSink)>>,
+    hook: Hook,
 }
 
 impl MediaBackend for FakeBackend {
@@ -112,7 +130,8 @@ impl MediaBackend for FakeBackend {
         }
         let log = Log::default();
         self.recorders.lock().push(log.clone());
-        Ok(Arc::new(FakeElement { log, events }))
+        let hook = self.hook.clone();
+        Ok(Arc::new(FakeElement { log, events, hook }))
     }
     fn create_player(
         &self,
@@ -123,7 +142,8 @@ impl MediaBackend for FakeBackend {
     ) -> Result<Arc<dyn PlayerEndpoint>, UriElementError> {
         let log = Log::default();
         self.players.lock().push((log.clone(), events.clone()));
-        Ok(Arc::new(FakeElement { log, events }))
+        let hook = self.hook.clone();
+        Ok(Arc::new(FakeElement { log, events, hook }))
     }
 }
 
@@ -164,23 +184,36 @@ impl Client {
             })
             .collect()
     }
+    /// The type of the next event, waiting for it.
+    async fn next_event_type(&mut self) -> String {
+        let text = self.rx.recv().await.expect("the connection is open");
+        let v: Value = serde_json::from_str(&text).expect("events are JSON");
+        v["params"]["value"]["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
 }
 
-fn setup() -> (Arc<FakeBackend>, Client) {
-    let backend = Arc::new(FakeBackend::default());
-    let engine = Engine::with_backend(EngineConfig::default(), Some(backend.clone()));
+fn connect(engine: &Arc<Engine>) -> Client {
     let (tx, rx) = mpsc::channel(64);
-    let client = Client {
+    Client {
         conn: engine.connect(tx),
         rx,
         id: 0,
-    };
-    (backend, client)
+    }
+}
+
+fn setup() -> (Arc<FakeBackend>, Arc<Engine>, Client) {
+    let backend = Arc::new(FakeBackend::default());
+    let engine = Engine::with_backend(EngineConfig::default(), Some(backend.clone()));
+    let client = connect(&engine);
+    (backend, engine, client)
 }
 
 #[tokio::test]
 async fn recorder_refuses_bad_uris_and_reports_its_state() {
-    let (backend, mut c) = setup();
+    let (backend, _engine, mut c) = setup();
     let p = c.ok("create", json!({"type": "MediaPipeline"})).await;
     let refused = c
         .send(
@@ -216,9 +249,11 @@ async fn recorder_refuses_bad_uris_and_reports_its_state() {
     assert_eq!(c.invoke(&r, "getState", json!({})).await, "STOP");
     assert_eq!(
         c.event_types(),
+        // The state changes before the element is asked, so the state announced comes first
+        // and a client handling the element's event reads the state that event stands for.
         [
-            "Recording",
             "UriEndpointStateChanged",
+            "Recording",
             "UriEndpointStateChanged",
             "UriEndpointStateChanged"
         ]
@@ -232,7 +267,7 @@ async fn recorder_refuses_bad_uris_and_reports_its_state() {
 
 #[tokio::test]
 async fn player_methods_and_end_of_stream_stopping_its_recorders() {
-    let (backend, mut c) = setup();
+    let (backend, _engine, mut c) = setup();
     let p = c.ok("create", json!({"type": "MediaPipeline"})).await;
     let player = c
         .ok(
@@ -273,4 +308,50 @@ async fn player_methods_and_end_of_stream_stopping_its_recorders() {
     assert_eq!(*logs[0].lock(), ["stop"], "stopOnEndOfStream");
     assert!(logs[1].lock().is_empty(), "without stopOnEndOfStream");
     assert_eq!(c.invoke(&recorders[0], "getState", json!({})).await, "STOP");
+}
+
+/// A client watching a recorder from another connection reads, from inside each event's
+/// handler, the state that event stands for, even while the call that caused it is still
+/// running on the controlling connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_read_while_handling_an_event_matches_it() {
+    let (backend, engine, mut c) = setup();
+    let p = c.ok("create", json!({"type": "MediaPipeline"})).await;
+    let r = c
+        .ok(
+            "create",
+            json!({"type": "RecorderEndpoint", "constructorParams": {"mediaPipeline": p, "uri": "file:///rec/c.webm"}}),
+        )
+        .await;
+    let mut watcher = connect(&engine);
+    for event in ["Recording", "Paused", "Stopped"] {
+        watcher
+            .ok("subscribe", json!({"object": r, "type": event}))
+            .await;
+    }
+    // The recorder's call returns only once the watcher has read the state.
+    let (read, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    *backend.hook.lock() = Some(Box::new(move || {
+        let _ = gate.lock().recv();
+    }));
+    for (operation, event, state) in [
+        ("record", "Recording", "START"),
+        ("pause", "Paused", "PAUSE"),
+        ("record", "Recording", "START"),
+        ("stop", "Stopped", "STOP"),
+        ("record", "Recording", "START"),
+        ("stopAndWait", "Stopped", "STOP"),
+    ] {
+        let r2 = r.clone();
+        let call = tokio::spawn(async move {
+            c.invoke(&r2, operation, json!({})).await;
+            c
+        });
+        assert_eq!(watcher.next_event_type().await, event);
+        let seen = watcher.invoke(&r, "getState", json!({})).await;
+        read.send(()).expect("the recorder waits");
+        c = call.await.expect("the call ends");
+        assert_eq!(seen, state, "getState while handling {event}");
+    }
 }

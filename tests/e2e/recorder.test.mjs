@@ -146,6 +146,48 @@ test('pause leaves the paused time out of the file', async () => {
   client.close();
 });
 
+/** Follows `recorder`'s Recording, Paused and Stopped events, reading getState()
+ * from inside each handler; `next()` resolves with the next [event, state read]. */
+function stateReads(recorder) {
+  const ready = [];
+  const waiting = [];
+  for (const event of ['Recording', 'Paused', 'Stopped']) {
+    recorder.on(event, () => {
+      const read = recorder.getState().then((state) => [event, state]);
+      if (waiting.length) waiting.shift()(read);
+      else ready.push(read);
+    });
+  }
+  return () => (ready.length ? ready.shift() : new Promise((r) => waiting.push(r)));
+}
+
+test('getState() inside a recorder event handler reads that event\'s state, on the calling and on another connection', async () => {
+  const client = await kurento(server.url, { failAfter: 3 });
+  const other = await kurento(server.url, { failAfter: 3 });
+  const { pipeline, endpoint, peer } = await publisher(client, 'VP8');
+  const file = join(dir, `cycles-${Date.now()}.webm`);
+  const recorder = await pipeline.create('RecorderEndpoint', { uri: `file://${file}`, mediaProfile: 'WEBM' });
+  await endpoint.connect(recorder);
+  const watched = await other.getMediaobjectById(recorder.id);
+  const reads = { caller: stateReads(recorder), watcher: stateReads(watched) };
+  // Answered after the subscriptions made on that connection: they are in place.
+  await watched.getState();
+  const steps = [['record', 'Recording', 'START'], ['pause', 'Paused', 'PAUSE'],
+    ['record', 'Recording', 'START'], ['stop', 'Stopped', 'STOP']];
+  for (let cycle = 0; cycle < 30; cycle++) {
+    for (const [operation, event, state] of steps) {
+      await recorder[operation]();
+      for (const [who, next] of Object.entries(reads)) {
+        assert.deepEqual(await next(), [event, state], `cycle ${cycle}, ${operation}, ${who}`);
+      }
+    }
+  }
+  await pipeline.release();
+  await peer.page.close();
+  other.close();
+  client.close();
+});
+
 test('a recording survives SIGKILL of rkms', async () => {
   const own = await startRkms({ config, env: { KMS_NETWORK_INTERFACES: 'lo' } });
   const client = await kurento(own.url, { failAfter: 1 });
