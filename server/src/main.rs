@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use rkms_signaling::{Engine, EngineConfig};
 use tracing_subscriber::EnvFilter;
@@ -125,6 +126,13 @@ async fn serve(
         .await
         .with_context(|| format!("binding {}:{}", config.address, config.port))?;
     let local: SocketAddr = listener.local_addr()?;
+    // An answer often follows an event its request raised (ElementConnected, IceCandidateFound):
+    // with Nagle on, that second small frame waited for the client's delayed ACK, ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     // Tests and scripts read this line to learn the port when 0 was asked.
     println!("rkms listening on ws://{local}/{}", config.path);
     tracing::info!(%local, path = %config.path, "serving the Kurento protocol");
