@@ -40,7 +40,9 @@ async fn upgrade(ws: WebSocketUpgrade, State(engine): State<Arc<Engine>>) -> Res
 }
 
 /// Reads frames in order and answers each; a writer task sends answers and
-/// events, so a slow client never blocks an element raising an event.
+/// events, so a slow client never blocks an element raising an event. A client
+/// that stops reading until its queue is full is disconnected (see
+/// [`rkms_signaling::Connection::stuck`]).
 async fn serve_socket(engine: Arc<Engine>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<String>(OUTBOUND_QUEUE);
@@ -53,30 +55,40 @@ async fn serve_socket(engine: Arc<Engine>, socket: WebSocket) {
         let _ = sink.close().await;
     });
     let mut connection = engine.connect(tx.clone());
-    while let Some(message) = stream.next().await {
-        // The npm kurento-client sends its JSON in binary frames.
-        let answer = match message {
-            Ok(Message::Text(text)) => connection.handle_text(text.as_str()).await,
-            Ok(Message::Binary(bytes)) => match std::str::from_utf8(&bytes) {
-                Ok(text) => connection.handle_text(text).await,
-                Err(e) => Some(not_utf8_answer(e)),
-            },
-            Ok(Message::Close(_)) => break,
-            Ok(Message::Ping(_) | Message::Pong(_)) => None,
-            Err(e) => {
-                tracing::debug!(error = %e, "WebSocket read failed");
+    let stuck = connection.stuck();
+    let read = async {
+        while let Some(message) = stream.next().await {
+            // The npm kurento-client sends its JSON in binary frames.
+            let answer = match message {
+                Ok(Message::Text(text)) => connection.handle_text(text.as_str()).await,
+                Ok(Message::Binary(bytes)) => match std::str::from_utf8(&bytes) {
+                    Ok(text) => connection.handle_text(text).await,
+                    Err(e) => Some(not_utf8_answer(e)),
+                },
+                Ok(Message::Close(_)) => break,
+                Ok(Message::Ping(_) | Message::Pong(_)) => None,
+                Err(e) => {
+                    tracing::debug!(error = %e, "WebSocket read failed");
+                    break;
+                }
+            };
+            if let Some(answer) = answer
+                && tx.send(answer).await.is_err()
+            {
                 break;
             }
-        };
-        if let Some(answer) = answer
-            && tx.send(answer).await.is_err()
-        {
-            break;
+        }
+    };
+    let abort = writer.abort_handle();
+    tokio::select! {
+        () = read => {}
+        () = stuck => {
+            // Nothing queued would be read: the socket closes now.
+            abort.abort();
         }
     }
     drop(connection);
     drop(tx);
-    let abort = writer.abort_handle();
     if tokio::time::timeout(FLUSH_TIMEOUT, writer).await.is_err() {
         abort.abort();
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::backend::MediaBackend;
 use crate::error::{ErrorCode, RpcError};
@@ -20,7 +20,8 @@ use crate::model::Model;
 use crate::registry::{Kind, MediaObject, Registry, SERVER_MANAGER_ID};
 use crate::session::{Outbound, Session, Sessions};
 
-/// Frames a connection may have queued before events for it are dropped.
+/// Frames a connection may have queued; an event that finds them all unsent closes the
+/// connection (its client stopped reading).
 pub const OUTBOUND_QUEUE: usize = 4096;
 
 /// Settings of the protocol engine.
@@ -91,6 +92,7 @@ impl Engine {
             engine: self.clone(),
             id: self.next_connection.fetch_add(1, Ordering::Relaxed),
             tx,
+            stuck: Arc::default(),
             session: None,
         }
     }
@@ -143,11 +145,19 @@ pub struct Connection {
     engine: Arc<Engine>,
     id: u64,
     tx: mpsc::Sender<String>,
+    stuck: Arc<Notify>,
     /// The session the connection last used.
     session: Option<Arc<Session>>,
 }
 
 impl Connection {
+    /// Resolves when the connection must close because its client stopped reading: an event
+    /// found its queue full. Its session is already detached (and kept for a reconnection).
+    pub fn stuck(&self) -> impl Future<Output = ()> + Send + 'static {
+        let stuck = self.stuck.clone();
+        async move { stuck.notified().await }
+    }
+
     /// Handles one text frame; returns the answer frame, if any.
     pub async fn handle_text(&mut self, text: &str) -> Option<String> {
         let request = match parse_request(text) {
@@ -232,6 +242,7 @@ impl Connection {
             session.attach(Outbound {
                 connection: self.id,
                 tx: self.tx.clone(),
+                stuck: self.stuck.clone(),
             });
             self.session = Some(session.clone());
         }
@@ -289,7 +300,11 @@ mod tests {
 
     impl Client {
         fn new(engine: &Arc<Engine>) -> Self {
-            let (tx, rx) = mpsc::channel(64);
+            Self::with_queue(engine, 64)
+        }
+
+        fn with_queue(engine: &Arc<Engine>, frames: usize) -> Self {
+            let (tx, rx) = mpsc::channel(frames);
             Self {
                 conn: engine.connect(tx),
                 rx,
@@ -411,5 +426,55 @@ mod tests {
             e.registry.get(p.as_str().unwrap()).is_some(),
             "attached sessions are kept"
         );
+    }
+
+    /// Whether the connection has been told to close since last asked.
+    async fn told_to_close(c: &Client) -> bool {
+        tokio::time::timeout(Duration::ZERO, c.conn.stuck())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_disconnected_and_keeps_its_session() {
+        let e = engine(Duration::from_secs(60));
+        let mut reader = Client::new(&e);
+        let mut stuck = Client::with_queue(&e, 4);
+        let p = reader
+            .value("create", json!({"type": "MediaPipeline"}))
+            .await;
+        let mut elements = Vec::new();
+        for _ in 0..2 {
+            let params = json!({"type": "PassThrough", "constructorParams": {"mediaPipeline": p}});
+            elements.push(reader.value("create", params).await);
+        }
+        let (a, b) = (&elements[0], &elements[1]);
+        for c in [&mut reader, &mut stuck] {
+            c.value("subscribe", json!({"object": a, "type": "ElementConnected"}))
+                .await;
+        }
+        let session = stuck.send("ping", json!({})).await["result"]["sessionId"].clone();
+        let connect = json!({"object": a, "operation": "connect",
+            "operationParams": {"sink": b, "mediaType": "VIDEO"}});
+        let disconnect = json!({"object": a, "operation": "disconnect",
+            "operationParams": {"sink": b, "mediaType": "VIDEO"}});
+        let mut closed_at = None;
+        for round in 0..10 {
+            reader.value("invoke", connect.clone()).await;
+            reader.value("invoke", disconnect.clone()).await;
+            assert_eq!(reader.events().len(), 1, "round {round}: the reader's event");
+            if told_to_close(&stuck).await {
+                assert!(closed_at.replace(round).is_none(), "told once");
+            }
+        }
+        assert_eq!(closed_at, Some(4), "the event that found the queue full");
+        // The queue holds what fit; nothing was queued once the session let go of it.
+        assert_eq!(stuck.events().len(), 4);
+        let mut back = Client::new(&e);
+        let answer = back.send("connect", json!({"sessionId": session})).await;
+        assert_eq!(answer["result"]["sessionId"], session, "{answer}");
+        reader.value("invoke", connect).await;
+        assert_eq!(back.events().len(), 1, "the subscription survived");
+        assert_eq!(reader.events().len(), 1);
     }
 }

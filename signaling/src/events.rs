@@ -2,8 +2,12 @@
 //!
 //! An event is serialized once and handed to every subscribed session's
 //! current connection. A session without a connection misses events, as
-//! with Kurento; a connection whose queue is full loses the event and the
-//! loss is logged (the writer never blocks the element raising it).
+//! with Kurento. A connection whose queue is full has a client that stopped
+//! reading its socket: rather than lose events silently (a lost
+//! IceCandidateFound breaks a call unseen), the session is detached from it
+//! and the connection told to close, so a live client reconnects with its
+//! sessionId and knows it missed events. The element raising the event
+//! never waits.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -93,12 +97,20 @@ impl EventHub {
             };
             match out.tx.try_send(frame.clone()) {
                 Ok(()) | Err(TrySendError::Closed(_)) => {}
-                Err(TrySendError::Full(_)) => tracing::warn!(
-                    session = %session.id,
-                    event,
-                    object = %source.id,
-                    "client is not reading fast enough; event dropped"
-                ),
+                Err(TrySendError::Full(_)) => {
+                    if session.detach(out.connection) {
+                        out.stuck.notify_one();
+                        tracing::warn!(
+                            session = %session.id,
+                            connection = out.connection,
+                            queued = out.tx.max_capacity(),
+                            event,
+                            object = %source.id,
+                            "client stopped reading its socket: closing the connection \
+                             (its session is kept for a reconnection)"
+                        );
+                    }
+                }
             }
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// How many answers a session remembers for retried requests...
 const RESPONSE_CACHE_LEN: usize = 128;
@@ -23,6 +23,8 @@ pub struct Outbound {
     /// Identifies the connection, so a stale one cannot detach a newer one.
     pub connection: u64,
     pub tx: mpsc::Sender<String>,
+    /// Woken when the connection must close: its client stopped reading.
+    pub stuck: Arc<Notify>,
 }
 
 /// Remembers recent answers so a retried request gets the same answer
@@ -89,13 +91,16 @@ impl Session {
         *self.detached_since.lock() = None;
     }
 
-    /// Called when `connection` closes; a newer connection stays attached.
-    pub fn detach(&self, connection: u64) {
+    /// Called when `connection` closes; a newer connection stays attached. Returns whether
+    /// `connection` was the attached one.
+    pub fn detach(&self, connection: u64) -> bool {
         let mut out = self.outbound.lock();
-        if out.as_ref().is_some_and(|o| o.connection == connection) {
+        let attached = out.as_ref().is_some_and(|o| o.connection == connection);
+        if attached {
             *out = None;
             *self.detached_since.lock() = Some(Instant::now());
         }
+        attached
     }
 
     pub fn outbound(&self) -> Option<Outbound> {
@@ -180,7 +185,11 @@ mod tests {
 
     fn outbound(connection: u64) -> Outbound {
         let (tx, _rx) = mpsc::channel(1);
-        Outbound { connection, tx }
+        Outbound {
+            connection,
+            tx,
+            stuck: Arc::default(),
+        }
     }
 
     #[test]

@@ -289,3 +289,42 @@ test('sendTagsInEvents puts the source tags into its events', async () => {
   await raw.call('release', { object: pipeline });
   await raw.close();
 });
+
+test('a client that stops reading its socket is disconnected; other sessions get every event; it reconnects to its session', async () => {
+  const raw = await RawClient.open(server.url);
+  const stuck = await RawClient.open(server.url);
+  const pipeline = await raw.call('create', { type: 'MediaPipeline' });
+  const ctor = { mediaPipeline: pipeline };
+  const a = await raw.call('create', { type: 'PassThrough', constructorParams: ctor });
+  const b = await raw.call('create', { type: 'PassThrough', constructorParams: ctor });
+  // Large events fill the socket buffers, then the server's queue, in a few thousand.
+  await raw.call('invoke', { object: a, operation: 'addTag', operationParams: { key: 'pad', value: 'x'.repeat(8192) } });
+  await raw.call('invoke', { object: a, operation: 'setSendTagsInEvents', operationParams: { sendTagsInEvents: true } });
+  for (const c of [raw, stuck]) await c.call('subscribe', { object: a, type: 'ElementConnected' });
+  const { sessionId } = stuck;
+  const closed = new Promise((r) => stuck.ws.once('close', r));
+  stuck.ws._socket.pause();
+
+  const told = () => server.stderr().includes('client stopped reading its socket');
+  const params = { sink: b, mediaType: 'VIDEO' };
+  let raised = 0;
+  while (!told()) {
+    assert.ok(raised < 12000, `the stuck connection is still open after ${raised} events`);
+    await raw.call('invoke', { object: a, operation: 'connect', operationParams: params });
+    await raw.call('invoke', { object: a, operation: 'disconnect', operationParams: params });
+    raised++;
+  }
+  // An event is queued before the answer to the request that raised it.
+  assert.equal(raw.events.filter((e) => e.type === 'ElementConnected').length, raised);
+
+  stuck.ws._socket.resume();
+  await closed;
+  const back = await RawClient.open(server.url);
+  const answer = await back.request('connect', { sessionId });
+  assert.equal(answer.result?.sessionId, sessionId, JSON.stringify(answer));
+  await raw.call('invoke', { object: a, operation: 'connect', operationParams: params });
+  await back.waitForEvent((e) => e.type === 'ElementConnected');
+  await raw.call('release', { object: pipeline });
+  await raw.close();
+  await back.close();
+});
