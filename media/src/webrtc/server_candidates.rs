@@ -26,6 +26,7 @@ use rtc::peer_connection::transport::{
 };
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use rtc::stun::message::TransactionId;
 use rtc::turn::client::{Client, ClientConfig, Event};
 
 use super::ice_servers::{IceServers, TurnTransport, resolve};
@@ -45,6 +46,10 @@ pub(super) const CHANNEL_HEADER: usize = 4;
 /// One address asked of a server.
 struct Lookup {
     found: Option<SocketAddr>,
+    /// The request in flight, until the client reports its answer, error or timeout: a new
+    /// one is not sent meanwhile (over TCP the client waits 39.5 s for an answer, RFC 8489
+    /// §6.2.2, and a second request would only be a duplicate on a reliable transport).
+    in_flight: Option<TransactionId>,
     /// When gathering stops waiting for the request in flight.
     waiting: Option<Instant>,
     /// When to ask (again); `None`: never.
@@ -55,28 +60,37 @@ impl Lookup {
     fn new(now: Instant) -> Self {
         Lookup {
             found: None,
+            in_flight: None,
             waiting: None,
             next_ask: Some(now),
         }
     }
 
     fn due(&self, now: Instant) -> bool {
-        self.waiting.is_none() && self.next_ask.is_some_and(|t| now >= t)
+        self.in_flight.is_none() && self.next_ask.is_some_and(|t| now >= t)
+    }
+
+    fn sent(&mut self, request: TransactionId, now: Instant) {
+        self.in_flight = Some(request);
+        self.waiting = Some(now + ANSWER_TIMEOUT);
     }
 
     fn answered(&mut self, addr: SocketAddr, next_ask: Option<Instant>) {
         self.found = Some(addr);
+        self.in_flight = None;
         self.waiting = None;
         self.next_ask = next_ask;
     }
 
     fn failed(&mut self, now: Instant) {
         self.found = None;
+        self.in_flight = None;
         self.waiting = None;
         self.next_ask = Some(now + RETRY_AFTER);
     }
 
-    /// Whether gathering need not wait for this lookup; a request past its deadline fails.
+    /// Whether gathering need not wait for this lookup; past its deadline it stops waiting,
+    /// and the request stays in flight until the client reports how it ended.
     fn settle(&mut self, now: Instant, what: &str, server: SocketAddr) -> bool {
         match self.waiting {
             Some(deadline) if self.found.is_none() && now >= deadline => {
@@ -84,7 +98,7 @@ impl Lookup {
                     "{what} server {server} did not answer within {ANSWER_TIMEOUT:?}; \
                      gathering completes without its candidate"
                 );
-                self.failed(now);
+                self.waiting = None;
                 true
             }
             Some(_) => self.found.is_some(),
@@ -205,7 +219,7 @@ impl ServerCandidates {
     pub(super) fn ask(&mut self, now: Instant, socket: &UdpSocket) {
         if self.stun.is_some() && self.srflx.due(now) {
             match self.client.send_binding_request(now) {
-                Ok(_) => self.srflx.waiting = Some(now + ANSWER_TIMEOUT),
+                Ok(request) => self.srflx.sent(request, now),
                 Err(e) => {
                     tracing::warn!("STUN binding request not sent: {e}");
                     self.srflx.failed(now);
@@ -217,7 +231,8 @@ impl ServerCandidates {
             && let Some(leg) = &mut self.tcp
             && leg.stream.is_none()
         {
-            match TurnStream::connect(turn, &leg.registry, leg.token) {
+            let local = socket.local_addr().map_or(self.base.ip(), |a| a.ip());
+            match TurnStream::connect(turn, local, &leg.registry, leg.token) {
                 Ok(stream) => leg.stream = Some(stream),
                 Err(e) => {
                     tracing::warn!("TURN server {turn} over TCP: cannot connect: {e}");
@@ -227,7 +242,7 @@ impl ServerCandidates {
         }
         if self.turn.is_some() && self.relay.due(now) {
             match self.client.allocate(now) {
-                Ok(_) => self.relay.waiting = Some(now + ANSWER_TIMEOUT),
+                Ok(request) => self.relay.sent(request, now),
                 Err(e) => {
                     tracing::warn!("TURN allocation not requested: {e}");
                     self.relay.failed(now);
@@ -465,12 +480,13 @@ impl ServerCandidates {
                     tracing::warn!("TURN allocation for {} failed: {e}", self.base);
                     self.relay.failed(now);
                 }
-                Event::TransactionTimeout(_) => {
-                    // A retransmitted request ran out; whichever lookup still waits gave up.
-                    for lookup in [&mut self.srflx, &mut self.relay] {
-                        if lookup.waiting.is_some() && lookup.found.is_none() {
-                            lookup.failed(now);
-                        }
+                Event::TransactionTimeout(request) => {
+                    // The allocation's id is not always the one that times out (its first,
+                    // unauthenticated attempt has its own): what is not the binding is it.
+                    if self.srflx.in_flight == Some(request) {
+                        self.srflx.failed(now);
+                    } else if self.relay.in_flight.is_some() {
+                        self.relay.failed(now);
                     }
                 }
                 Event::DataIndicationOrChannelData(_, from, data) => {
@@ -659,15 +675,76 @@ mod tests {
         let server: SocketAddr = "192.0.2.1:3478".parse().unwrap();
         let mut lookup = Lookup::new(now);
         assert!(lookup.due(now));
-        lookup.waiting = Some(now + ANSWER_TIMEOUT);
+        let request = TransactionId::new();
+        lookup.sent(request, now);
         assert!(!lookup.settle(now, "STUN", server));
         assert!(lookup.settle(now + ANSWER_TIMEOUT, "STUN", server));
+        assert!(
+            !lookup.due(now + RETRY_AFTER * 2),
+            "not asked again while the request is in flight"
+        );
+        lookup.failed(now + ANSWER_TIMEOUT);
         assert!(
             !lookup.due(now + ANSWER_TIMEOUT),
             "retried later, not at once"
         );
+        assert!(lookup.due(now + ANSWER_TIMEOUT + RETRY_AFTER));
         // A late answer still counts for later gatherings.
         lookup.answered(server, Some(now + SRFLX_REFRESH));
         assert_eq!(lookup.found, Some(server));
+    }
+
+    /// Over TCP a request is sent once and waited for (RFC 8489 §6.2.2: Ti, 39.5 s), by the
+    /// client and by gathering's own retry alike; the connection leaves from the loop socket's
+    /// address, not whichever the kernel's route picks.
+    #[test]
+    fn a_request_over_tcp_is_sent_once_from_the_loop_socket_address() {
+        use super::super::ice_servers::TurnServer;
+        use std::io::Read;
+
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let turn = server.local_addr().unwrap();
+        // Another loopback address than the server's: by route, the kernel would pick 127.0.0.1.
+        let socket = UdpSocket::bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let base = socket.local_addr().unwrap();
+        let servers = IceServers {
+            stun: None,
+            turn: Some(TurnServer {
+                host: turn.ip().to_string(),
+                port: turn.port(),
+                username: "user".into(),
+                password: "pass".into(),
+                transport: TurnTransport::Tcp,
+            }),
+        };
+        let poll = mio::Poll::new().unwrap();
+        let start = Instant::now();
+        let mut candidates =
+            ServerCandidates::new(base, &servers, start, Some((poll.registry(), Token(9))))
+                .expect("a TURN server over TCP");
+        candidates.ask(start, &socket);
+        let (mut accepted, from) = server.accept().unwrap();
+        // The server never answers. Everything the client and gathering would do up to Ti.
+        let mut now = start;
+        while now < start + Duration::from_millis(39_400) {
+            now += Duration::from_millis(100);
+            candidates.tcp_ready(now, false, true, &socket, &mut Vec::new());
+            candidates.settled(now);
+            candidates.ask(now, &socket);
+            candidates.handle_timeout(now, &socket);
+            candidates.flush_tcp(now);
+        }
+        drop(candidates);
+        let mut received = Vec::new();
+        accepted.read_to_end(&mut received).unwrap();
+        let mut requests = Vec::new();
+        let mut rest = &received[..];
+        while rest.len() >= 20 {
+            let len = 20 + usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+            requests.push(u16::from_be_bytes([rest[0], rest[1]]));
+            rest = &rest[len.min(rest.len())..];
+        }
+        assert_eq!(requests, [0x0003], "one Allocate request, sent once");
+        assert_eq!(from.ip(), base.ip(), "the connection's source address");
     }
 }

@@ -7,11 +7,12 @@
 //! the server is TCP.
 
 use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::BytesMut;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use super::server_candidates::CHANNEL_HEADER;
 use super::tcp::Outbox;
@@ -31,13 +32,30 @@ pub(super) struct TurnStream {
 }
 
 impl TurnStream {
-    /// Starts connecting to `server`; the loop's poll reports progress under `token`.
+    /// Starts connecting to `server` from `local` (any port), the address of the loop socket
+    /// that would have sent over UDP; from the address the kernel's route picks when `local`
+    /// is unspecified or of the other family. The loop's poll reports progress under `token`.
     pub(super) fn connect(
         server: SocketAddr,
+        local: IpAddr,
         registry: &Registry,
         token: Token,
     ) -> io::Result<Self> {
-        let mut stream = TcpStream::connect(server)?;
+        let socket = Socket::new(
+            Domain::for_address(server),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        socket.set_nonblocking(true)?;
+        if !local.is_unspecified() && local.is_ipv4() == server.is_ipv4() {
+            socket.bind(&SocketAddr::new(local, 0).into())?;
+        }
+        match socket.connect(&server.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let mut stream = TcpStream::from_std(socket.into());
         // Both interests for the whole life of the stream: mio is edge-triggered, so writability
         // is only reported when the kernel buffer frees up (and when the connect completes).
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
@@ -202,8 +220,13 @@ mod tests {
         let server = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut poll = Poll::new().unwrap();
         let mut events = Events::with_capacity(8);
-        let mut turn =
-            TurnStream::connect(server.local_addr().unwrap(), poll.registry(), Token(7)).unwrap();
+        let mut turn = TurnStream::connect(
+            server.local_addr().unwrap(),
+            IpAddr::from([0, 0, 0, 0]),
+            poll.registry(),
+            Token(7),
+        )
+        .unwrap();
         // Queued before the connection is up: written once it is.
         assert!(turn.send(&[0x40, 0x00, 0, 1, 0xAA]));
         assert!(turn.push_channel_data(0x4001, |buf| {
