@@ -450,8 +450,11 @@ mod tests {
         }
         let (a, b) = (&elements[0], &elements[1]);
         for c in [&mut reader, &mut stuck] {
-            c.value("subscribe", json!({"object": a, "type": "ElementConnected"}))
-                .await;
+            c.value(
+                "subscribe",
+                json!({"object": a, "type": "ElementConnected"}),
+            )
+            .await;
         }
         let session = stuck.send("ping", json!({})).await["result"]["sessionId"].clone();
         let connect = json!({"object": a, "operation": "connect",
@@ -462,7 +465,11 @@ mod tests {
         for round in 0..10 {
             reader.value("invoke", connect.clone()).await;
             reader.value("invoke", disconnect.clone()).await;
-            assert_eq!(reader.events().len(), 1, "round {round}: the reader's event");
+            assert_eq!(
+                reader.events().len(),
+                1,
+                "round {round}: the reader's event"
+            );
             if told_to_close(&stuck).await {
                 assert!(closed_at.replace(round).is_none(), "told once");
             }
