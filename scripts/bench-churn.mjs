@@ -3,7 +3,7 @@
 // released, ROUNDS times against one rkms. Prints rkms's RSS when idle at the start, while the
 // room is live in each round, and idle again after each release, with the ratio of the last
 // idle RSS to the second round's: a server that leaks grows by the same amount every round.
-// Usage: node scripts/bench-churn.mjs [ROUNDS] [SUBSCRIBERS] [SECONDS]
+// Usage: node scripts/bench-churn.mjs [ROUNDS] [SUBSCRIBERS] [SECONDS] [GC_SECONDS]
 // Needs a built rkms (RKMS_BIN, default target/release/rkms).
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -20,9 +20,11 @@ const SECONDS = Number(process.argv[4] || 3);
 const run = promisify(execFile);
 
 // Closed sessions are kept for reconnection for the garbage collector's period (240 s by
-// default), answers cache and all: a short period lets each round's sessions expire before the
-// next round, so what stays is what release left behind.
-const GC_SECONDS = 2;
+// default) with what they keep of their answers cache: the short default here lets each round's
+// sessions expire before the next round, so what stays is what release left behind. With
+// GC_SECONDS 240 every round's closed session is still kept at the end: the growth a round then
+// includes what a departed client costs for those 4 minutes.
+const GC_SECONDS = Number(process.argv[5] || 2);
 const server = await startRkms({
   config: { mediaServer: { resources: { garbageCollectorPeriod: GC_SECONDS } } },
   env: { KMS_NETWORK_INTERFACES: 'lo', RUST_LOG: 'error' },
@@ -41,7 +43,8 @@ try {
     const report = JSON.parse(readFileSync(json, 'utf8'));
     if (report.packets_received === 0) throw new Error(`round ${round}: no media arrived`);
     live.push(Math.round(report.server_rss_bytes / 1024));
-    await sleep(GC_SECONDS * 1500); // closed sessions expire, released peers' last timers run
+    // Closed sessions expire (with the short period), released peers' last timers run.
+    await sleep(Math.min(GC_SECONDS, 2) * 1500);
     idle.push(rssKiB(pid));
     console.log(`round ${round}: live ${live.at(-1)} KiB, idle after release ${idle.at(-1)} KiB`);
   }

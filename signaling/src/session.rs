@@ -16,6 +16,11 @@ use tokio::sync::{Notify, mpsc};
 const RESPONSE_CACHE_LEN: usize = 128;
 /// ...and how many bytes of them at most (a `getKmd` answer alone is 28 KiB).
 const RESPONSE_CACHE_BYTES: usize = 256 * 1024;
+/// What a session keeps of them once its connection closed, for the garbage collector period
+/// (4 minutes by default): a reconnecting client re-sends only the requests it got no answer
+/// for, the last few it sent before the connection dropped.
+const DETACHED_CACHE_LEN: usize = 16;
+const DETACHED_CACHE_BYTES: usize = 32 * 1024;
 
 /// Where a session's frames go: the current connection's writer.
 #[derive(Clone)]
@@ -54,14 +59,19 @@ impl ResponseCache {
         if size > RESPONSE_CACHE_BYTES {
             return;
         }
-        while self.entries.len() == RESPONSE_CACHE_LEN || self.bytes + size > RESPONSE_CACHE_BYTES {
+        self.trim(RESPONSE_CACHE_LEN - 1, RESPONSE_CACHE_BYTES - size);
+        self.bytes += size;
+        self.entries.push_back(CachedResponse { key, response });
+    }
+
+    /// Forgets the oldest answers until at most `len` of them and `bytes` are left.
+    fn trim(&mut self, len: usize, bytes: usize) {
+        while self.entries.len() > len || self.bytes > bytes {
             let Some(old) = self.entries.pop_front() else {
                 break;
             };
             self.bytes -= old.key.len() + old.response.len();
         }
-        self.bytes += size;
-        self.entries.push_back(CachedResponse { key, response });
     }
 }
 
@@ -99,6 +109,9 @@ impl Session {
         if attached {
             *out = None;
             *self.detached_since.lock() = Some(Instant::now());
+            let mut cache = self.cache.lock();
+            cache.trim(DETACHED_CACHE_LEN, DETACHED_CACHE_BYTES);
+            cache.entries.shrink_to_fit();
         }
         attached
     }
@@ -218,6 +231,26 @@ mod tests {
         assert!(s.cached_response("k9").is_some());
         s.cache_response("huge".into(), "y".repeat(RESPONSE_CACHE_BYTES + 1));
         assert!(s.cached_response("huge").is_none());
+    }
+
+    #[test]
+    fn a_detached_session_keeps_only_its_last_answers() {
+        let s = Session::new("s".into());
+        s.attach(outbound(1));
+        for i in 0..RESPONSE_CACHE_LEN {
+            s.cache_response(format!("k{i}"), "r".repeat(1024));
+        }
+        s.detach(1);
+        let cache = s.cache.lock();
+        assert!(cache.entries.len() <= DETACHED_CACHE_LEN);
+        assert!(cache.bytes <= DETACHED_CACHE_BYTES);
+        assert!(cache.entries.capacity() <= DETACHED_CACHE_LEN);
+        drop(cache);
+        assert!(
+            s.cached_response(&format!("k{}", RESPONSE_CACHE_LEN - 1))
+                .is_some()
+        );
+        assert!(s.cached_response("k0").is_none());
     }
 
     #[test]
