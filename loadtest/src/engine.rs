@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
+use rtc::ice::tcp_type::TcpType;
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{
@@ -27,9 +28,7 @@ use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
-};
+use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
@@ -37,7 +36,8 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+use rkms_media::webrtc::peer_io::{host_candidate, udp_datagram};
 
 use crate::Error;
 use crate::payload::{clock_ns, read_stamp, stamp};
@@ -583,19 +583,7 @@ impl Shard {
             .with_interceptor_registry(Registry::new())
             .build(Instant::now())
             .map_err(peer_err)?;
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local.ip().to_string(),
-                port: local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(peer_err)?;
-        let init = RTCIceCandidate::from(&host).to_json().map_err(peer_err)?;
+        let init = host_candidate(local, TcpType::Unspecified).map_err(peer_err)?;
         pc.add_local_candidate(init).map_err(peer_err)?;
         pc.add_local_candidate(RTCIceCandidateInit::default())
             .map_err(peer_err)?;
@@ -622,19 +610,7 @@ impl Shard {
 
     fn local_description(&self, index: usize, sdp: String) -> Result<LocalDescription, Error> {
         let peer = &self.peers[index];
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: peer.local.ip().to_string(),
-                port: peer.local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(peer_err)?;
-        let mut candidate = RTCIceCandidate::from(&host).to_json().map_err(peer_err)?;
+        let mut candidate = host_candidate(peer.local, TcpType::Unspecified).map_err(peer_err)?;
         candidate.sdp_mid = Some("0".to_owned());
         candidate.sdp_mline_index = Some(0);
         Ok(LocalDescription {
@@ -724,16 +700,9 @@ impl Shard {
                 return;
             }
         }
-        let read = peer.pc.handle_read(TaggedBytesMut {
-            now: Instant::now(),
-            transport: TransportContext {
-                local_addr: peer.local,
-                peer_addr: from,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: BytesMut::from(datagram),
-        });
+        let read = peer
+            .pc
+            .handle_read(udp_datagram(Instant::now(), peer.local, from, datagram));
         if read.is_err() {
             self.counters.read_errors += 1;
         }

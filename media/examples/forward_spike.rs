@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
+use rkms_media::webrtc::peer_io::udp_datagram;
 use rkms_media::webrtc::srtp_out::{MAX_SRTP_OVERHEAD, RolloverCounter, SrtpOut};
 use rkms_media::webrtc::srtp_tap::SrtpKeyTap;
 use rkms_media::webrtc::udp::{SendBatch, stun_local_ufrag};
@@ -37,7 +37,6 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 #[path = "support/clients.rs"]
 mod clients;
@@ -346,16 +345,9 @@ fn run_server(
             };
             let now = Instant::now();
             let peer = &mut peers[index];
-            let read = peer.pc.handle_read(TaggedBytesMut {
-                now,
-                transport: TransportContext {
-                    local_addr,
-                    peer_addr: from,
-                    ecn: None,
-                    transport_protocol: TransportProtocol::UDP,
-                },
-                message: BytesMut::from(datagram),
-            });
+            let read = peer
+                .pc
+                .handle_read(udp_datagram(now, local_addr, from, datagram));
             if let Err(e) = read {
                 tracing::debug!("peer {index}: {e}");
             }

@@ -5,13 +5,15 @@ use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rkms_media::graph::{ElementId, MediaKind};
 use rkms_media::webrtc::codecs::media_setup;
+use rkms_media::webrtc::peer_io::{host_candidate, udp_datagram};
 use rkms_media::webrtc::{
     BandwidthLimits, ConnectionState, EndpointEvent, EndpointOptions, NetworkSettings, WebRtcError,
     WebRtcHost,
 };
+use rtc::ice::tcp_type::TcpType;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_sender_only;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8;
@@ -19,7 +21,6 @@ use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -27,7 +28,6 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -70,18 +70,7 @@ impl Client {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local.ip().to_string(),
-                port: local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()?;
-        pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
+        pc.add_local_candidate(host_candidate(local, TcpType::Unspecified)?)?;
         Ok(Client {
             pc,
             socket,
@@ -178,16 +167,9 @@ impl Client {
                     continue;
                 }
             }
-            let r = self.pc.handle_read(TaggedBytesMut {
-                now: Instant::now(),
-                transport: TransportContext {
-                    local_addr: self.local,
-                    peer_addr: from,
-                    ecn: None,
-                    transport_protocol: TransportProtocol::UDP,
-                },
-                message: BytesMut::from(&buf[..len]),
-            });
+            let r =
+                self.pc
+                    .handle_read(udp_datagram(Instant::now(), self.local, from, &buf[..len]));
             if let Err(e) = r {
                 return Err(format!("client could not read a datagram: {e}").into());
             }

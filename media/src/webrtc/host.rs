@@ -12,9 +12,7 @@ use bytes::BytesMut;
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use rtc::ice::tcp_type::TcpType;
-use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
-};
+use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::sync::{mpsc, oneshot};
@@ -26,6 +24,7 @@ use super::events::EndpointEvent;
 use super::extensions::CarriedExtensions;
 use super::ice_servers::IceServers;
 use super::peer::{Inbound, Peer};
+use super::peer_io::host_candidate;
 use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 use super::sockets::{FIRST_TURN_TOKEN, Sockets};
 use super::stats::EndpointStats;
@@ -539,30 +538,6 @@ fn default_route_ip(family: IpAddr) -> Option<IpAddr> {
     let socket = StdUdpSocket::bind(bind).ok()?;
     socket.connect(probe).ok()?;
     Some(socket.local_addr().ok()?.ip())
-}
-
-/// A UDP host candidate, or with `tcp_type` Passive a TCP one (RFC 6544).
-fn host_candidate(addr: SocketAddr, tcp_type: TcpType) -> Result<RTCIceCandidateInit, WebRtcError> {
-    let network = if tcp_type == TcpType::Unspecified {
-        "udp"
-    } else {
-        "tcp"
-    };
-    let candidate = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: network.to_owned(),
-            address: addr.ip().to_string(),
-            port: addr.port(),
-            component: 1,
-            ..Default::default()
-        },
-        tcp_type,
-    }
-    .new_candidate_host()
-    .map_err(|e| WebRtcError::Peer(e.to_string()))?;
-    RTCIceCandidate::from(&candidate)
-        .to_json()
-        .map_err(|e| WebRtcError::Peer(e.to_string()))
 }
 
 /// The loop thread's state. Everything here is touched by that thread only.

@@ -130,6 +130,7 @@ mod feedback;
 mod host;
 mod ice_servers;
 mod peer;
+pub mod peer_io;
 mod server_candidates;
 mod settings;
 mod sockets;
