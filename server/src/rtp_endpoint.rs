@@ -56,6 +56,7 @@ fn element_events(sink: EventSink) -> ElementEvents {
             ElementEvent::FlowIn(kind, flowing) => EndpointEvent::MediaFlowIn { kind, flowing },
             ElementEvent::FlowOut(kind, flowing) => EndpointEvent::MediaFlowOut { kind, flowing },
             ElementEvent::RemoteRtcp(up) => EndpointEvent::Media(up),
+            ElementEvent::KeySoftLimit(kind) => EndpointEvent::KeySoftLimit(kind),
             ElementEvent::Error { kind, description } => EndpointEvent::Error {
                 kind: kind.to_owned(),
                 description,

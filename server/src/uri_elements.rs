@@ -103,7 +103,7 @@ fn element_events(sink: UriEventSink) -> ElementEvents {
                 description,
             },
             // Raised by RtpEndpoints only.
-            ElementEvent::RemoteRtcp(_) => return,
+            ElementEvent::RemoteRtcp(_) | ElementEvent::KeySoftLimit(_) => return,
         })
     })
 }

@@ -111,6 +111,8 @@ pub enum EndpointEvent {
     MediaSessionTerminated,
     DataChannelOpened(u32),
     DataChannelClosed(u32),
+    /// An SDES key of the `kind` stream ends soon (RtpEndpoint's `OnKeySoftLimit`).
+    KeySoftLimit(MediaKind),
     Error {
         kind: String,
         description: String,

@@ -293,6 +293,10 @@ fn raise(engine: &Engine, object: &MediaObject, event: EndpointEvent) {
             f.insert("channelId".into(), json!(id));
             "DataChannelClosed"
         }
+        EndpointEvent::KeySoftLimit(kind) => {
+            f.insert("mediaType".into(), json!(kind.as_str()));
+            "OnKeySoftLimit"
+        }
         EndpointEvent::Error {
             kind,
             description,

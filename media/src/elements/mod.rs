@@ -39,6 +39,9 @@ pub enum ElementEvent {
     FlowOut(MediaKind, bool),
     /// RTCP from the remote peer started (`true`) or stopped arriving (RtpEndpoint).
     RemoteRtcp(bool),
+    /// An SDES key of the `kind` stream reached its soft usage limit and ends soon
+    /// (RtpEndpoint); raised once per key.
+    KeySoftLimit(MediaKind),
     /// A failure, with Kurento's error type (`RESOURCE_ERROR_OPEN`, `STREAM_ERROR_FORMAT`, ...).
     Error {
         /// Kurento's error type.

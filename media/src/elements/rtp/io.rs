@@ -19,6 +19,15 @@
 //! The in thread also publishes the element's statistics (for `getStats`) every [`TICK`], so
 //! reading them never waits on either thread.
 //!
+//! A renegotiation changes running legs in place ([`Running::update`]): where media and RTCP
+//! go, the payload types, whether rkms sends (hold), the remote's SDES key. Each thread takes
+//! its part from a channel before its next packet; sockets, SSRCs and the element's port stay,
+//! so the router sees one continuous source and sink.
+//!
+//! Every SDES packet is counted against its master key's lifetime ([`KeyUsage`]): the packet
+//! reaching the soft limit raises [`ElementEvent::KeySoftLimit`] (once per key), and packets
+//! past the lifetime are dropped, never sent or accepted under a spent key.
+//!
 //! Dropping [`Running`] stops the in thread, which drops the port; the loop then lets go of the
 //! out thread's channel and that thread ends too.
 
@@ -28,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 use rtc::shared::marshal::Unmarshal;
@@ -36,7 +45,7 @@ use rtc::srtp::context::Context;
 
 use super::RtpError;
 use super::rtcp::{self, Reception, RemoteReception, SentCounters};
-use super::sdes::MasterKey;
+use super::sdes::{KeyState, KeyUsage, MasterKey, Packets};
 use crate::elements::{ElementEvent, ElementEvents, Flows};
 use crate::graph::MediaKind;
 use crate::routing::RtpPacket;
@@ -53,25 +62,79 @@ const RTCP_TIMEOUT: Duration = Duration::from_secs(10);
 const QUEUE: usize = 1024;
 const WAKER: Token = Token(usize::MAX);
 
-/// One negotiated media line.
-pub(super) struct Leg {
-    pub kind: MediaKind,
-    pub rtp: UdpSocket,
-    pub rtcp: UdpSocket,
+/// What a negotiation agreed for one media line, which a renegotiation may change.
+#[derive(Clone)]
+pub(super) struct LegParams {
     pub remote_rtp: SocketAddr,
     pub remote_rtcp: SocketAddr,
     /// RTCP shares the RTP ports (`a=rtcp-mux` on both sides).
     pub mux: bool,
     /// Payload types rkms receives, with their codecs.
     pub recv: Vec<(u8, CodecId)>,
-    /// Payload types the remote takes, by codec; empty when it takes no media.
+    /// Payload types the remote takes, by codec; empty when it takes no media (hold).
     pub send: Vec<(CodecId, u8)>,
-    /// This element's SSRC on the line.
-    pub ssrc: u32,
     /// The remote's SSRC, if its SDP names it.
     pub remote_ssrc: Option<u32>,
+}
+
+/// One direction's SDES master key: its count against its lifetime, and the SRTP and SRTCP
+/// contexts keyed with it.
+pub(super) struct Keyed {
+    usage: Arc<KeyUsage>,
+    rtp: Context,
+    rtcp: Context,
+}
+
+impl Keyed {
+    pub(super) fn new(key: &MasterKey, usage: Arc<KeyUsage>) -> Result<Self, RtpError> {
+        Ok(Self {
+            usage,
+            rtp: key.context()?,
+            rtcp: key.context()?,
+        })
+    }
+}
+
+/// A context and the lifetime count of its key.
+type Counted = (Arc<KeyUsage>, Context);
+
+/// One negotiated media line.
+pub(super) struct Leg {
+    pub kind: MediaKind,
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
+    /// This element's SSRC on the line.
+    pub ssrc: u32,
+    pub params: LegParams,
     /// SDES keys: rkms's own (encrypts) and the remote's (decrypts).
-    pub keys: Option<(MasterKey, MasterKey)>,
+    pub keys: Option<(Keyed, Keyed)>,
+}
+
+/// A renegotiation's change to one running leg.
+pub(super) struct LegUpdate {
+    pub kind: MediaKind,
+    /// `None`: the stream is stopped (port 0, or left out of the new description).
+    pub params: Option<LegParams>,
+    /// rkms's new key, when it changed.
+    pub local_key: Option<Keyed>,
+    /// The remote's new key, when it changed.
+    pub remote_key: Option<Keyed>,
+}
+
+/// The in thread's part of a [`LegUpdate`].
+struct InUpdate {
+    kind: MediaKind,
+    params: Option<LegParams>,
+    protect_rtcp: Option<Counted>,
+    remote_key: Option<Keyed>,
+}
+
+/// The out thread's part of a [`LegUpdate`].
+struct OutUpdate {
+    kind: MediaKind,
+    to: Option<SocketAddr>,
+    send: Vec<(CodecId, u8)>,
+    encrypt: Option<Counted>,
 }
 
 /// The media threads of a session; dropping it stops them.
@@ -79,12 +142,41 @@ pub(super) struct Running {
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     stats: Arc<Mutex<EndpointStats>>,
+    to_in: Sender<InUpdate>,
+    to_out: Sender<OutUpdate>,
 }
 
 impl Running {
     /// The statistics as of the in thread's last tick.
     pub(super) fn stats(&self) -> EndpointStats {
         self.stats.lock().clone()
+    }
+
+    /// Applies a renegotiation to the running legs; each thread takes it before its next packet.
+    pub(super) fn update(&self, updates: Vec<LegUpdate>) {
+        for u in updates {
+            let (encrypt, protect_rtcp) = match u.local_key {
+                Some(k) => (Some((k.usage.clone(), k.rtp)), Some((k.usage, k.rtcp))),
+                None => (None, None),
+            };
+            let _ = self.to_out.send(OutUpdate {
+                kind: u.kind,
+                to: u.params.as_ref().map(|p| p.remote_rtp),
+                send: u
+                    .params
+                    .as_ref()
+                    .map(|p| p.send.clone())
+                    .unwrap_or_default(),
+                encrypt,
+            });
+            let _ = self.to_in.send(InUpdate {
+                kind: u.kind,
+                params: u.params,
+                protect_rtcp,
+                remote_key: u.remote_key,
+            });
+        }
+        let _ = self.waker.wake();
     }
 }
 
@@ -117,20 +209,19 @@ pub(super) fn start(
     let mut outs = Vec::new();
     for (index, leg) in legs.into_iter().enumerate() {
         let sent = Arc::new(SentCounters::default());
-        let (encrypt, decrypt, protect_rtcp, unprotect_rtcp) = match &leg.keys {
+        let (encrypt, protect_rtcp, remote_key) = match leg.keys {
             Some((local, remote)) => (
-                Some(local.context()?),
-                Some(remote.context()?),
-                Some(local.context()?),
-                Some(remote.context()?),
+                Some((local.usage.clone(), local.rtp)),
+                Some((local.usage, local.rtcp)),
+                Some(remote),
             ),
-            None => (None, None, None, None),
+            None => (None, None, None),
         };
         outs.push(OutLeg {
             kind: leg.kind,
             socket: leg.rtp.try_clone()?,
-            to: leg.remote_rtp,
-            send: leg.send,
+            to: leg.params.remote_rtp,
+            send: leg.params.send.clone(),
             ssrc: leg.ssrc,
             encrypt,
             sent: sent.clone(),
@@ -148,20 +239,13 @@ pub(super) fn start(
             .register(&mut rtcp_socket, Token(index * 2 + 1), Interest::READABLE)?;
         ins.push(InLeg {
             kind: leg.kind,
-            send: outs
-                .last()
-                .map(|o: &OutLeg| o.send.clone())
-                .unwrap_or_default(),
             rtp,
             rtcp: rtcp_socket,
-            remote_rtcp: leg.remote_rtcp,
-            mux: leg.mux,
-            recv: leg.recv,
+            params: leg.params,
+            stopped: false,
             ssrc: leg.ssrc,
-            remote_ssrc: leg.remote_ssrc,
-            decrypt,
+            remote_key,
             protect_rtcp,
-            unprotect_rtcp,
             reception: None,
             sent,
             fir_seq: 0,
@@ -175,8 +259,11 @@ pub(super) fn start(
         });
     }
 
+    let (to_out, out_updates) = crossbeam_channel::unbounded();
+    let (to_in, in_updates) = crossbeam_channel::unbounded();
     let out = OutThread {
         legs: outs,
+        updates: out_updates,
         events: events.clone(),
         flows: Flows::default(),
         epoch,
@@ -194,6 +281,7 @@ pub(super) fn start(
         port,
         events,
         keyframes,
+        updates: in_updates,
         stop: stop.clone(),
         flows: Flows::default(),
         epoch,
@@ -202,23 +290,28 @@ pub(super) fn start(
     std::thread::Builder::new()
         .name("rkms-rtp-in".into())
         .spawn(move || thread.run())?;
-    Ok(Running { stop, waker, stats })
+    Ok(Running {
+        stop,
+        waker,
+        stats,
+        to_in,
+        to_out,
+    })
 }
 
 struct InLeg {
     kind: MediaKind,
-    /// The out leg's payload types, to name the codec it sends.
-    send: Vec<(CodecId, u8)>,
     rtp: mio::net::UdpSocket,
     rtcp: mio::net::UdpSocket,
-    remote_rtcp: SocketAddr,
-    mux: bool,
-    recv: Vec<(u8, CodecId)>,
+    /// As negotiated; its `send` names the codec the out leg sends, for the statistics.
+    params: LegParams,
+    /// Stopped by a renegotiation (port 0): nothing is received or reported.
+    stopped: bool,
     ssrc: u32,
-    remote_ssrc: Option<u32>,
-    decrypt: Option<Context>,
-    protect_rtcp: Option<Context>,
-    unprotect_rtcp: Option<Context>,
+    /// The remote's key: decrypts its SRTP and SRTCP.
+    remote_key: Option<Keyed>,
+    /// rkms's key: protects the SRTCP it sends.
+    protect_rtcp: Option<Counted>,
     reception: Option<Reception>,
     sent: Arc<SentCounters>,
     fir_seq: u8,
@@ -238,39 +331,78 @@ struct InLeg {
 
 impl InLeg {
     /// Sends a compound RTCP packet to the remote (encrypted with SDES).
-    fn send_rtcp(&mut self, packets: &[Box<dyn rtc::rtcp::packet::Packet>]) {
+    fn send_rtcp(
+        &mut self,
+        packets: &[Box<dyn rtc::rtcp::packet::Packet>],
+        events: &ElementEvents,
+    ) {
+        if self.stopped {
+            return;
+        }
         let Ok(clear) = rtc::rtcp::packet::marshal(packets) else {
             return;
         };
         let datagram = match &mut self.protect_rtcp {
-            Some(ctx) => match ctx.encrypt_rtcp(&clear) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::debug!("rtp endpoint: cannot protect RTCP: {e}");
-                    return;
+            Some((usage, ctx)) => {
+                match usage.count(Packets::Rtcp) {
+                    KeyState::Expired => return,
+                    KeyState::SoftLimit => events(ElementEvent::KeySoftLimit(self.kind)),
+                    KeyState::Fresh => {}
                 }
-            },
+                match ctx.encrypt_rtcp(&clear) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::debug!("rtp endpoint: cannot protect RTCP: {e}");
+                        return;
+                    }
+                }
+            }
             None => clear,
         };
-        let socket = if self.mux { &self.rtp } else { &self.rtcp };
-        if socket.send_to(&datagram, self.remote_rtcp).is_ok() {
+        let socket = if self.params.mux {
+            &self.rtp
+        } else {
+            &self.rtcp
+        };
+        if socket.send_to(&datagram, self.params.remote_rtcp).is_ok() {
             self.sent.control(datagram.len());
         }
     }
 
-    fn request_keyframe(&mut self) {
+    fn request_keyframe(&mut self, events: &ElementEvents) {
         let Some(media_ssrc) = self
             .reception
             .as_ref()
             .map(Reception::ssrc)
-            .or(self.remote_ssrc)
+            .or(self.params.remote_ssrc)
         else {
             return;
         };
         self.fir_seq = self.fir_seq.wrapping_add(1);
         self.keyframe_requests += 1;
         let packets = rtcp::keyframe_request(self.ssrc, media_ssrc, self.fir_seq);
-        self.send_rtcp(&packets);
+        self.send_rtcp(&packets, events);
+    }
+
+    /// Takes a renegotiation's change; `true` when the remote needs a keyframe (it takes media
+    /// again, or at a new address).
+    fn apply(&mut self, update: InUpdate) -> bool {
+        if let Some(key) = update.remote_key {
+            self.remote_key = Some(key);
+        }
+        if let Some(key) = update.protect_rtcp {
+            self.protect_rtcp = Some(key);
+        }
+        let Some(params) = update.params else {
+            self.stopped = true;
+            return false;
+        };
+        let was_sending = !self.stopped && !self.params.send.is_empty();
+        let moved = params.remote_rtp != self.params.remote_rtp;
+        self.unknown_pt_logged = false;
+        self.params = params;
+        self.stopped = false;
+        !self.params.send.is_empty() && (moved || !was_sending)
     }
 }
 
@@ -280,6 +412,7 @@ struct InThread {
     port: ElementPort,
     events: ElementEvents,
     keyframes: Receiver<MediaKind>,
+    updates: Receiver<InUpdate>,
     stop: Arc<AtomicBool>,
     flows: Flows,
     epoch: Instant,
@@ -314,9 +447,20 @@ impl InThread {
                 let (index, is_rtcp_socket) = (event.token().0 / 2, event.token().0 % 2 == 1);
                 self.drain(index, is_rtcp_socket, &mut buf);
             }
+            while let Ok(update) = self.updates.try_recv() {
+                let kind = update.kind;
+                let resumed = self
+                    .legs
+                    .iter_mut()
+                    .find(|l| l.kind == kind)
+                    .is_some_and(|leg| leg.apply(update));
+                if resumed {
+                    self.port.request_keyframe(kind);
+                }
+            }
             while let Ok(kind) = self.keyframes.try_recv() {
                 for leg in self.legs.iter_mut().filter(|l| l.kind == kind) {
-                    leg.request_keyframe();
+                    leg.request_keyframe(&self.events);
                 }
             }
             let now = Instant::now();
@@ -364,21 +508,36 @@ impl InThread {
     fn on_rtp(&mut self, index: usize, datagram: &[u8], now: Instant) {
         let since = now.saturating_duration_since(self.epoch);
         let leg = &mut self.legs[index];
-        let mut bytes = match &mut leg.decrypt {
-            Some(ctx) => match ctx.decrypt_rtp(datagram) {
-                Ok(clear) => clear.freeze(),
-                Err(e) => {
-                    tracing::trace!("rtp endpoint: dropped an SRTP packet: {e}");
+        if leg.stopped {
+            return;
+        }
+        let mut bytes = match &mut leg.remote_key {
+            Some(key) => {
+                if key.usage.expired(Packets::Rtp) {
                     return;
                 }
-            },
+                let clear = match key.rtp.decrypt_rtp(datagram) {
+                    Ok(clear) => clear.freeze(),
+                    Err(e) => {
+                        tracing::trace!("rtp endpoint: dropped an SRTP packet: {e}");
+                        return;
+                    }
+                };
+                // Counted once authentic: forged packets do not use the key up.
+                match key.usage.count(Packets::Rtp) {
+                    KeyState::Expired => return,
+                    KeyState::SoftLimit => (self.events)(ElementEvent::KeySoftLimit(leg.kind)),
+                    KeyState::Fresh => {}
+                }
+                clear
+            }
             None => Bytes::copy_from_slice(datagram),
         };
         let Ok(packet) = RtpPacket::unmarshal(&mut bytes) else {
             return;
         };
         let pt = packet.header.payload_type;
-        let Some(&(_, codec)) = leg.recv.iter().find(|(p, _)| *p == pt) else {
+        let Some(&(_, codec)) = leg.params.recv.iter().find(|(p, _)| *p == pt) else {
             if !std::mem::replace(&mut leg.unknown_pt_logged, true) {
                 tracing::warn!(pt, "rtp endpoint: payload type not negotiated; dropped");
             }
@@ -409,18 +568,29 @@ impl InThread {
 
     fn on_rtcp(&mut self, index: usize, datagram: &[u8], now: Instant) {
         let leg = &mut self.legs[index];
+        if leg.stopped {
+            return;
+        }
         let clear;
-        let datagram = match &mut leg.unprotect_rtcp {
-            Some(ctx) => match ctx.decrypt_rtcp(datagram) {
-                Ok(c) => {
-                    clear = c;
-                    &clear[..]
-                }
-                Err(e) => {
-                    tracing::trace!("rtp endpoint: dropped an SRTCP packet: {e}");
+        let datagram = match &mut leg.remote_key {
+            Some(key) => {
+                if key.usage.expired(Packets::Rtcp) {
                     return;
                 }
-            },
+                match key.rtcp.decrypt_rtcp(datagram) {
+                    Ok(c) => clear = c,
+                    Err(e) => {
+                        tracing::trace!("rtp endpoint: dropped an SRTCP packet: {e}");
+                        return;
+                    }
+                }
+                match key.usage.count(Packets::Rtcp) {
+                    KeyState::Expired => return,
+                    KeyState::SoftLimit => (self.events)(ElementEvent::KeySoftLimit(leg.kind)),
+                    KeyState::Fresh => {}
+                }
+                &clear[..]
+            }
             None => datagram,
         };
         let Some(received) = rtcp::read(datagram, leg.ssrc) else {
@@ -448,10 +618,10 @@ impl InThread {
     fn send_reports(&mut self, now: Instant) {
         let since = now.saturating_duration_since(self.epoch);
         let ntp = crate::webrtc::ntp_now();
-        for leg in &mut self.legs {
+        for leg in self.legs.iter_mut().filter(|l| !l.stopped) {
             let packets =
                 rtcp::report(leg.ssrc, &leg.sent, leg.reception.as_mut(), since, now, ntp);
-            leg.send_rtcp(&packets);
+            leg.send_rtcp(&packets, &self.events);
         }
     }
 
@@ -474,13 +644,13 @@ impl InThread {
                 s.fir_count = leg.keyframe_requests;
                 out.inbound.push(s);
             }
-            if !leg.send.is_empty() {
+            if !leg.params.send.is_empty() {
                 let mut s = RtpStreamStats::new(leg.kind, leg.ssrc);
                 let (packets, octets) = leg.sent.counts();
                 s.packets = u64::from(packets);
                 s.bytes = u64::from(octets);
                 s.codec = leg.sent.payload_type().and_then(|pt| {
-                    let (codec, _) = leg.send.iter().find(|(_, p)| *p == pt)?;
+                    let (codec, _) = leg.params.send.iter().find(|(_, p)| *p == pt)?;
                     Some((pt, *codec))
                 });
                 if let Some((block, rtt)) = &leg.remote {
@@ -514,9 +684,10 @@ struct OutLeg {
     kind: MediaKind,
     socket: UdpSocket,
     to: SocketAddr,
+    /// Empty while the remote takes no media (hold, stopped).
     send: Vec<(CodecId, u8)>,
     ssrc: u32,
-    encrypt: Option<Context>,
+    encrypt: Option<Counted>,
     sent: Arc<SentCounters>,
     /// Codecs already reported as not negotiated with the remote.
     refused: Vec<CodecId>,
@@ -524,6 +695,7 @@ struct OutLeg {
 
 struct OutThread {
     legs: Vec<OutLeg>,
+    updates: Receiver<OutUpdate>,
     events: ElementEvents,
     flows: Flows,
     epoch: Instant,
@@ -533,7 +705,12 @@ struct OutThread {
 impl OutThread {
     fn run(mut self, media: Receiver<SinkPacket>) {
         loop {
-            match media.recv_timeout(TICK) {
+            let packet = media.recv_timeout(TICK);
+            // A renegotiation applies from the next packet on.
+            while let Ok(update) = self.updates.try_recv() {
+                self.apply(update);
+            }
+            match packet {
                 Ok(p) => self.send(&p),
                 Err(RecvTimeoutError::Timeout) => {}
                 // The element left the loop (released).
@@ -546,6 +723,20 @@ impl OutThread {
         for kind in self.flows.stopped(Instant::now(), true) {
             (self.events)(ElementEvent::FlowOut(kind, false));
         }
+    }
+
+    fn apply(&mut self, update: OutUpdate) {
+        let Some(leg) = self.legs.iter_mut().find(|l| l.kind == update.kind) else {
+            return;
+        };
+        if let Some(key) = update.encrypt {
+            leg.encrypt = Some(key);
+        }
+        if let Some(to) = update.to {
+            leg.to = to;
+        }
+        leg.send = update.send;
+        leg.refused.clear();
     }
 
     fn send(&mut self, p: &SinkPacket) {
@@ -573,13 +764,20 @@ impl OutThread {
         buf.extend_from_slice(&leg.ssrc.to_be_bytes());
         buf.extend_from_slice(&p.payload);
         let result = match &mut leg.encrypt {
-            Some(ctx) => match ctx.encrypt_rtp(buf) {
-                Ok(protected) => leg.socket.send_to(&protected, leg.to),
-                Err(e) => {
-                    tracing::debug!("rtp endpoint: cannot protect RTP: {e}");
-                    return;
+            Some((usage, ctx)) => {
+                match usage.count(Packets::Rtp) {
+                    KeyState::Expired => return,
+                    KeyState::SoftLimit => (self.events)(ElementEvent::KeySoftLimit(p.kind)),
+                    KeyState::Fresh => {}
                 }
-            },
+                match ctx.encrypt_rtp(buf) {
+                    Ok(protected) => leg.socket.send_to(&protected, leg.to),
+                    Err(e) => {
+                        tracing::debug!("rtp endpoint: cannot protect RTP: {e}");
+                        return;
+                    }
+                }
+            }
             None => leg.socket.send_to(buf, leg.to),
         };
         let Ok(datagram) = result else {

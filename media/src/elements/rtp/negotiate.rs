@@ -1,5 +1,10 @@
 //! Offer/answer of an RtpEndpoint (RFC 3264 without ICE): the offer rkms makes, its answer to a
 //! remote offer, and the media legs an offer and its answer agree on.
+//!
+//! A negotiated endpoint may negotiate again (RFC 3264 §8, a SIP re-INVITE): its re-offers and
+//! re-answers keep its ports and SSRCs, and a line it cannot take, or one the remote stops
+//! (port 0), stops that stream rather than failing the session. rkms adds no media in a
+//! renegotiation: a new line of a kind it has no ports for is refused.
 
 use std::net::IpAddr;
 
@@ -62,17 +67,17 @@ fn local_line(
 }
 
 /// Where rkms's side of the media lives.
-pub(super) struct Local<'a> {
+pub(super) struct Local {
     pub addr: IpAddr,
     pub session_id: u64,
     pub version: u64,
     /// SDES key rkms encrypts with, when encryption is on.
-    pub key: Option<&'a MasterKey>,
+    pub key: Option<MasterKey>,
 }
 
 /// rkms's offer: one line per kind in `media`, each with the port `port_of` gives it.
 pub(super) fn offer(
-    local: &Local<'_>,
+    local: &Local,
     media: &[MediaKind],
     mut port_of: impl FnMut(MediaKind) -> Result<(u16, u32), RtpError>,
 ) -> Result<SessionDescription, RtpError> {
@@ -85,10 +90,11 @@ pub(super) fn offer(
     for &kind in media {
         let (port, ssrc) = port_of(kind)?;
         let mut line = local_line(kind, port, proto, local.addr, offered_payloads(kind), ssrc);
-        if let Some(key) = local.key {
+        if let Some(key) = &local.key {
             line.crypto.push(CryptoAttribute {
                 tag: 1,
                 key: key.clone(),
+                lifetime: None,
             });
         }
         lines.push(line);
@@ -101,22 +107,83 @@ pub(super) fn offer(
     })
 }
 
+/// rkms's re-offer in a negotiated session: `previous` (its last description) again, with the
+/// same ports and SSRCs (`legs`: kind, port, SSRC of each running stream), the payload types
+/// already agreed first, and the direction `receive` asks for per kind. Stopped lines stay
+/// stopped.
+pub(super) fn reoffer(
+    previous: &SessionDescription,
+    local: &Local,
+    legs: &[(MediaKind, u16, u32)],
+    receive: impl Fn(MediaKind) -> bool,
+) -> SessionDescription {
+    let media = previous
+        .media
+        .iter()
+        .map(|line| {
+            let Some(&(kind, port, ssrc)) = line
+                .kind()
+                .filter(|_| line.port != 0)
+                .and_then(|kind| legs.iter().find(|l| l.0 == kind))
+            else {
+                return line.rejected();
+            };
+            let mut payloads = line.payloads.clone();
+            for p in offered_payloads(kind) {
+                if !payloads.iter().any(|q| q.codec == p.codec || q.pt == p.pt) {
+                    payloads.push(p);
+                }
+            }
+            let mut ours = local_line(kind, port, &line.proto, local.addr, payloads, ssrc);
+            ours.rtcp_mux = line.rtcp_mux;
+            ours.direction = if receive(kind) {
+                Direction::SendRecv
+            } else {
+                Direction::SendOnly
+            };
+            if let Some(key) = &local.key {
+                ours.crypto.push(CryptoAttribute {
+                    tag: line.crypto.first().map_or(1, |c| c.tag),
+                    key: key.clone(),
+                    lifetime: None,
+                });
+            }
+            ours
+        })
+        .collect();
+    SessionDescription {
+        session_id: local.session_id,
+        version: local.version,
+        addr: local.addr,
+        media,
+    }
+}
+
 /// rkms's answer to `offer`: the first audio and the first video line it can take are
 /// accepted with the offerer's payload types (of codecs rkms forwards) and profile, every other
-/// line is refused (port 0). Fails when no line is accepted, saying why.
+/// line is refused (port 0). `port_of` gives a kind's port and SSRC, `None` when that kind
+/// cannot be added (a renegotiation). Fails when no line is accepted, saying why; a re-offer
+/// (`renegotiation`) whose lines are all at port 0 is answered (every stream stops).
 pub(super) fn answer(
     offer: &SessionDescription,
-    local: &Local<'_>,
-    mut port_of: impl FnMut(MediaKind) -> Result<(u16, u32), RtpError>,
+    local: &Local,
+    renegotiation: bool,
+    mut port_of: impl FnMut(MediaKind) -> Result<Option<(u16, u32)>, RtpError>,
 ) -> Result<SessionDescription, RtpError> {
     let mut lines = Vec::new();
     let mut refusals = Vec::new();
     let mut taken: Vec<MediaKind> = Vec::new();
     for line in &offer.media {
-        match acceptable(line, local.key, &taken) {
-            Ok((kind, crypto)) => {
+        let accepted = match acceptable(line, local.key.as_ref(), &taken) {
+            Ok((kind, crypto)) => match port_of(kind)? {
+                Some(port) => Ok((kind, crypto, port)),
+                None => Err("rkms adds no media in a renegotiation".to_owned()),
+            },
+            Err(why) => Err(why),
+        };
+        match accepted {
+            Ok((kind, crypto, (port, ssrc))) => {
                 taken.push(kind);
-                let (port, ssrc) = port_of(kind)?;
                 let mut ours = local_line(
                     kind,
                     port,
@@ -136,7 +203,8 @@ pub(super) fn answer(
             }
         }
     }
-    if taken.is_empty() {
+    let all_stopped = offer.media.iter().all(|l| l.port == 0);
+    if taken.is_empty() && !(renegotiation && all_stopped && !offer.media.is_empty()) {
         return Err(RtpError::Offer(if refusals.is_empty() {
             "the offer has no media".into()
         } else {
@@ -190,6 +258,7 @@ fn acceptable(
             Some(CryptoAttribute {
                 tag: offered.tag,
                 key: key.clone(),
+                lifetime: None,
             })
         }
     };
@@ -204,12 +273,12 @@ pub(super) struct Agreed {
     pub local: MediaLine,
     /// The remote's line.
     pub remote: MediaLine,
-    /// The remote's SDES key, when encrypted.
-    pub remote_key: Option<MasterKey>,
+    /// The remote's SDES key and its lifetime, when encrypted.
+    pub remote_key: Option<CryptoAttribute>,
 }
 
-/// The lines an offer and its answer agree on (same order, both ports set); fails on an answer
-/// that does not match the offer.
+/// The lines an offer and its answer agree on (same order, both ports set; none when every
+/// line is refused); fails on an answer that does not match the offer.
 pub(super) fn agreed(
     local: &SessionDescription,
     remote: &SessionDescription,
@@ -243,7 +312,7 @@ pub(super) fn agreed(
                     .iter()
                     .find(|c| c.tag == mine.tag && c.key.suite == mine.key.suite)
                     .or_else(|| theirs.crypto.iter().find(|c| c.key.suite == mine.key.suite))
-                    .map(|c| c.key.clone())
+                    .cloned()
                     .ok_or_else(|| {
                         format!(
                             "m={} has no a=crypto line of suite {}",
@@ -263,9 +332,6 @@ pub(super) fn agreed(
             remote_key,
         });
     }
-    if out.is_empty() {
-        return Err("no media line was accepted".into());
-    }
     Ok(out)
 }
 
@@ -274,13 +340,20 @@ mod tests {
     use super::*;
     use crate::elements::rtp::sdes::CryptoSuite;
 
-    fn local(key: Option<&MasterKey>) -> Local<'_> {
+    fn local(key: Option<&MasterKey>) -> Local {
         Local {
             addr: "127.0.0.1".parse().expect("ip"),
             session_id: 1,
             version: 1,
-            key,
+            key: key.cloned(),
         }
+    }
+
+    fn answer_new(
+        offer: &SessionDescription,
+        local: &Local,
+    ) -> Result<SessionDescription, RtpError> {
+        answer(offer, local, false, |kind| ports(kind).map(Some))
     }
 
     fn ports(kind: MediaKind) -> Result<(u16, u32), RtpError> {
@@ -318,7 +391,7 @@ mod tests {
              m=application 5010 UDP/DTLS/SCTP webrtc-datachannel\r\n",
         )
         .expect("parses");
-        let a = answer(&remote, &local(None), ports).expect("answer");
+        let a = answer_new(&remote, &local(None)).expect("answer");
         let first = &a.media[0];
         assert_eq!((first.port, first.proto.as_str()), (30002, "RTP/AVP"));
         assert_eq!(first.payloads, remote.media[0].payloads[..1]);
@@ -337,7 +410,7 @@ mod tests {
              m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n",
         )
         .expect("parses");
-        let Err(RtpError::Offer(why)) = answer(&remote, &local(None), ports) else {
+        let Err(RtpError::Offer(why)) = answer_new(&remote, &local(None)) else {
             panic!("refused");
         };
         assert!(why.contains("UDP/TLS/RTP/SAVPF"), "{why}");
@@ -350,6 +423,7 @@ mod tests {
         let attr = |tag, key: &MasterKey| CryptoAttribute {
             tag,
             key: key.clone(),
+            lifetime: None,
         };
         let text = format!(
             "v=0\r\no=- 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
@@ -358,10 +432,10 @@ mod tests {
             attr(2, &theirs).value()
         );
         let remote = SessionDescription::parse(&text).expect("parses");
-        let a = answer(&remote, &local(Some(&mine)), ports).expect("answer");
+        let a = answer_new(&remote, &local(Some(&mine))).expect("answer");
         assert_eq!(a.media[0].crypto, [attr(2, &mine)]);
         let lines = agreed(&a, &remote).expect("agreed");
-        assert_eq!(lines[0].remote_key, Some(theirs));
+        assert_eq!(lines[0].remote_key, Some(attr(2, &theirs)));
 
         // Plain RTP offered to an encrypted endpoint, and the other way round.
         let plain = SessionDescription::parse(
@@ -369,8 +443,8 @@ mod tests {
              m=audio 5004 RTP/AVP 0\r\n",
         )
         .expect("parses");
-        assert!(answer(&plain, &local(Some(&mine)), ports).is_err());
-        assert!(answer(&remote, &local(None), ports).is_err());
+        assert!(answer_new(&plain, &local(Some(&mine))).is_err());
+        assert!(answer_new(&remote, &local(None)).is_err());
     }
 
     #[test]
@@ -395,7 +469,11 @@ mod tests {
              m=video 0 RTP/AVP 96\r\n",
         )
         .expect("parses");
-        assert!(agreed(&plain_offer, &refused).is_err());
+        assert!(
+            agreed(&plain_offer, &refused)
+                .expect("all refused")
+                .is_empty()
+        );
         assert_eq!(agreed(&plain_offer, &plain).expect("ok").len(), 1);
     }
 }

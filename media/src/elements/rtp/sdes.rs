@@ -3,6 +3,12 @@
 //!
 //! Each side encrypts with its own master key and announces it in its `a=crypto` line; the
 //! other side decrypts with the key it read there.
+//!
+//! A master key has a lifetime ([`KeyUsage`]): RFC 3711 §9.2 bounds it to 2^48 SRTP and 2^31
+//! SRTCP packets, and an `a=crypto` line may announce a shorter one (`inline:KEY|2^20`,
+//! RFC 4568 §6.1), which counts SRTP and SRTCP packets each.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -150,6 +156,8 @@ pub struct CryptoAttribute {
     pub tag: u32,
     /// The key its sender encrypts with.
     pub key: MasterKey,
+    /// The key's lifetime in packets, when the line gives one.
+    pub lifetime: Option<u64>,
 }
 
 impl CryptoAttribute {
@@ -174,25 +182,151 @@ impl CryptoAttribute {
         };
         let mut parts = inline.split('|');
         let encoded = parts.next().unwrap_or_default();
-        // A lifetime may follow; an MKI (`n:len`) is not supported.
-        if parts.any(|p| p.contains(':')) {
-            return Ok(None);
+        let mut lifetime = None;
+        for part in parts {
+            // An MKI (`n:len`) is not supported.
+            if part.contains(':') {
+                return Ok(None);
+            }
+            lifetime = Some(parse_lifetime(part).ok_or_else(bad)?);
         }
         let bytes = BASE64.decode(encoded).map_err(|_| bad())?;
         Ok(Some(Self {
             tag,
             key: MasterKey::new(suite, bytes)?,
+            lifetime,
         }))
     }
 
     /// The attribute value.
     pub fn value(&self) -> String {
-        format!(
+        let mut value = format!(
             "{} {} inline:{}",
             self.tag,
             self.key.suite.sdp_name(),
             BASE64.encode(&self.key.bytes)
-        )
+        );
+        if let Some(lifetime) = self.lifetime {
+            value.push('|');
+            if lifetime.is_power_of_two() {
+                value.push_str(&format!("2^{}", lifetime.trailing_zeros()));
+            } else {
+                value.push_str(&lifetime.to_string());
+            }
+        }
+        value
+    }
+}
+
+/// A key lifetime: `2^N` or a decimal count, at least 1.
+fn parse_lifetime(text: &str) -> Option<u64> {
+    let n = match text.strip_prefix("2^") {
+        Some(exp) => 1u64.checked_shl(exp.parse().ok()?)?,
+        None => text.parse().ok()?,
+    };
+    (n > 0).then_some(n)
+}
+
+/// RFC 3711 §9.2: at most 2^48 SRTP packets under one master key.
+const SRTP_MAX_PACKETS: u64 = 1 << 48;
+/// RFC 3711 §9.2: at most 2^31 SRTCP packets under one master key.
+const SRTCP_MAX_PACKETS: u64 = 1 << 31;
+/// How many packets before a key's end OnKeySoftLimit is raised: libsrtp's 2^16, or a tenth of
+/// the lifetime for lifetimes under ten times that, so short lifetimes still get a warning
+/// before their end.
+const SOFT_MARGIN: u64 = 1 << 16;
+
+/// Whether SRTP or SRTCP packets are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packets {
+    /// SRTP.
+    Rtp,
+    /// SRTCP.
+    Rtcp,
+}
+
+/// What a packet counted against a key's lifetime may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Go on.
+    Fresh,
+    /// Go on; this packet reached the soft limit, the first one of the key to (raise
+    /// OnKeySoftLimit).
+    SoftLimit,
+    /// The key is spent: drop the packet.
+    Expired,
+}
+
+/// How many packets one master key has protected or unprotected, against its lifetime. Shared
+/// by the threads using the key (one direction of an RtpEndpoint: its key's SRTP and SRTCP).
+#[derive(Debug)]
+pub struct KeyUsage {
+    rtp: AtomicU64,
+    rtcp: AtomicU64,
+    rtp_limit: u64,
+    rtcp_limit: u64,
+    soft_reached: AtomicBool,
+    expiry_logged: AtomicBool,
+}
+
+impl KeyUsage {
+    /// A key's count from zero; `lifetime` from its `a=crypto` line, capped by RFC 3711's.
+    pub fn new(lifetime: Option<u64>) -> Self {
+        let cap = |max: u64| lifetime.map_or(max, |l| l.min(max));
+        Self {
+            rtp: AtomicU64::new(0),
+            rtcp: AtomicU64::new(0),
+            rtp_limit: cap(SRTP_MAX_PACKETS),
+            rtcp_limit: cap(SRTCP_MAX_PACKETS),
+            soft_reached: AtomicBool::new(false),
+            expiry_logged: AtomicBool::new(false),
+        }
+    }
+
+    fn counter(&self, packets: Packets) -> (&AtomicU64, u64) {
+        match packets {
+            Packets::Rtp => (&self.rtp, self.rtp_limit),
+            Packets::Rtcp => (&self.rtcp, self.rtcp_limit),
+        }
+    }
+
+    /// Whether the key can take no more `packets` (checked before unprotecting, so that only
+    /// authentic packets are counted).
+    pub fn expired(&self, packets: Packets) -> bool {
+        let (count, limit) = self.counter(packets);
+        // The packet numbered `limit` is the first refused: RFC 4568 §6.1 wants fewer packets
+        // than the lifetime.
+        count.load(Ordering::Relaxed) + 1 >= limit
+    }
+
+    /// Counts one more of `packets` under the key. Packets are numbered from 1; those numbered
+    /// `lifetime` and beyond are refused.
+    pub fn count(&self, packets: Packets) -> KeyState {
+        let (count, limit) = self.counter(packets);
+        let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= limit {
+            if !self.expiry_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    packets = ?packets,
+                    limit,
+                    "rtp endpoint: an SDES key reached the end of its lifetime; its packets are \
+                     dropped until a renegotiation brings a new key"
+                );
+            }
+            return KeyState::Expired;
+        }
+        if n >= limit - SOFT_MARGIN.min(limit / 10)
+            && !self.soft_reached.swap(true, Ordering::Relaxed)
+        {
+            return KeyState::SoftLimit;
+        }
+        KeyState::Fresh
+    }
+
+    /// Whether the key has reached its soft limit or its end (a renegotiation should bring a
+    /// new one).
+    pub fn worn(&self) -> bool {
+        self.soft_reached.load(Ordering::Relaxed) || self.expiry_logged.load(Ordering::Relaxed)
     }
 }
 
@@ -225,7 +359,11 @@ mod tests {
     #[test]
     fn crypto_attributes_round_trip_and_skip_what_rkms_cannot_use() {
         let key = MasterKey::generate(CryptoSuite::Aes256CmHmacSha1_80);
-        let attr = CryptoAttribute { tag: 3, key };
+        let attr = CryptoAttribute {
+            tag: 3,
+            key,
+            lifetime: None,
+        };
         let value = attr.value();
         assert!(value.starts_with("3 AES_256_CM_HMAC_SHA1_80 inline:"));
         assert_eq!(CryptoAttribute::parse(&value).expect("parses"), Some(attr));
@@ -236,6 +374,17 @@ mod tests {
             .expect("parses")
             .expect("usable");
         assert_eq!(parsed.key.suite, CryptoSuite::Aes128CmHmacSha1_80);
+        assert_eq!(parsed.lifetime, Some(1 << 31));
+        assert!(parsed.value().ends_with("|2^31"), "{}", parsed.value());
+        let decimal = ffmpeg.replace("2^31", "1000");
+        let counted = CryptoAttribute::parse(&decimal)
+            .expect("parses")
+            .expect("usable");
+        assert_eq!(counted.lifetime, Some(1000));
+        assert_eq!(
+            CryptoAttribute::parse(&counted.value()).expect("parses"),
+            Some(counted)
+        );
         assert_eq!(
             parsed.key,
             MasterKey::from_sdes(
@@ -257,6 +406,9 @@ mod tests {
             "1 AES_CM_128_HMAC_SHA1_80",
             "1 AES_CM_128_HMAC_SHA1_80 key:AAAA",
             "1 AES_CM_128_HMAC_SHA1_80 inline:AAAA",
+            "1 AES_CM_128_HMAC_SHA1_80 inline:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0|2^x",
+            "1 AES_CM_128_HMAC_SHA1_80 inline:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0|0",
+            "1 AES_CM_128_HMAC_SHA1_80 inline:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0|2^64",
         ] {
             assert!(CryptoAttribute::parse(bad).is_err(), "{bad}");
         }
@@ -283,5 +435,37 @@ mod tests {
                 .decrypt_rtp(&protected)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_key_counts_down_to_a_soft_limit_then_expires() {
+        // 2^10 packets: the soft limit a tenth before the end, the 1024th packet refused.
+        let usage = KeyUsage::new(Some(1 << 10));
+        let states: Vec<KeyState> = (0..1100).map(|_| usage.count(Packets::Rtp)).collect();
+        let soft: Vec<usize> = (0..states.len())
+            .filter(|&i| states[i] == KeyState::SoftLimit)
+            .collect();
+        assert_eq!(
+            soft,
+            [921],
+            "packet 922 of 1024 reaches the soft limit, once"
+        );
+        assert!(states[..1023].iter().all(|s| *s != KeyState::Expired));
+        assert!(states[1023..].iter().all(|s| *s == KeyState::Expired));
+        assert!(usage.worn() && usage.expired(Packets::Rtp));
+        // SRTCP has a count of its own.
+        assert!(!usage.expired(Packets::Rtcp));
+        assert_eq!(usage.count(Packets::Rtcp), KeyState::Fresh);
+
+        // Long lifetimes warn 2^16 packets before their end; RFC 3711 caps SRTCP at 2^31.
+        let long = KeyUsage::new(Some(1 << 20));
+        long.rtp.store((1 << 20) - (1 << 16) - 1, Ordering::Relaxed);
+        assert_eq!(long.count(Packets::Rtp), KeyState::SoftLimit);
+        let default = KeyUsage::new(None);
+        default.rtcp.store((1 << 31) - 2, Ordering::Relaxed);
+        assert!(!default.expired(Packets::Rtcp));
+        assert_eq!(default.count(Packets::Rtcp), KeyState::SoftLimit);
+        assert_eq!(default.count(Packets::Rtcp), KeyState::Expired);
+        assert!(!KeyUsage::new(None).worn());
     }
 }

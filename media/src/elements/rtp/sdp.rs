@@ -431,7 +431,11 @@ mod tests {
                     rtcp_mux: true,
                     direction: Direction::SendRecv,
                     payloads: vec![Payload::new(96, CodecId::Vp8, "VP8/90000", None)],
-                    crypto: vec![CryptoAttribute { tag: 1, key }],
+                    crypto: vec![CryptoAttribute {
+                        tag: 1,
+                        key,
+                        lifetime: Some(1 << 20),
+                    }],
                     ssrc: Some(99),
                 },
                 MediaLine {
