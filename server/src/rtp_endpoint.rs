@@ -81,6 +81,7 @@ fn negotiation_error(e: RtpError, step: fn(String) -> NegotiationError) -> Negot
         RtpError::AlreadyNegotiated => NegotiationError::AlreadyNegotiated,
         RtpError::NotOfferGenerated => NegotiationError::NotOfferGenerated,
         RtpError::AnswerAlreadyProcessed => NegotiationError::AnswerAlreadyProcessed,
+        RtpError::OfferPending => NegotiationError::ProcessOffer(e.to_string()),
         other => {
             tracing::warn!(error = %other, "RtpEndpoint negotiation failed");
             step(other.to_string())

@@ -52,13 +52,15 @@ export function runFfmpeg(args) {
 }
 
 /** An SDP for ffmpeg's side: its address, port and the one codec (after a
- * refused audio line when answering rkms's audio+video offer). */
-export function peerSdp({ port, proto = 'RTP/AVP', pt, rtpmap, fmtp, direction, crypto, refuseAudio }) {
-  return ['v=0', 'o=- 0 0 IN IP4 127.0.0.1', 's=ffmpeg', 'c=IN IP4 127.0.0.1', 't=0 0',
+ * refused audio line when answering rkms's audio+video offer); `version` of its
+ * `o=` line goes up in re-offers, `lifetime` follows the SDES key (`2^10`). */
+export function peerSdp({ port, proto = 'RTP/AVP', pt, rtpmap, fmtp, direction, crypto, lifetime, refuseAudio,
+  version = 0 }) {
+  return ['v=0', `o=- 0 ${version} IN IP4 127.0.0.1`, 's=ffmpeg', 'c=IN IP4 127.0.0.1', 't=0 0',
     ...(refuseAudio ? [`m=audio 0 ${proto} 0`] : []),
     `m=video ${port} ${proto} ${pt}`, `a=rtpmap:${pt} ${rtpmap}`,
     ...(fmtp ? [`a=fmtp:${pt} ${fmtp}`] : []),
-    ...(crypto ? [`a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:${crypto}`] : []),
+    ...(crypto ? [`a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:${crypto}${lifetime ? `|${lifetime}` : ''}`] : []),
     `a=${direction}`, ''].join('\r\n');
 }
 
@@ -70,22 +72,38 @@ export const ENCODERS = {
 
 /**
  * ffmpeg sends a `codec` test pattern (320x240, 30 fps, a keyframe each
- * second) to the offer `rtp` generates, SRTP with `crypto`; rkms gets
- * ffmpeg's side as the answer. Returns the ffmpeg child and rkms's video line.
+ * second) to rkms's RTP `port` under payload type `pt`, SRTP with `crypto`,
+ * from a fresh local port pair (so a new SSRC and sequence each time);
+ * `pktSize` caps its RTP packets and `noise` makes frames big, for many
+ * packets per frame. Returns the ffmpeg child and its local RTP port.
  */
-export async function ffmpegSendsTo(rtp, codec, { crypto, seconds = 60 } = {}) {
+export async function ffmpegSends({ port, pt, codec, crypto, seconds = 60, pktSize, noise }) {
+  const local = await freePortPair();
+  const enc = ENCODERS[codec];
+  const scheme = crypto ? 'srtp' : 'rtp';
+  const source = `testsrc=size=320x240:rate=30${noise ? ',noise=alls=80:allf=t' : ''}`;
+  const ff = runFfmpeg(['-re', '-f', 'lavfi', '-i', source, '-t', String(seconds), '-an',
+    ...enc.args, '-g', '30', '-f', 'rtp', '-payload_type', String(pt),
+    ...(crypto ? ['-srtp_out_suite', 'AES_CM_128_HMAC_SHA1_80', '-srtp_out_params', crypto] : []),
+    `${scheme}://127.0.0.1:${port}?rtcpport=${port + 1}&localrtpport=${local}&localrtcpport=${local + 1}${
+      pktSize ? `&pkt_size=${pktSize}` : ''}`]);
+  return { ff, local };
+}
+
+/**
+ * ffmpeg sends a `codec` test pattern to the offer `rtp` generates (see
+ * `ffmpegSends`), SRTP with `crypto` (announced with `lifetime`); rkms gets
+ * ffmpeg's side as the answer. Returns the ffmpeg child, rkms's offer and its
+ * video line.
+ */
+export async function ffmpegSendsTo(rtp, codec, { crypto, lifetime, seconds = 60, pktSize, noise } = {}) {
   const offer = await rtp.generateOffer();
   const video = mediaLine(offer, 'video');
   const pt = video.pt(codec);
   assert.ok(pt, `rkms offers ${codec}: ${offer}`);
-  const local = await freePortPair();
+  const { ff, local } = await ffmpegSends({ port: video.port, pt, codec, crypto, seconds, pktSize, noise });
   const enc = ENCODERS[codec];
-  const scheme = crypto ? 'srtp' : 'rtp';
-  const ff = runFfmpeg(['-re', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=30', '-t', String(seconds), '-an',
-    ...enc.args, '-g', '30', '-f', 'rtp', '-payload_type', String(pt),
-    ...(crypto ? ['-srtp_out_suite', 'AES_CM_128_HMAC_SHA1_80', '-srtp_out_params', crypto] : []),
-    `${scheme}://127.0.0.1:${video.port}?rtcpport=${video.port + 1}&localrtpport=${local}&localrtcpport=${local + 1}`]);
   await rtp.processAnswer(peerSdp({ port: local, proto: crypto ? 'RTP/SAVP' : 'RTP/AVP', pt,
-    rtpmap: enc.rtpmap, fmtp: enc.fmtp, direction: 'sendonly', crypto, refuseAudio: true }));
-  return { ff, video };
+    rtpmap: enc.rtpmap, fmtp: enc.fmtp, direction: 'sendonly', crypto, lifetime, refuseAudio: true }));
+  return { ff, offer, video };
 }

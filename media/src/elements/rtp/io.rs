@@ -440,13 +440,7 @@ impl InThread {
                 tracing::error!("rtp endpoint poll failed: {e}");
                 break;
             }
-            for event in &events {
-                if event.token() == WAKER {
-                    continue;
-                }
-                let (index, is_rtcp_socket) = (event.token().0 / 2, event.token().0 % 2 == 1);
-                self.drain(index, is_rtcp_socket, &mut buf);
-            }
+            // Before the sockets: what arrives after a renegotiation's answer is the new session's.
             while let Ok(update) = self.updates.try_recv() {
                 let kind = update.kind;
                 let resumed = self
@@ -457,6 +451,13 @@ impl InThread {
                 if resumed {
                     self.port.request_keyframe(kind);
                 }
+            }
+            for event in &events {
+                if event.token() == WAKER {
+                    continue;
+                }
+                let (index, is_rtcp_socket) = (event.token().0 / 2, event.token().0 % 2 == 1);
+                self.drain(index, is_rtcp_socket, &mut buf);
             }
             while let Ok(kind) = self.keyframes.try_recv() {
                 for leg in self.legs.iter_mut().filter(|l| l.kind == kind) {
