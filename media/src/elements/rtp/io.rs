@@ -395,6 +395,8 @@ impl InLeg {
         }
         let Some(params) = update.params else {
             self.stopped = true;
+            // Nothing is sent on a stopped stream: no outbound statistics either.
+            self.params.send.clear();
             return false;
         };
         let was_sending = !self.stopped && !self.params.send.is_empty();

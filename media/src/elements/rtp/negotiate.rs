@@ -476,4 +476,57 @@ mod tests {
         );
         assert_eq!(agreed(&plain_offer, &plain).expect("ok").len(), 1);
     }
+
+    #[test]
+    fn a_re_offer_keeps_ports_agreed_payload_types_and_stopped_lines() {
+        let remote = SessionDescription::parse(
+            "v=0\r\no=- 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio 0 RTP/AVP 0\r\n\
+             m=video 5004 RTP/AVP 100\r\na=rtpmap:100 H264/90000\r\n\
+             a=fmtp:100 packetization-mode=1\r\n",
+        )
+        .expect("parses");
+        let first = answer_new(&remote, &local(None)).expect("answer");
+        let next = Local {
+            version: 2,
+            ..local(None)
+        };
+        let again = reoffer(&first, &next, &[(MediaKind::Video, 30002, 22)], |_| false);
+        assert_eq!((again.session_id, again.version), (1, 2));
+        assert_eq!(again.media[0].port, 0, "a stopped line stays stopped");
+        let video = &again.media[1];
+        assert_eq!((video.port, video.proto.as_str()), (30002, "RTP/AVP"));
+        assert_eq!(video.ssrc, Some(22));
+        assert_eq!(video.direction, Direction::SendOnly, "video is not wanted");
+        let pts: Vec<u8> = video.payloads.iter().map(|p| p.pt).collect();
+        assert_eq!(pts, [100, 96, 98, 99], "H264 keeps its agreed type, first");
+    }
+
+    #[test]
+    fn a_renegotiation_refuses_new_media_and_answers_stopped_streams() {
+        let text = |audio: u16, video: u16| {
+            format!(
+                "v=0\r\no=- 5 6 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio {audio} RTP/AVP 0\r\nm=video {video} RTP/AVP 96\r\n\
+                 a=rtpmap:96 VP8/90000\r\n"
+            )
+        };
+        // Only video runs: a new audio line is refused, video keeps its port.
+        let only_video = |kind| Ok((kind == MediaKind::Video).then_some((30002, 22)));
+        let offer = SessionDescription::parse(&text(5000, 5004)).expect("parses");
+        let a = answer(&offer, &local(None), true, only_video).expect("answer");
+        assert_eq!((a.media[0].port, a.media[1].port), (0, 30002));
+        // Every line at port 0: every stream stops, which is no error in a renegotiation.
+        let none = SessionDescription::parse(&text(0, 0)).expect("parses");
+        let a = answer(&none, &local(None), true, only_video).expect("answer");
+        assert!(a.media.iter().all(|m| m.port == 0));
+        assert!(agreed(&a, &none).expect("agreed").is_empty());
+        assert!(answer(&none, &local(None), false, only_video).is_err());
+        // Nothing rkms can take in what is offered: refused, as a first offer is.
+        let audio_only = SessionDescription::parse(&text(5000, 0)).expect("parses");
+        assert!(matches!(
+            answer(&audio_only, &local(None), true, only_video),
+            Err(RtpError::Offer(_))
+        ));
+    }
 }
