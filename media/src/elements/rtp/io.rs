@@ -95,6 +95,19 @@ impl Keyed {
     }
 }
 
+/// Counts one packet of `kind` against its key's lifetime, raising OnKeySoftLimit at the soft
+/// limit; `false` when the key is spent and the packet must be dropped.
+fn spend(usage: &KeyUsage, packets: Packets, kind: MediaKind, events: &ElementEvents) -> bool {
+    match usage.count(packets) {
+        KeyState::Expired => false,
+        KeyState::SoftLimit => {
+            events(ElementEvent::KeySoftLimit(kind));
+            true
+        }
+        KeyState::Fresh => true,
+    }
+}
+
 /// A context and the lifetime count of its key.
 type Counted = (Arc<KeyUsage>, Context);
 
@@ -344,10 +357,8 @@ impl InLeg {
         };
         let datagram = match &mut self.protect_rtcp {
             Some((usage, ctx)) => {
-                match usage.count(Packets::Rtcp) {
-                    KeyState::Expired => return,
-                    KeyState::SoftLimit => events(ElementEvent::KeySoftLimit(self.kind)),
-                    KeyState::Fresh => {}
+                if !spend(usage, Packets::Rtcp, self.kind, events) {
+                    return;
                 }
                 match ctx.encrypt_rtcp(&clear) {
                     Ok(b) => b,
@@ -527,10 +538,8 @@ impl InThread {
                     }
                 };
                 // Counted once authentic: forged packets do not use the key up.
-                match key.usage.count(Packets::Rtp) {
-                    KeyState::Expired => return,
-                    KeyState::SoftLimit => (self.events)(ElementEvent::KeySoftLimit(leg.kind)),
-                    KeyState::Fresh => {}
+                if !spend(&key.usage, Packets::Rtp, leg.kind, &self.events) {
+                    return;
                 }
                 clear
             }
@@ -587,10 +596,8 @@ impl InThread {
                         return;
                     }
                 }
-                match key.usage.count(Packets::Rtcp) {
-                    KeyState::Expired => return,
-                    KeyState::SoftLimit => (self.events)(ElementEvent::KeySoftLimit(leg.kind)),
-                    KeyState::Fresh => {}
+                if !spend(&key.usage, Packets::Rtcp, leg.kind, &self.events) {
+                    return;
                 }
                 &clear[..]
             }
@@ -768,10 +775,8 @@ impl OutThread {
         buf.extend_from_slice(&p.payload);
         let result = match &mut leg.encrypt {
             Some((usage, ctx)) => {
-                match usage.count(Packets::Rtp) {
-                    KeyState::Expired => return,
-                    KeyState::SoftLimit => (self.events)(ElementEvent::KeySoftLimit(p.kind)),
-                    KeyState::Fresh => {}
+                if !spend(usage, Packets::Rtp, p.kind, &self.events) {
+                    return;
                 }
                 match ctx.encrypt_rtp(buf) {
                     Ok(protected) => leg.socket.send_to(&protected, leg.to),

@@ -378,8 +378,9 @@ impl RtpElement {
         key: &Option<OwnKey>,
         agreed: Vec<Agreed>,
     ) -> Result<(), RtpError> {
-        if state.running.is_some() {
-            return self.renegotiate(state, key, &agreed);
+        if let Some(running) = &state.running {
+            running.update(renegotiated(&mut state.streams, key, &agreed)?);
+            return Ok(());
         }
         if agreed.is_empty() {
             return Err(RtpError::Answer("no media line was accepted".into()));
@@ -425,28 +426,12 @@ impl RtpElement {
         state.streams = streams;
         Ok(())
     }
-
-    /// Hands a renegotiation to the running streams: a stream without an agreed line stops, the
-    /// others take the line's addresses, payload types and direction, and the keys that
-    /// changed (a new SRTP context, counted from zero).
-    fn renegotiate(
-        &self,
-        state: &mut State,
-        key: &Option<OwnKey>,
-        agreed: &[Agreed],
-    ) -> Result<(), RtpError> {
-        let mut streams = std::mem::take(&mut state.streams);
-        let updates = renegotiated(&mut streams, key, agreed);
-        state.streams = streams;
-        if let Some(running) = &state.running {
-            running.update(updates?);
-        }
-        Ok(())
-    }
 }
 
-/// The running streams' updates for a renegotiation (see [`RtpElement::renegotiate`]); the
-/// streams record the keys in use only when all updates could be made.
+/// The running streams' updates for a renegotiation: a stream without an agreed line stops, the
+/// others take the line's addresses, payload types and direction, and the keys that changed (a
+/// new SRTP context, counted from zero). The streams record the keys in use only when all
+/// updates could be made.
 fn renegotiated(
     streams: &mut [Stream],
     key: &Option<OwnKey>,
@@ -578,5 +563,50 @@ mod tests {
             next % 2 == 0 && (port + 2..port + 5).contains(&next),
             "{next}"
         );
+    }
+
+    #[test]
+    fn a_worn_key_of_rkms_is_replaced_in_its_next_description() {
+        let host = crate::webrtc::WebRtcHost::start(crate::webrtc::NetworkSettings::default())
+            .expect("host");
+        let a = RtpAddressing {
+            bind: "127.0.0.1".parse().expect("ip"),
+            advertised: "127.0.0.1".parse().expect("ip"),
+            port_min: 0,
+            port_max: 0,
+        };
+        let key = MasterKey::generate(sdes::CryptoSuite::Aes128CmHmacSha1_32);
+        let element = RtpElement::new(
+            host.add_element(crate::ElementId(1), Some(1)),
+            a,
+            Some(key.clone()),
+            Arc::new(|_| {}),
+        );
+        let crypto_line = |sdp: &str| {
+            sdp.lines()
+                .find(|l| l.starts_with("a=crypto:"))
+                .expect("a=crypto")
+                .to_owned()
+        };
+        let first = element.generate_offer(false, true).expect("offer");
+        assert!(
+            first.contains(
+                &CryptoAttribute {
+                    tag: 1,
+                    key: key.clone(),
+                    lifetime: None
+                }
+                .value()
+            )
+        );
+        // Worn down to its soft limit: a short lifetime stands in for 2^48 packets.
+        let short = Arc::new(KeyUsage::new(Some(20)));
+        while !short.worn() {
+            short.count(sdes::Packets::Rtp);
+        }
+        element.state.lock().key = Some(OwnKey { key, usage: short });
+        let second = element.generate_offer(false, true).expect("offer");
+        assert_ne!(crypto_line(&second), crypto_line(&first));
+        assert!(!element.state.lock().key.as_ref().expect("key").usage.worn());
     }
 }
