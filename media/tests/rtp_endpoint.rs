@@ -70,11 +70,13 @@ fn audio_port_and_origin(sdp: &str) -> (u16, String, u64) {
     )
 }
 
-/// A UDP socket counting the RTP packets it receives, and the payload type of the last one.
+/// A UDP socket counting the RTP packets it receives, the payload type of the last one, and
+/// the sequence numbers that jumped (by more than 100).
 struct Counter {
     port: u16,
     count: Arc<AtomicUsize>,
     pt: Arc<AtomicU8>,
+    jumps: Arc<AtomicUsize>,
 }
 
 impl Counter {
@@ -85,20 +87,32 @@ impl Counter {
             .expect("timeout");
         let port = socket.local_addr().expect("addr").port();
         let (count, pt) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicU8::new(0)));
-        let (c, p, stop) = (count.clone(), pt.clone(), stop.clone());
+        let jumps = Arc::new(AtomicUsize::new(0));
+        let (c, p, j, stop) = (count.clone(), pt.clone(), jumps.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut buf = [0u8; 1500];
+            let mut last: Option<u16> = None;
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(n) = socket.recv(&mut buf)
                     && n >= 12
                     && !(200..=206).contains(&buf[1])
                 {
+                    let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                    if last.is_some_and(|l| seq.wrapping_sub(l) > 100) {
+                        j.fetch_add(1, Ordering::Relaxed);
+                    }
+                    last = Some(seq);
                     p.store(buf[1] & 0x7f, Ordering::Relaxed);
                     c.fetch_add(1, Ordering::Relaxed);
                 }
             }
         });
-        Self { port, count, pt }
+        Self {
+            port,
+            count,
+            pt,
+            jumps,
+        }
     }
 
     fn count(&self) -> usize {
@@ -146,15 +160,23 @@ fn bridge(into_key: Option<MasterKey>) -> Bridge {
     }
 }
 
-/// Sends PCMU packets to `to` every 2 ms until `stop`; counts them in `sent`.
-fn keep_sending(to: SocketAddr, stop: &Arc<AtomicBool>) -> Arc<AtomicUsize> {
+/// Sends PCMU packets to `to` every 2 ms until `stop`; counts them in `sent`. Setting `restart`
+/// makes it a new stream: another SSRC, its sequence 30000 further.
+fn keep_sending(
+    to: SocketAddr,
+    stop: &Arc<AtomicBool>,
+    restart: &Arc<AtomicBool>,
+) -> Arc<AtomicUsize> {
     let sent = Arc::new(AtomicUsize::new(0));
-    let (s, stop) = (sent.clone(), stop.clone());
+    let (s, stop, restart) = (sent.clone(), stop.clone(), restart.clone());
     std::thread::spawn(move || {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let mut seq = 0u16;
+        let (mut seq, mut ssrc) = (0u16, 0x5eed);
         while !stop.load(Ordering::Relaxed) {
-            let _ = socket.send_to(&pcmu(seq, 0x5eed), to);
+            if restart.swap(false, Ordering::Relaxed) {
+                (seq, ssrc) = (seq.wrapping_add(30_000), ssrc + 1);
+            }
+            let _ = socket.send_to(&pcmu(seq, ssrc), to);
             seq = seq.wrapping_add(1);
             s.fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(2));
@@ -172,7 +194,8 @@ fn re_offers_move_hold_resume_stop_and_restart_the_stream() {
         .process_offer(&sdp(1, 9, "RTP/AVP", "0", &["a=sendonly".into()]))
         .expect("answer");
     let (into_port, ..) = audio_port_and_origin(&answer);
-    let sent = keep_sending(([127, 0, 0, 1], into_port).into(), &stop);
+    let restart = Arc::new(AtomicBool::new(false));
+    let sent = keep_sending(([127, 0, 0, 1], into_port).into(), &stop, &restart);
 
     let first = Counter::bind(&stop);
     let answer = b
@@ -197,6 +220,16 @@ fn re_offers_move_hold_resume_stop_and_restart_the_stream() {
     let left = first.count();
     moved.wait_more(20, "more media at the new address");
     assert_eq!(first.count(), left, "nothing more goes to the old address");
+
+    // The sender restarts (new SSRC, sequence far away): the receiver's stream goes on.
+    restart.store(true, Ordering::Relaxed);
+    wait_until("the restart", || !restart.load(Ordering::Relaxed));
+    moved.wait_more(20, "media of the restarted sender");
+    assert_eq!(
+        moved.jumps.load(Ordering::Relaxed),
+        0,
+        "one continuous stream"
+    );
 
     // Hold: the remote only sends. rkms answers recvonly and sends nothing, while its source
     // keeps sending.
