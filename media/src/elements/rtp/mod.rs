@@ -49,7 +49,7 @@ pub enum RtpError {
     /// No offer was asked for (offerToReceiveAudio and offerToReceiveVideo both false).
     #[error("nothing to offer: {0}")]
     NothingToOffer(String),
-    /// Negotiation already completed.
+    /// A remote offer while rkms's first offer waits for its answer (Kurento's answer to it).
     #[error("the endpoint is already negotiated")]
     AlreadyNegotiated,
     /// A remote offer while rkms's own re-offer waits for its answer (glare).
