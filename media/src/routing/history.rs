@@ -78,6 +78,13 @@ impl History {
         }
     }
 
+    /// Whether this very packet (same sequence number and timestamp) is already kept: the
+    /// source sent it again.
+    pub fn holds(&self, seq: u16, timestamp: u32) -> bool {
+        self.get(seq)
+            .is_some_and(|kept| kept.timestamp == timestamp)
+    }
+
     /// The packet numbered `seq`, if still kept.
     pub fn get(&self, seq: u16) -> Option<&Kept> {
         self.slots[usize::from(seq) % HISTORY_LEN]

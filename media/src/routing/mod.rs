@@ -27,6 +27,16 @@
 //! returned to be asked of the source (a WebRTC publisher that negotiated NACK), once per
 //! [`UPSTREAM_NACK_INTERVAL`] however many sinks lost it.
 //!
+//! # Duplicates
+//!
+//! A packet the source sends again that its history still holds (same sequence number and
+//! timestamp) is not forwarded again. Chromium probes its uplink with RTX copies of packets it
+//! has already sent, and a publisher may answer one lost packet's NACK twice; the sinks already
+//! had those packets. Their second copy is dropped by the sink's SRTP replay check before its
+//! transport-wide number is recorded, so forwarding it would cost the sink's bandwidth and make
+//! rkms's congestion control toward the sink (see `webrtc::congestion`) read it as loss. A
+//! resend of a packet rkms never received is not in the history and goes through.
+//!
 //! A video sink pad whose source is replaced (a Dispatcher switching, an application
 //! re-connecting) keeps its old source's picture until the new source's next keyframe starts,
 //! then switches on that packet: the viewer sees no frozen picture while the keyframe it needs
@@ -282,6 +292,11 @@ impl Router {
         let Some(pad) = self.sources.get_mut(&(source, kind)) else {
             return;
         };
+        let (seq, ts) = (packet.header.sequence_number, packet.header.timestamp);
+        if pad.history.holds(seq, ts) {
+            // A copy of a packet already forwarded: see "Duplicates" above.
+            return;
+        }
         let keyframe = if pad.incoming.is_empty() && !pad.keyframes.is_pending() {
             false
         } else {
@@ -313,7 +328,6 @@ impl Router {
             return;
         }
         pad.history.push(packet, codec);
-        let (seq, ts) = (packet.header.sequence_number, packet.header.timestamp);
         for leg in pad.legs.iter_mut() {
             send(leg.sink, leg.rewriter.rewrite(seq, ts, now));
         }
@@ -631,5 +645,32 @@ mod tests {
         let mut due = Vec::new();
         r.due_keyframe_requests(now + MIN_KEYFRAME_INTERVAL, |s, k| due.push((s, k)));
         assert_eq!(due, [], "the keyframe that passed was the answer");
+    }
+
+    #[test]
+    fn a_packet_sent_again_is_forwarded_once_and_a_late_repair_goes_through() {
+        let now = Instant::now();
+        let mut r = Router::new();
+        r.connect(ElementId(1), ElementId(2), MediaKind::Video, now);
+        assert_eq!(
+            routed(&mut r, 1, MediaKind::Video, &packet(10, 900)).len(),
+            1
+        );
+        // 11 is lost on the way in; 12 arrives, then a probe's copy of 10 and 12.
+        assert_eq!(
+            routed(&mut r, 1, MediaKind::Video, &packet(12, 990)).len(),
+            1
+        );
+        assert!(routed(&mut r, 1, MediaKind::Video, &packet(10, 900)).is_empty());
+        assert!(routed(&mut r, 1, MediaKind::Video, &packet(12, 990)).is_empty());
+        // The resend of 11 repairs a loss the sink also had.
+        let out = routed(&mut r, 1, MediaKind::Video, &packet(11, 990));
+        assert_eq!(out.len(), 1);
+        assert!(routed(&mut r, 1, MediaKind::Video, &packet(11, 990)).is_empty());
+        // The same number with another timestamp is another packet (a source that restarted).
+        assert_eq!(
+            routed(&mut r, 1, MediaKind::Video, &packet(10, 5000)).len(),
+            1
+        );
     }
 }

@@ -133,8 +133,12 @@ impl SendSideEstimate {
         now: Instant,
     ) -> Option<u64> {
         self.reports.clear();
-        // In sequence order, which is send order: what the delay gradient groups by.
-        for ack in convert_twcc(feedback) {
+        // In sequence order, which is send order: what the delay gradient groups by. Only the
+        // `packet_status_count` packets the feedback is about: the decoder also reports the
+        // padding of a last, partly filled status vector as "not received", and those numbers
+        // may belong to packets still in flight.
+        let acks = convert_twcc(feedback);
+        for ack in acks.iter().take(usize::from(feedback.packet_status_count)) {
             let Some((departure, size)) = log.take(ack.sequence_number, now) else {
                 continue;
             };
@@ -163,7 +167,8 @@ impl SendSideEstimate {
 mod tests {
     use super::*;
     use rtc::rtcp::transport_feedbacks::transport_layer_cc::{
-        PacketStatusChunk, RecvDelta, RunLengthChunk, StatusChunkTypeTcc, SymbolTypeTcc,
+        PacketStatusChunk, RecvDelta, RunLengthChunk, StatusChunkTypeTcc, StatusVectorChunk,
+        SymbolSizeTypeTcc, SymbolTypeTcc,
     };
 
     /// The feedback on packets from `base`: each arrived at its time (µs on the subscriber's
@@ -342,6 +347,42 @@ mod tests {
             log.take(base.wrapping_add(LOG_LEN as u16 + 2), t0)
                 .is_some()
         );
+    }
+
+    #[test]
+    fn the_padding_of_a_status_vector_is_not_taken_for_lost_packets() {
+        let mut log = SendLog::default();
+        let t0 = log.origin;
+        let mut estimate = SendSideEstimate::default();
+        let base = log.next_seq();
+        for _ in 0..5 {
+            log.sent(1000, t0);
+        }
+        // Three packets received, in a vector of seven two-bit symbols: four are padding while
+        // the last two packets are still on their way.
+        let received = SymbolTypeTcc::PacketReceivedSmallDelta;
+        let padding = SymbolTypeTcc::PacketNotReceived;
+        let feedback = TransportLayerCc {
+            base_sequence_number: base,
+            packet_status_count: 3,
+            packet_chunks: vec![PacketStatusChunk::StatusVectorChunk(StatusVectorChunk {
+                type_tcc: StatusChunkTypeTcc::StatusVectorChunk,
+                symbol_size: SymbolSizeTypeTcc::TwoBit,
+                symbol_list: [[received; 3].as_slice(), &[padding; 4]].concat(),
+            })],
+            recv_deltas: (0..3)
+                .map(|_| RecvDelta {
+                    type_tcc_packet: received,
+                    delta: 1000,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let now = t0 + Duration::from_millis(10);
+        assert!(estimate.on_feedback(&mut log, &feedback, now).is_some());
+        assert!(log.take(base.wrapping_add(2), now).is_none(), "reported");
+        assert!(log.take(base.wrapping_add(3), now).is_some(), "in flight");
+        assert!(log.take(base.wrapping_add(4), now).is_some(), "in flight");
     }
 
     #[test]
