@@ -159,6 +159,14 @@ impl SendSideEstimate {
             return None;
         }
         self.gcc.on_reports(now, &self.reports);
+        let lost = self.reports.iter().filter(|r| !r.arrived).count();
+        tracing::trace!(
+            delay_bps = self.gcc.delay_based_bitrate() as u64,
+            loss_bps = self.gcc.loss_based_bitrate() as u64,
+            lost,
+            reported = self.reports.len(),
+            "send-side estimate"
+        );
         Some(self.gcc.target_bitrate() as u64)
     }
 }

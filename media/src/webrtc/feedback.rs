@@ -43,11 +43,10 @@
 //!   and a browser whose estimate was pulled down while its encoder does not fill it does not
 //!   climb back. Congestion shows as an estimate that drops; it is over once the estimate is
 //!   back above the rate rkms sends that subscriber (all its streams: the estimate covers them
-//!   all). rkms's own estimate (transport-cc) is taken the same way. Through a narrow link
-//!   that makes a sawtooth: lifted, the bound lets the publisher jump back into the link, whose
-//!   losses take the estimate down again. Keeping rkms's estimate as the bound once congested
-//!   (it grows by itself while no congestion shows) removed the sawtooth but held publishers
-//!   low after a spurious drop (5% random loss: a third of the packets forwarded). While
+//!   all). rkms's own estimate (transport-cc) does not follow the rate received: it climbs by
+//!   itself while nothing is lost or queued, so once it dropped it stays the bound. Lifted like
+//!   a receiver's, it made a sawtooth through a narrow link: the publisher jumped back into the
+//!   link every few seconds, and the losses took the estimate down again. While
 //!   congested, the estimate is clamped to the subscriber's
 //!   `[minVideoSendBandwidth, maxVideoSendBandwidth]`; otherwise the subscriber contributes its
 //!   `maxVideoSendBandwidth` alone, if it has one (by default it has none: see
@@ -169,10 +168,13 @@ fn kbps(limit: u32) -> Option<u64> {
 pub(crate) struct ReceiverEstimate {
     latest: Option<u64>,
     congested: bool,
+    /// Whether the estimate is rkms's own (see [`ReceiverEstimate::update_own`]).
+    own: bool,
 }
 
 impl ReceiverEstimate {
-    /// Takes a new estimate (bps); one that drops by more than 3% signals congestion.
+    /// Takes a new receiver estimate (REMB, bps); one that drops by more than 3% signals
+    /// congestion.
     pub(crate) fn update(&mut self, bps: u64) {
         if self
             .latest
@@ -183,6 +185,15 @@ impl ReceiverEstimate {
         self.latest = Some(bps);
     }
 
+    /// Takes a new estimate of rkms's own (transport-cc, bps). Unlike a receiver's, it does not
+    /// follow the rate received: it climbs by itself while nothing is lost or queued, so once
+    /// congestion showed it stays the bound, and the publisher is let back up only as fast as
+    /// the link proves it takes more.
+    pub(crate) fn update_own(&mut self, bps: u64) {
+        self.own = true;
+        self.update(bps);
+    }
+
     /// The latest estimate, in bps.
     pub(crate) fn latest(&self) -> Option<u64> {
         self.latest
@@ -190,11 +201,12 @@ impl ReceiverEstimate {
 
     /// What this subscriber lets its publisher be asked for, in bps, now that rkms sends it
     /// `sent_bps`: its estimate while congested, clamped to its send limits; otherwise its
-    /// maximum only.
+    /// maximum only. A receiver's estimate stops bounding once it is back above `sent_bps`;
+    /// rkms's own does not.
     pub(crate) fn demand(&mut self, limits: &BandwidthLimits, sent_bps: u64) -> Option<u64> {
         let max = kbps(limits.max_video_send_kbps);
         match self.latest {
-            Some(estimate) if self.congested && estimate < sent_bps => {
+            Some(estimate) if self.congested && (self.own || estimate < sent_bps) => {
                 let floored = estimate.max(u64::from(limits.min_video_send_kbps) * 1000);
                 Some(max.map_or(floored, |max| floored.min(max)))
             }
@@ -344,6 +356,14 @@ mod tests {
         assert_eq!(estimate.demand(&KURENTO, 400_000), Some(500_000));
         estimate.update(420_000);
         assert_eq!(estimate.demand(&KURENTO, 1_000_000), Some(420_000));
+
+        // rkms's own estimate stays the bound once it dropped, above the forwarded rate too.
+        let mut own = ReceiverEstimate::default();
+        own.update_own(2_000_000);
+        assert_eq!(own.demand(&OPEN, 200_000), None);
+        own.update_own(300_000);
+        own.update_own(310_000);
+        assert_eq!(own.demand(&OPEN, 200_000), Some(310_000));
 
         let mut estimate = ReceiverEstimate::default();
         assert_eq!(estimate.demand(&OPEN, 0), None);

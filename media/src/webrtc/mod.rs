@@ -131,6 +131,7 @@ mod host;
 mod ice_servers;
 mod peer;
 pub mod peer_io;
+mod resend_budget;
 mod server_candidates;
 mod settings;
 mod sockets;

@@ -42,6 +42,7 @@ use super::extensions::{CarriedExtensions, SinkIds, SourceIds, abs_send_time};
 use super::feedback::{
     RateMeter, ReceiverEstimate, RembPacer, announce_bandwidth, publisher_bound,
 };
+use super::resend_budget::ResendBudget;
 use super::settings::{BandwidthLimits, EndpointOptions, NetworkSettings};
 use super::srtp_out::{OutStream, SendStamps, SrtpOut};
 use super::srtp_tap::{SUPPORTED_PROFILES, SrtpKeyTap};
@@ -220,6 +221,8 @@ pub(crate) struct Peer {
     /// The rate of everything rkms forwards this peer, resends included (what an estimate of
     /// its downlink covers).
     sent_rate: RateMeter,
+    /// What answers to its NACKs may still take of its downlink.
+    resend_budget: ResendBudget,
     data_channels_opened: u32,
     data_channels_closed: u32,
     /// Open data channels.
@@ -289,6 +292,7 @@ impl Peer {
             data_channels_opened: 0,
             data_channels_closed: 0,
             sent_rate: RateMeter::default(),
+            resend_budget: ResendBudget::default(),
             channels: Vec::new(),
         })
     }
@@ -748,7 +752,7 @@ impl Peer {
                     && let Some(bps) = estimate.on_feedback(log, feedback, now)
                 {
                     tracing::trace!(bps, "transport-cc estimate");
-                    self.remote_estimate.update(bps);
+                    self.remote_estimate.update_own(bps);
                 }
             } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>()
                 && let Some(kind) = self.send_kind_of_ssrc(nack.media_ssrc)
@@ -1085,7 +1089,7 @@ impl Peer {
 
     /// Writes a packet this peer NACKed into `buf`, RTX when negotiated (see
     /// [`OutStream::write_resend`]). Returns the datagram length, or `None` when this peer
-    /// cannot take it.
+    /// cannot take it, or its resend budget (see [`super::resend_budget`]) is spent.
     pub(crate) fn write_resend(
         &mut self,
         kind: MediaKind,
@@ -1094,8 +1098,16 @@ impl Peer {
         buf: &mut [u8],
         now: Instant,
     ) -> Option<usize> {
+        if !self
+            .resend_budget
+            .allows(self.remote_estimate.latest(), now)
+        {
+            return None;
+        }
         let (out, stream, stamps) = self.fast.stream(kind, now)?;
-        stream.write_resend(out, kept, rewritten, stamps, now, buf)
+        let len = stream.write_resend(out, kept, rewritten, stamps, now, buf)?;
+        self.resend_budget.spend(len);
+        Some(len)
     }
 
     /// Sends a sender report for each stream rkms forwards on this peer, and its RTX stream
