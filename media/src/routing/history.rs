@@ -78,6 +78,14 @@ impl History {
         }
     }
 
+    /// Forgets everything: the source started a new stream, whose numbers say nothing about
+    /// the old one's packets (they must neither answer its NACKs nor pass for its duplicates).
+    pub fn clear(&mut self) {
+        self.slots.fill(None);
+        self.highest = None;
+        self.asked = [None; ASKED_LEN];
+    }
+
     /// Whether this very packet (same sequence number and timestamp) is already kept: the
     /// source sent it again.
     pub fn holds(&self, seq: u16, timestamp: u32) -> bool {

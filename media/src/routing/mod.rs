@@ -2,8 +2,8 @@
 //!
 //! An element's incoming RTP per media kind (a source pad) fans out to any number of sink pads;
 //! a sink pad has at most one source, and connecting it again replaces that source (its
-//! [`Rewriter`] moves along, so the sink's stream stays continuous). Connecting an element to
-//! itself is loopback.
+//! [`Rewriter`] moves along, so the sink's stream stays continuous, as it does when a source
+//! starts a new stream: see below). Connecting an element to itself is loopback.
 //!
 //! The router is plain data owned by the one thread that forwards the media (the WebRTC host's
 //! socket loop): no locks, no channels. [`Router::route`] walks a source's list of legs and hands
@@ -43,6 +43,19 @@
 //! is requested and sent. A disconnected video sink lingers on its source for
 //! [`LINGER`] so that the connect that usually follows (graph changes arrive as removals, then
 //! additions) is seen as a replacement; [`SWITCH_TIMEOUT`] bounds the wait for the keyframe.
+//!
+//! # A source's new stream
+//!
+//! A source pad remembers the SSRC it last forwarded. A packet under another one is a new
+//! stream from the same element (a remote that restarted or moved its sender, a player that
+//! reopened its input, a publisher whose SSRC changed): its numbers have nothing to do with the
+//! old stream's. Every sink's rewriter re-anchors on it as on a new source (the sink's sequence
+//! goes on at +1, its timestamp by the wall-clock time elapsed, so a browser does not freeze on
+//! a jump of thousands), the pad's history is cleared (the old stream's packets must neither
+//! answer NACKs in the new numbering nor pass for duplicates of the new stream's), and a video
+//! source is asked for a keyframe unless that packet starts one. The sinks get the new
+//! stream at once: the old one has ended, there is no picture to keep. Sender reports are passed
+//! on only for the stream being forwarded. Per packet this costs one SSRC comparison.
 
 mod history;
 mod keyframe;
@@ -72,6 +85,8 @@ struct SourcePad {
     legs: Vec<Leg>,
     history: History,
     keyframes: KeyframeGate,
+    /// The SSRC of the stream last forwarded: a packet under another one starts a new stream.
+    ssrc: Option<u32>,
     /// Video sinks that switch to this source at its next keyframe.
     incoming: Vec<ElementId>,
 }
@@ -97,13 +112,6 @@ pub struct Router {
     /// first connection asks for none: a request then would hold theirs back by the keyframe
     /// interval. The flag: it asked while it had no source, so its connection asks for it.
     own_keyframes: HashMap<ElementId, bool>,
-}
-
-fn clock_rate(kind: MediaKind) -> u32 {
-    match kind {
-        MediaKind::Audio => 48_000,
-        _ => 90_000,
-    }
 }
 
 impl Router {
@@ -148,7 +156,7 @@ impl Router {
                 .own_keyframes
                 .get_mut(&sink)
                 .is_some_and(|asked| !std::mem::take(asked));
-        let mut rewriter = rewriter.unwrap_or_else(|| Rewriter::new(clock_rate(kind)));
+        let mut rewriter = rewriter.unwrap_or_default();
         rewriter.source_changed();
         self.source_of.insert((sink, kind), source);
         let pad = self.sources.entry((source, kind)).or_default();
@@ -216,9 +224,7 @@ impl Router {
             return;
         };
         let kind = MediaKind::Video;
-        let mut rewriter = self
-            .detach(sink, kind)
-            .unwrap_or_else(|| Rewriter::new(clock_rate(kind)));
+        let mut rewriter = self.detach(sink, kind).unwrap_or_default();
         rewriter.source_changed();
         self.source_of.insert((sink, kind), to);
         let pad = self.sources.entry((to, kind)).or_default();
@@ -276,8 +282,9 @@ impl Router {
 
     /// Forwards a packet of `codec` that `source` received: remembers it for NACKs and calls
     /// `send` once per sink with the sink's header fields. `starts_keyframe` tells whether the
-    /// packet starts a keyframe; it is asked only while sinks are switching to this source or a
-    /// keyframe request to it is deferred.
+    /// packet starts a keyframe; it is asked only while sinks are switching to this source, a
+    /// keyframe request to it is deferred, or the packet starts a new stream. Returns `true`
+    /// when `source` should be asked for a keyframe now (its video started a new stream).
     #[allow(clippy::too_many_arguments)]
     pub fn route(
         &mut self,
@@ -288,20 +295,34 @@ impl Router {
         now: Instant,
         starts_keyframe: impl FnOnce() -> bool,
         mut send: impl FnMut(ElementId, Rewritten),
-    ) {
+    ) -> bool {
         let Some(pad) = self.sources.get_mut(&(source, kind)) else {
-            return;
+            return false;
         };
-        let (seq, ts) = (packet.header.sequence_number, packet.header.timestamp);
-        if pad.history.holds(seq, ts) {
+        let h = &packet.header;
+        let (seq, ts) = (h.sequence_number, h.timestamp);
+        let new_stream = pad.ssrc != Some(h.ssrc);
+        if !new_stream && pad.history.holds(seq, ts) {
             // A copy of a packet already forwarded: see "Duplicates" above.
-            return;
+            return false;
         }
-        let keyframe = if pad.incoming.is_empty() && !pad.keyframes.is_pending() {
+        let keyframe = if !new_stream && pad.incoming.is_empty() && !pad.keyframes.is_pending() {
             false
         } else {
             starts_keyframe()
         };
+        let mut ask_keyframe = false;
+        if new_stream && pad.ssrc.replace(h.ssrc).is_some() {
+            // See "A source's new stream" above.
+            pad.history.clear();
+            for leg in &mut pad.legs {
+                leg.rewriter.source_changed();
+            }
+            ask_keyframe = kind == MediaKind::Video
+                && !keyframe
+                && !pad.legs.is_empty()
+                && pad.keyframes.request(now);
+        }
         if keyframe {
             pad.keyframes.keyframe_passed();
         }
@@ -322,15 +343,17 @@ impl Router {
             }
         }
         let Some(pad) = self.sources.get_mut(&(source, kind)) else {
-            return;
+            return ask_keyframe;
         };
         if pad.legs.is_empty() {
-            return;
+            return ask_keyframe;
         }
         pad.history.push(packet, codec);
+        let clock_rate = codec.clock_rate();
         for leg in pad.legs.iter_mut() {
-            send(leg.sink, leg.rewriter.rewrite(seq, ts, now));
+            send(leg.sink, leg.rewriter.rewrite(seq, ts, clock_rate, now));
         }
+        ask_keyframe
     }
 
     /// A sink asked for a keyframe: returns the source to send a request to now, if any (merged
@@ -365,18 +388,24 @@ impl Router {
         }
     }
 
-    /// Calls `each` with every sink that `source`'s `kind` pad feeds and `timestamp` (the
-    /// source's RTP time) in that sink's numbering: how a sender report reaches sink elements.
+    /// Calls `each` with every sink that `source`'s `kind` pad feeds and `timestamp` (the RTP
+    /// time of the source's stream `ssrc`) in that sink's numbering: how a sender report
+    /// reaches sink elements. A report on another stream than the one being forwarded (an
+    /// ended one, or a new one whose packets have not come yet) reaches none.
     pub fn sink_timestamps(
         &self,
         source: ElementId,
         kind: MediaKind,
+        ssrc: u32,
         timestamp: u32,
         mut each: impl FnMut(ElementId, u32),
     ) {
         let Some(pad) = self.sources.get(&(source, kind)) else {
             return;
         };
+        if pad.ssrc != Some(ssrc) {
+            return;
+        }
         for leg in &pad.legs {
             if let Some(ts) = leg.rewriter.timestamp(timestamp) {
                 each(leg.sink, ts);
@@ -574,17 +603,21 @@ mod tests {
         routed(&mut r, 1, MediaKind::Audio, &packet(100, 5000));
         r.connect(c, b, MediaKind::Audio, now);
         let mut seen = Vec::new();
-        r.sink_timestamps(c, MediaKind::Audio, 900, |sink, ts| seen.push((sink, ts)));
+        r.sink_timestamps(c, MediaKind::Audio, 0, 900, |sink, ts| {
+            seen.push((sink, ts))
+        });
         assert!(
             seen.is_empty(),
             "no mapping before c's first packet reaches b"
         );
         let first = routed(&mut r, 3, MediaKind::Audio, &packet(7, 1000));
         assert_eq!(first.len(), 1);
-        r.sink_timestamps(c, MediaKind::Audio, 1960, |sink, ts| seen.push((sink, ts)));
+        r.sink_timestamps(c, MediaKind::Audio, 0, 1960, |sink, ts| {
+            seen.push((sink, ts))
+        });
         assert_eq!(seen, [(b, first[0].1.timestamp + 960)]);
         let mut from_a = Vec::new();
-        r.sink_timestamps(a, MediaKind::Audio, 5000, |sink, ts| {
+        r.sink_timestamps(a, MediaKind::Audio, 0, 5000, |sink, ts| {
             from_a.push((sink, ts))
         });
         assert!(from_a.is_empty(), "a feeds nobody now");
@@ -672,5 +705,77 @@ mod tests {
             routed(&mut r, 1, MediaKind::Video, &packet(10, 5000)).len(),
             1
         );
+    }
+
+    #[test]
+    fn a_sources_new_stream_continues_the_sinks_stream() {
+        let t0 = Instant::now();
+        let mut r = Router::new();
+        let (a, b) = (ElementId(1), ElementId(2));
+        assert!(r.connect(a, b, MediaKind::Video, t0));
+        r.connect(a, b, MediaKind::Audio, t0);
+        let route = |r: &mut Router, kind, p: &RtpPacket, at| {
+            let mut out = Vec::new();
+            let ask = r.route(
+                a,
+                kind,
+                CodecId::Vp8,
+                p,
+                at,
+                || p.payload.first() == Some(&KEY),
+                |_, rw| out.push(rw),
+            );
+            (out, ask)
+        };
+        let of = |ssrc, mut p: RtpPacket| {
+            p.header.ssrc = ssrc;
+            p
+        };
+        for seq in 100..=110 {
+            route(&mut r, MediaKind::Video, &of(5, packet(seq, 900)), t0);
+        }
+        // The sender restarts a second later under SSRC 6, its numbers overlapping the old
+        // stream's: its 105 is no duplicate of the old 105, the sink's sequence goes on, its
+        // timestamp moves on by the second, and a keyframe is asked for.
+        let t1 = t0 + Duration::from_secs(1);
+        let (out, ask) = route(&mut r, MediaKind::Video, &of(6, packet(105, 900)), t1);
+        assert_eq!(
+            out,
+            [Rewritten {
+                seq: 111,
+                timestamp: 900 + 90_000
+            }]
+        );
+        assert!(ask, "a keyframe of the new stream is asked for");
+        let (out, ask) = route(&mut r, MediaKind::Video, &of(6, packet(106, 3900)), t1);
+        assert_eq!(out[0].seq, 112);
+        assert!(!ask);
+        // The sink's NACKs: its 110 was the old stream's (mapped to the new one's 104, which
+        // the old stream's 104 must not answer); its 112 is the new one's 106.
+        let mut resent = Vec::new();
+        r.nack(
+            b,
+            MediaKind::Video,
+            &[110, 112],
+            t1,
+            &mut Vec::new(),
+            |p, rw| resent.push((p.seq, rw.seq)),
+        );
+        assert_eq!(resent, [(106, 112)]);
+        // Sender reports count for the stream being forwarded only.
+        let mut seen = Vec::new();
+        r.sink_timestamps(a, MediaKind::Video, 5, 900, |_, ts| seen.push(ts));
+        r.sink_timestamps(a, MediaKind::Video, 6, 900, |_, ts| seen.push(ts));
+        assert_eq!(seen, [900 + 90_000]);
+        // A new stream that starts with a keyframe needs no request; audio needs none.
+        let t2 = t1 + MIN_KEYFRAME_INTERVAL;
+        let (out, ask) = route(&mut r, MediaKind::Video, &of(7, keyframe(9, 0)), t2);
+        assert_eq!((out[0].seq, ask), (113, false));
+        let mut due = Vec::new();
+        r.due_keyframe_requests(t2 + MIN_KEYFRAME_INTERVAL, |s, k| due.push((s, k)));
+        assert_eq!(due, []);
+        route(&mut r, MediaKind::Audio, &of(5, packet(1, 960)), t0);
+        let (out, ask) = route(&mut r, MediaKind::Audio, &of(6, packet(40_000, 7)), t1);
+        assert_eq!((out[0].seq, ask), (2, false));
     }
 }

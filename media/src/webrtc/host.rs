@@ -919,9 +919,10 @@ impl EventLoop {
                 Inbound::Nack(kind, lost) => self.answer_nack(id, kind, lost, now),
                 Inbound::SenderReport {
                     kind,
+                    ssrc,
                     ntp,
                     rtp_time,
-                } => self.pass_sender_report(id, kind, ntp, rtp_time, now),
+                } => self.pass_sender_report(id, kind, ssrc, ntp, rtp_time, now),
                 Inbound::Data(message) => {
                     for sink in self.data_routes.sinks_of(id).to_vec() {
                         if let Some(peer) = self.peers.get_mut(&sink) {
@@ -954,7 +955,7 @@ impl EventLoop {
             carried,
         };
         let starts_keyframe = || starts_keyframe(codec, &packet.payload);
-        self.router.route(
+        let new_stream = self.router.route(
             source,
             kind,
             codec,
@@ -967,21 +968,25 @@ impl EventLoop {
                 }
             },
         );
+        if new_stream {
+            self.send_keyframe_request(source, kind, now);
+        }
     }
 
-    /// Hands `source`'s sender report to the sink elements it feeds that take reports, its RTP
-    /// time renumbered for each.
+    /// Hands `source`'s sender report on its stream `ssrc` to the sink elements it feeds that
+    /// take reports, its RTP time renumbered for each.
     fn pass_sender_report(
         &self,
         source: ElementId,
         kind: MediaKind,
+        ssrc: u32,
         ntp: u64,
         rtp_time: u32,
         now: Instant,
     ) {
         let taps = &self.taps;
         self.router
-            .sink_timestamps(source, kind, rtp_time, |sink, timestamp| {
+            .sink_timestamps(source, kind, ssrc, rtp_time, |sink, timestamp| {
                 taps.deliver_report(
                     sink,
                     SinkSenderReport {
@@ -1164,10 +1169,11 @@ impl EventLoop {
                 id,
                 TapInput::SenderReport {
                     kind,
+                    ssrc,
                     ntp,
                     rtp_time,
                 },
-            ) => self.pass_sender_report(id, kind, ntp, rtp_time, now),
+            ) => self.pass_sender_report(id, kind, ssrc, ntp, rtp_time, now),
             Command::Tap(id, TapInput::KeyframeRequest(kind)) => {
                 if let Some(source) = self.router.keyframe_requested(id, kind, now) {
                     self.send_keyframe_request(source, kind, now);

@@ -89,10 +89,11 @@ pub(crate) enum Inbound {
     Nack(MediaKind, Vec<u16>),
     /// The remote sent a data channel message.
     Data(DataMessage),
-    /// The remote's RTCP sender report for the stream of `kind` it sends: its wall clock (64-bit
-    /// NTP) at RTP time `rtp_time`.
+    /// The remote's RTCP sender report for the stream of `kind` it sends (SSRC `ssrc`): its
+    /// wall clock (64-bit NTP) at RTP time `rtp_time`.
     SenderReport {
         kind: MediaKind,
+        ssrc: u32,
         ntp: u64,
         rtp_time: u32,
     },
@@ -769,6 +770,7 @@ impl Peer {
             {
                 inbound.push(Inbound::SenderReport {
                     kind,
+                    ssrc: sr.ssrc,
                     ntp: sr.ntp_time,
                     rtp_time: sr.rtp_time,
                 });

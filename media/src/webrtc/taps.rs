@@ -79,10 +79,11 @@ pub(crate) enum TapInput {
     AttachReports(Sender<SinkSenderReport>),
     /// A packet the element (a source) produced, to route.
     Rtp(MediaKind, CodecId, RtpPacket),
-    /// The sender report of a stream the element (a source) produces: its wall clock (NTP) at
-    /// an RTP time of that stream, passed on to the sinks that take reports.
+    /// The sender report of a stream the element (a source) produces (SSRC `ssrc`): its wall
+    /// clock (NTP) at an RTP time of that stream, passed on to the sinks that take reports.
     SenderReport {
         kind: MediaKind,
+        ssrc: u32,
         ntp: u64,
         rtp_time: u32,
     },
@@ -253,12 +254,13 @@ impl ElementPort {
             .send(Command::Tap(self.id, TapInput::Rtp(kind, codec, packet)))
     }
 
-    /// Passes on the sender report of the `kind` stream this element produces (`rtp_time` in
-    /// the numbering of the packets it gives [`Self::send_rtp`]), so the sinks that record it
-    /// can align audio and video.
+    /// Passes on the sender report of the `kind` stream this element produces under `ssrc`
+    /// (`rtp_time` in the numbering of the packets it gives [`Self::send_rtp`]), so the sinks
+    /// that record it can align audio and video.
     pub fn send_sender_report(
         &self,
         kind: MediaKind,
+        ssrc: u32,
         ntp: u64,
         rtp_time: u32,
     ) -> Result<(), WebRtcError> {
@@ -266,6 +268,7 @@ impl ElementPort {
             self.id,
             TapInput::SenderReport {
                 kind,
+                ssrc,
                 ntp,
                 rtp_time,
             },

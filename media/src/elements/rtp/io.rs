@@ -48,7 +48,7 @@ use super::rtcp::{self, Reception, RemoteReception, SentCounters};
 use super::sdes::{KeyState, KeyUsage, MasterKey, Packets};
 use crate::elements::{ElementEvent, ElementEvents, Flows};
 use crate::graph::MediaKind;
-use crate::routing::{Rewriter, RtpPacket};
+use crate::routing::RtpPacket;
 use crate::webrtc::codecs::CodecId;
 use crate::webrtc::{ElementPort, EndpointStats, RtpStreamStats, SinkPacket};
 
@@ -260,7 +260,6 @@ pub(super) fn start(
             remote_key,
             protect_rtcp,
             reception: None,
-            routed: None,
             sent,
             fir_seq: 0,
             unknown_pt_logged: false,
@@ -326,11 +325,8 @@ struct InLeg {
     remote_key: Option<Keyed>,
     /// rkms's key: protects the SRTCP it sends.
     protect_rtcp: Option<Counted>,
+    /// The remote's current stream (a new SSRC replaces it).
     reception: Option<Reception>,
-    /// Maps the remote's streams onto one for the router: a new remote SSRC (a restarted or
-    /// moved sender, after a renegotiation or not) continues the sequence and timestamps, so
-    /// the element's sinks see one stream.
-    routed: Option<Rewriter>,
     sent: Arc<SentCounters>,
     fir_seq: u8,
     unknown_pt_logged: bool,
@@ -550,7 +546,7 @@ impl InThread {
             }
             None => Bytes::copy_from_slice(datagram),
         };
-        let Ok(mut packet) = RtpPacket::unmarshal(&mut bytes) else {
+        let Ok(packet) = RtpPacket::unmarshal(&mut bytes) else {
             return;
         };
         let pt = packet.header.payload_type;
@@ -560,30 +556,18 @@ impl InThread {
             }
             return;
         };
-        let header = &mut packet.header;
-        let rewriter = leg
-            .routed
-            .get_or_insert_with(|| Rewriter::new(codec.clock_rate()));
-        match &mut leg.reception {
-            Some(r) if r.ssrc() == header.ssrc => {}
-            slot => {
-                if slot.is_some() {
-                    // A new remote stream (the remote restarted or moved its media).
-                    rewriter.source_changed();
-                }
-                *slot = Some(Reception::new(
-                    header.ssrc,
-                    header.sequence_number,
-                    codec.clock_rate(),
-                ))
-            }
-        }
-        if let Some(r) = &mut leg.reception {
-            r.on_packet(header.sequence_number, header.timestamp, since);
-        }
-        let routed = rewriter.rewrite(header.sequence_number, header.timestamp, now);
-        header.sequence_number = routed.seq;
-        header.timestamp = routed.timestamp;
+        let header = &packet.header;
+        // A new SSRC is a new remote stream (a restarted or moved sender): its reception
+        // statistics start again, and the router continues the element's sinks' streams.
+        let reception = match &mut leg.reception {
+            Some(r) if r.ssrc() == header.ssrc => r,
+            slot => slot.insert(Reception::new(
+                header.ssrc,
+                header.sequence_number,
+                codec.clock_rate(),
+            )),
+        };
+        reception.on_packet(header.sequence_number, header.timestamp, since);
         leg.codec = Some((pt, codec));
         leg.bytes += packet.payload.len() as u64;
         let kind = leg.kind;
@@ -627,13 +611,12 @@ impl InThread {
             leg.remote = Some((block, block.round_trip(crate::webrtc::ntp_now())));
         }
         let kind = leg.kind;
-        if let (Some((ntp, rtp_time)), Some(r)) = (received.sender_report, &mut leg.reception) {
+        if let (Some((ssrc, ntp, rtp_time)), Some(r)) = (received.sender_report, &mut leg.reception)
+            && ssrc == r.ssrc()
+        {
             r.on_sender_report(ntp, now);
-            // Recorders of this element's media align its audio and video by these, in the
-            // numbering the router sees.
-            if let Some(rtp_time) = leg.routed.as_ref().and_then(|w| w.timestamp(rtp_time)) {
-                let _ = self.port.send_sender_report(kind, ntp, rtp_time);
-            }
+            // Recorders of this element's media align its audio and video by these.
+            let _ = self.port.send_sender_report(kind, ssrc, ntp, rtp_time);
         }
         if received.wants_keyframe() {
             self.port.request_keyframe(kind);

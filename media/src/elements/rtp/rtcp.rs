@@ -289,8 +289,9 @@ pub(super) struct Received {
     /// PLIs and FIRs: the remote wants a keyframe.
     pub plis: u32,
     pub firs: u32,
-    /// The remote's sender report: its NTP time and the RTP time of its stream at that moment.
-    pub sender_report: Option<(u64, u32)>,
+    /// The remote's sender report: the SSRC of its stream, its NTP time and the RTP time of
+    /// that stream at that moment.
+    pub sender_report: Option<(u32, u64, u32)>,
     /// The remote's report block about the stream rkms sends it.
     pub about_ours: Option<RemoteReception>,
 }
@@ -349,7 +350,7 @@ pub(super) fn read(datagram: &[u8], ours: u32) -> Option<Received> {
         } else if any.is::<FullIntraRequest>() {
             out.firs += 1;
         } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
-            out.sender_report = Some((sr.ntp_time, sr.rtp_time));
+            out.sender_report = Some((sr.ssrc, sr.ntp_time, sr.rtp_time));
             blocks = &sr.reports;
         } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
             blocks = &rr.reports;
@@ -442,7 +443,7 @@ mod tests {
         assert_eq!(
             read(&bytes, 2),
             Some(Received {
-                sender_report: Some((77, 0)),
+                sender_report: Some((1, 77, 0)),
                 ..Received::default()
             })
         );
