@@ -55,8 +55,9 @@ after(async () => {
   await server?.stop();
 });
 
-/** Plays `uri` to a new page; returns what the page decoded and the events. */
-async function playToPage(uri, codec) {
+/** Plays `uri` to a new page `runs` times (each play opens it again: another SSRC, sequence
+ * and timestamps); returns what the page decoded and the events. */
+async function playToPage(uri, codec, runs = 1) {
   const client = await kurento(server.url, { failAfter: 3 });
   const pipeline = await client.create('MediaPipeline');
   const player = await pipeline.create('PlayerEndpoint', { uri });
@@ -66,10 +67,14 @@ async function playToPage(uri, codec) {
   await flowingIn(endpoint); // the page is connected
   await player.connect(endpoint);
   const info = await player.getVideoInfo();
-  const ended = nextEvent(player, 'EndOfStream', () => true, (SECONDS + 10) * 1000);
-  await player.play();
-  const stats = await peer.waitFor((s) => s.video?.framesDecoded > 30);
-  await ended;
+  let stats;
+  for (let run = 0; run < runs; run++) {
+    const frames = stats?.video?.framesDecoded ?? 0;
+    const ended = nextEvent(player, 'EndOfStream', () => true, (SECONDS + 10) * 1000);
+    await player.play();
+    stats = await peer.waitFor((s) => s.video?.framesDecoded > frames + 30);
+    await ended;
+  }
   const position = await player.getPosition();
   await pipeline.release();
   await peer.page.close();
@@ -86,6 +91,12 @@ test('a VP8/opus WebM file plays to Chromium, which decodes it; EndOfStream fire
   assert.deepEqual(errors, []);
   assert.equal(info.isSeekable, true);
   assert.ok(Math.abs(info.duration - SECONDS * 1000) < 200, `duration ${info.duration} ms`);
+});
+
+test('a file played again continues the page\'s stream: Chromium decodes the second run too', async () => {
+  const { stats, errors } = await playToPage(`file://${webm}`, 'VP8', 2);
+  assert.equal(stats.video.frameWidth, 320);
+  assert.deepEqual(errors, []);
 });
 
 test('an H264/AAC MP4 file plays its video to Chromium (AAC cannot travel over WebRTC)', async () => {

@@ -84,7 +84,11 @@ mod tests {
         assert_eq!(granted(&mut budget, Some(800_000), t0), 13);
         assert_eq!(granted(&mut budget, Some(800_000), t0), 0, "spent");
         let later = t0 + Duration::from_millis(200);
-        assert_eq!(granted(&mut budget, Some(800_000), later), 5, "5 KB in 200 ms");
+        assert_eq!(
+            granted(&mut budget, Some(800_000), later),
+            5,
+            "5 KB in 200 ms"
+        );
         let much_later = later + Duration::from_secs(10);
         assert_eq!(
             granted(&mut budget, Some(800_000), much_later),
