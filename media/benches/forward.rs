@@ -33,6 +33,13 @@
 //! fan-out 1.00-1.06x of the older build's cost per packet relative to each run's floor (noise
 //! of that order), transport-cc sinks 1.03x (1 sink), 1.13x (10), 1.06x (100), 1.11x (1000) of
 //! the plain fan-out in the same runs.
+//!
+//! The router's duplicate check and its SSRC comparison (a source's new stream), against the
+//! build before both, seven rounds alternating (2026-12-03, load average ~1.5): medians of
+//! new/old per packet relative to each run's floor 1.05 (1 sink), 0.94 (10), 1.01 (100), 1.01
+//! (1000), transport-cc sinks 1.04, 0.91, 0.94, 1.03, each in a spread of about ±20%: no cost
+//! that stands out of the noise. The new build's medians: floor 4.54 µs, 1.11x of it at 1
+//! sink, 0.88-0.94x at 10 to 1000.
 
 use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket};
