@@ -159,11 +159,11 @@ impl SendSideEstimate {
             return None;
         }
         self.gcc.on_reports(now, &self.reports);
-        let lost = self.reports.iter().filter(|r| !r.arrived).count();
+        // The fields are counted only when the trace is on: not per feedback otherwise.
         tracing::trace!(
             delay_bps = self.gcc.delay_based_bitrate() as u64,
             loss_bps = self.gcc.loss_based_bitrate() as u64,
-            lost,
+            lost = self.reports.iter().filter(|r| !r.arrived).count(),
             reported = self.reports.len(),
             "send-side estimate"
         );
